@@ -1,0 +1,291 @@
+//! Configuration: one TOML file plus `APEX_<SECTION>_<KEY>` environment
+//! overrides (e.g. `APEX_BATCH_MAX_EVENTS=50`, `APEX_STORES_DATA_DIR=/data`).
+//! Unknown keys and bad values fail at start with the key named.
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Env, Format as _, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub source: SourceConfig,
+    pub batch: BatchConfig,
+    pub embed: EmbedConfig,
+    pub stores: StoresConfig,
+    pub saga: SagaConfig,
+    pub metrics: MetricsConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    Generator,
+    File,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourceConfig {
+    pub kind: SourceKind,
+    /// Generator: how many events (0 = until stopped).
+    pub events: u64,
+    /// Generator: events per second (0 = as fast as the pipeline takes them).
+    pub rate: u32,
+    pub poison_fraction: f64,
+    pub edi_fraction: f64,
+    pub vehicles: usize,
+    pub partitions: i32,
+    pub seed: u64,
+    /// File source: files or directories.
+    pub paths: Vec<PathBuf>,
+    /// Capacity of the queue between source and batcher, in events.
+    pub queue: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    pub max_events: usize,
+    #[serde(with = "humantime_serde")]
+    pub max_wait: Duration,
+    /// Batches handed to the orchestrator and not yet written, at most.
+    pub max_in_flight: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbedKind {
+    Hashing,
+    Openai,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbedConfig {
+    pub kind: EmbedKind,
+    pub dims: usize,
+    /// OpenAI-compatible provider: base URL (`/v1/embeddings` is appended).
+    pub url: String,
+    pub model: String,
+    /// Name of the environment variable holding the API key (never the key itself).
+    pub api_key_env: String,
+    pub max_inputs_per_request: usize,
+    pub requests_per_second: u32,
+    pub max_attempts: usize,
+    #[serde(with = "humantime_serde")]
+    pub first_backoff: Duration,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoresConfig {
+    /// Directory of the embedded stores (SQLite files).
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SagaConfig {
+    #[serde(with = "humantime_serde")]
+    pub lock_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub lock_wait: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address of `/metrics`, `/healthz`, `/readyz`; empty disables the listener.
+    pub listen: String,
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        SourceConfig {
+            kind: SourceKind::Generator,
+            events: 10_000,
+            rate: 0,
+            poison_fraction: 0.02,
+            edi_fraction: 0.15,
+            vehicles: 250,
+            partitions: 6,
+            seed: 42,
+            paths: Vec::new(),
+            queue: 1_000,
+        }
+    }
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig { max_events: 100, max_wait: Duration::from_secs(30), max_in_flight: 4 }
+    }
+}
+
+impl Default for EmbedConfig {
+    fn default() -> Self {
+        EmbedConfig {
+            kind: EmbedKind::Hashing,
+            dims: 384,
+            url: "http://127.0.0.1:8080".into(),
+            model: "text-embedding-3-small".into(),
+            api_key_env: "OPENAI_API_KEY".into(),
+            max_inputs_per_request: 100,
+            requests_per_second: 10,
+            max_attempts: 5,
+            first_backoff: Duration::from_millis(500),
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Default for StoresConfig {
+    fn default() -> Self {
+        StoresConfig { data_dir: PathBuf::from("apex-data") }
+    }
+}
+
+impl Default for SagaConfig {
+    fn default() -> Self {
+        SagaConfig { lock_ttl: Duration::from_secs(60), lock_wait: Duration::from_secs(120) }
+    }
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { listen: "127.0.0.1:9464".into() }
+    }
+}
+
+/// `APEX_BATCH_MAX_EVENTS` → `batch.max_events`: the first `_` after the prefix
+/// separates the section, so keys keep their underscores.
+fn env_provider() -> Env {
+    Env::prefixed("APEX_").map(|k| k.as_str().to_ascii_lowercase().replacen('_', ".", 1).into())
+}
+
+impl Config {
+    /// Defaults, then the file (if any), then `APEX_*` variables; then validation.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                bail!("config file {} does not exist", path.display());
+            }
+            fig = fig.merge(Toml::file_exact(path));
+        }
+        let config: Config = fig.merge(env_provider()).extract().map_err(|e| {
+            let detail: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
+            anyhow::anyhow!("invalid configuration: {}", detail.join("; "))
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let checks: &[(bool, &str, &str)] = &[
+            (self.batch.max_events > 0, "batch.max_events", "must be at least 1"),
+            (!self.batch.max_wait.is_zero(), "batch.max_wait", "must be longer than 0 s"),
+            (self.batch.max_in_flight > 0, "batch.max_in_flight", "must be at least 1"),
+            (
+                (0.0..=1.0).contains(&self.source.poison_fraction),
+                "source.poison_fraction",
+                "must be between 0 and 1",
+            ),
+            (
+                (0.0..=1.0).contains(&self.source.edi_fraction),
+                "source.edi_fraction",
+                "must be between 0 and 1",
+            ),
+            (self.source.vehicles > 0, "source.vehicles", "must be at least 1"),
+            (self.source.partitions > 0, "source.partitions", "must be at least 1"),
+            (self.source.queue > 0, "source.queue", "must be at least 1"),
+            (
+                self.source.kind != SourceKind::File || !self.source.paths.is_empty(),
+                "source.paths",
+                "must name at least one file or directory when source.kind = \"file\"",
+            ),
+            (self.embed.dims > 0, "embed.dims", "must be at least 1"),
+            (self.embed.max_attempts > 0, "embed.max_attempts", "must be at least 1"),
+            (self.embed.requests_per_second > 0, "embed.requests_per_second", "must be at least 1"),
+            (self.embed.max_inputs_per_request > 0, "embed.max_inputs_per_request", "must be at least 1"),
+            (!self.saga.lock_ttl.is_zero(), "saga.lock_ttl", "must be longer than 0 s"),
+        ];
+        for (ok, key, problem) in checks {
+            if !ok {
+                bail!("invalid configuration: {key} {problem}");
+            }
+        }
+        if self.embed.kind == EmbedKind::Openai {
+            reqwest::Url::parse(&self.embed.url).with_context(|| {
+                format!("invalid configuration: embed.url {:?} is not a URL", self.embed.url)
+            })?;
+        }
+        self.metrics_addr()?;
+        Ok(())
+    }
+
+    pub fn metrics_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+        if self.metrics.listen.is_empty() {
+            return Ok(None);
+        }
+        self.metrics.listen.parse().map(Some).with_context(|| {
+            format!("invalid configuration: metrics.listen {:?} is not host:port", self.metrics.listen)
+        })
+    }
+
+    pub fn generator_rate(&self) -> Option<NonZeroU32> {
+        NonZeroU32::new(self.source.rate)
+    }
+}
+
+#[cfg(test)]
+// figment's Jail API returns its large error type; that is its signature, not ours.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+
+    /// figment's Jail isolates the environment and working directory per test.
+    #[test]
+    fn env_overrides_file_and_errors_name_the_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("apex.toml", "[batch]\nmax_events = 50\nmax_wait = \"5s\"\n")?;
+            let c = Config::load(Some(Path::new("apex.toml"))).unwrap();
+            assert_eq!((c.batch.max_events, c.batch.max_wait), (50, Duration::from_secs(5)));
+
+            jail.set_env("APEX_BATCH_MAX_EVENTS", "7");
+            jail.set_env("APEX_STORES_DATA_DIR", "/tmp/x");
+            let c = Config::load(Some(Path::new("apex.toml"))).unwrap();
+            assert_eq!(c.batch.max_events, 7);
+            assert_eq!(c.stores.data_dir, PathBuf::from("/tmp/x"));
+
+            jail.set_env("APEX_BATCH_MAX_EVENTS", "many");
+            // figment names env keys upper-case: `BATCH.MAX_EVENTS in APEX_ ...`.
+            let e = Config::load(None).unwrap_err().to_string().to_lowercase();
+            assert!(e.contains("batch.max_events") && e.contains("many"), "{e}");
+
+            jail.set_env("APEX_BATCH_MAX_EVENTS", "0");
+            let e = Config::load(None).unwrap_err().to_string();
+            assert!(e.contains("batch.max_events must be at least 1"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_by_name() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("apex.toml", "[batch]\nmax_event = 50\n")?;
+            let e = Config::load(Some(Path::new("apex.toml"))).unwrap_err().to_string();
+            assert!(e.contains("max_event"), "{e}");
+            Ok(())
+        });
+    }
+}

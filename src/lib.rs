@@ -1,0 +1,14 @@
+//! apex-ingest: Samsara telemetry and carrier EDI into durable, queryable memory.
+//! See ARCHITECTURE.md for the map; each stage is one module here.
+
+pub mod app;
+pub mod batch;
+pub mod config;
+pub mod metrics;
+pub mod model;
+pub mod orchestrate;
+pub mod pipeline;
+pub mod saga;
+pub mod source;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,205 @@
+//! Every metric the service exports, named in one place, with one method per
+//! thing that can happen so dashboards and code stay in step. Served on
+//! `/metrics` beside `/healthz` and `/readyz`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::batch::CloseReason;
+
+pub struct Metrics {
+    registry: Registry,
+    events_in: IntCounterVec,
+    records_written: IntCounterVec,
+    batches: IntCounterVec,
+    batch_size: Histogram,
+    batches_in_flight: IntGauge,
+    store_write_seconds: HistogramVec,
+    store_write_errors: IntCounterVec,
+    compensations: IntCounterVec,
+    dead_letters: IntCounterVec,
+    batches_already_written: IntCounter,
+    ready: AtomicBool,
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    registry.register(Box::new(c.clone())).expect("metric registered once");
+    c
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Self> {
+        let registry = Registry::new();
+        let events_in =
+            counter_vec(&registry, "apex_events_in_total", "Raw events taken from sources", &["format"]);
+        let records_written =
+            counter_vec(&registry, "apex_records_written_total", "Records written, per store", &["store"]);
+        let batches =
+            counter_vec(&registry, "apex_batches_total", "Batches closed, by close reason", &["reason"]);
+        let batch_size = Histogram::with_opts(
+            HistogramOpts::new("apex_batch_size_events", "Events per closed batch")
+                .buckets(vec![1.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0]),
+        )
+        .expect("valid metric definition");
+        registry.register(Box::new(batch_size.clone())).expect("metric registered once");
+        let batches_in_flight = IntGauge::new(
+            "apex_batches_in_flight",
+            "Batches handed to the orchestrator and not yet finished",
+        )
+        .expect("valid metric definition");
+        registry.register(Box::new(batches_in_flight.clone())).expect("metric registered once");
+        let store_write_seconds = HistogramVec::new(
+            HistogramOpts::new("apex_store_write_seconds", "Time to write one batch to one store")
+                .buckets(prometheus::exponential_buckets(0.0005, 2.0, 16).expect("valid buckets")),
+            &["store"],
+        )
+        .expect("valid metric definition");
+        registry.register(Box::new(store_write_seconds.clone())).expect("metric registered once");
+        let store_write_errors = counter_vec(
+            &registry,
+            "apex_store_write_errors_total",
+            "Failed batch writes, per store and kind (transient or permanent)",
+            &["store", "kind"],
+        );
+        let compensations = counter_vec(
+            &registry,
+            "apex_compensations_total",
+            "Batches removed again from a store because another store failed",
+            &["store", "outcome"],
+        );
+        let dead_letters = counter_vec(
+            &registry,
+            "apex_dead_letters_total",
+            "Raw events sent to the dead-letter queue",
+            &["reason"],
+        );
+        let batches_already_written = IntCounter::new(
+            "apex_batches_already_written_total",
+            "Batches found in the idempotency record and not written again",
+        )
+        .expect("valid metric definition");
+        registry.register(Box::new(batches_already_written.clone())).expect("metric registered once");
+        Arc::new(Metrics {
+            registry,
+            events_in,
+            records_written,
+            batches,
+            batch_size,
+            batches_in_flight,
+            store_write_seconds,
+            store_write_errors,
+            compensations,
+            dead_letters,
+            batches_already_written,
+            ready: AtomicBool::new(false),
+        })
+    }
+
+    pub fn event_in(&self, format: &str) {
+        self.events_in.with_label_values(&[format]).inc();
+    }
+
+    pub fn batch_closed(&self, reason: CloseReason, events: usize) {
+        self.batches.with_label_values(&[reason.as_str()]).inc();
+        self.batch_size.observe(events as f64);
+    }
+
+    pub fn batch_started(&self) {
+        self.batches_in_flight.inc();
+    }
+
+    pub fn batch_finished(&self) {
+        self.batches_in_flight.dec();
+    }
+
+    pub fn store_written(&self, store: &str, records: usize, took: Duration) {
+        self.records_written.with_label_values(&[store]).inc_by(records as u64);
+        self.store_write_seconds.with_label_values(&[store]).observe(took.as_secs_f64());
+    }
+
+    pub fn store_failed(&self, store: &str, transient: bool, took: Duration) {
+        let kind = if transient { "transient" } else { "permanent" };
+        self.store_write_errors.with_label_values(&[store, kind]).inc();
+        self.store_write_seconds.with_label_values(&[store]).observe(took.as_secs_f64());
+    }
+
+    pub fn compensated(&self, store: &str, ok: bool) {
+        self.compensations.with_label_values(&[store, if ok { "removed" } else { "failed" }]).inc();
+    }
+
+    pub fn dead_lettered(&self, reason: &str) {
+        self.dead_letters.with_label_values(&[reason]).inc();
+    }
+
+    pub fn batch_already_written(&self) {
+        self.batches_already_written.inc();
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metric families.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// Current value of a labelled counter, for summaries and tests.
+    pub fn counter(&self, name: &str, label_value: &str) -> u64 {
+        self.registry
+            .gather()
+            .iter()
+            .filter(|f| f.name() == name)
+            .flat_map(|f| f.get_metric().iter())
+            .filter(|m| m.get_label().iter().any(|l| l.value() == label_value))
+            .map(|m| m.get_counter().value() as u64)
+            .sum()
+    }
+}
+
+async fn metrics_handler(State(m): State<Arc<Metrics>>) -> String {
+    m.render()
+}
+
+async fn ready_handler(State(m): State<Arc<Metrics>>) -> (StatusCode, &'static str) {
+    if m.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
+}
+
+pub fn router(metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready_handler))
+        .with_state(metrics)
+}
+
+/// Binds the metrics listener; fails at start (not later) when the address is taken.
+pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {addr}: {e}"))?;
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router(metrics)).await {
+            tracing::error!(error = %e, "metrics server stopped");
+        }
+    }))
+}

@@ -1,0 +1,109 @@
+//! Graph entities and relations extracted from records.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Label {
+    Vehicle,
+    Driver,
+    Location,
+    Shipment,
+    Carrier,
+    Facility,
+    Event,
+}
+
+impl Label {
+    pub const ALL: [Label; 7] = [
+        Label::Vehicle,
+        Label::Driver,
+        Label::Location,
+        Label::Shipment,
+        Label::Carrier,
+        Label::Facility,
+        Label::Event,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Label::Vehicle => "Vehicle",
+            Label::Driver => "Driver",
+            Label::Location => "Location",
+            Label::Shipment => "Shipment",
+            Label::Carrier => "Carrier",
+            Label::Facility => "Facility",
+            Label::Event => "Event",
+        }
+    }
+}
+
+/// A node's identity: its label and its natural key within that label.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct EntityKey {
+    pub label: Label,
+    pub key: String,
+}
+
+impl EntityKey {
+    pub fn new(label: Label, key: impl Into<String>) -> Self {
+        EntityKey { label, key: key.into() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entity {
+    pub key: EntityKey,
+    pub props: BTreeMap<String, String>,
+}
+
+/// Relationship types; a bounded set because Cypher cannot take a type as a parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum RelType {
+    /// (Vehicle|Driver)-[:REPORTED]->(Event)
+    Reported,
+    /// (Driver)-[:DROVE]->(Vehicle)
+    Drove,
+    /// (Shipment)-[:HAS_STATUS]->(Event)
+    HasStatus,
+    /// (Carrier)-[:CARRIES]->(Shipment)
+    Carries,
+    /// (Event)-[:AT]->(Location|Facility)
+    At,
+    /// (Shipment)-[:PICKUP_AT|DELIVER_TO]->(Facility)
+    PickupAt,
+    DeliverTo,
+}
+
+impl RelType {
+    pub const ALL: [RelType; 7] = [
+        RelType::Reported,
+        RelType::Drove,
+        RelType::HasStatus,
+        RelType::Carries,
+        RelType::At,
+        RelType::PickupAt,
+        RelType::DeliverTo,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RelType::Reported => "REPORTED",
+            RelType::Drove => "DROVE",
+            RelType::HasStatus => "HAS_STATUS",
+            RelType::Carries => "CARRIES",
+            RelType::At => "AT",
+            RelType::PickupAt => "PICKUP_AT",
+            RelType::DeliverTo => "DELIVER_TO",
+        }
+    }
+}
+
+/// A directed edge, e.g. `(:Vehicle)-[:REPORTED]->(:Event)`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Relation {
+    pub from: EntityKey,
+    pub rel: RelType,
+    pub to: EntityKey,
+}

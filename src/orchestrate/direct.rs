@@ -1,0 +1,80 @@
+//! Direct orchestrator: runs the stages in process, then the saga writer.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::{BatchReport, OrchestrateError, Orchestrator};
+use crate::batch::Batch;
+use crate::model::{Record, RecordId};
+use crate::pipeline::embed::Embedder;
+use crate::pipeline::{ProcessedRecord, extract::extract, parse::parse};
+use crate::saga::SagaWriter;
+use crate::saga::dlq::DeadLetter;
+
+pub struct DirectOrchestrator {
+    embedder: Arc<dyn Embedder>,
+    writer: Arc<SagaWriter>,
+}
+
+impl DirectOrchestrator {
+    pub fn new(embedder: Arc<dyn Embedder>, writer: Arc<SagaWriter>) -> Self {
+        DirectOrchestrator { embedder, writer }
+    }
+}
+
+/// Parses every event of a batch: the records (one copy per id, the last
+/// delivery winning) and a dead letter per poison event.
+pub fn parse_batch(batch: &Batch) -> (Vec<Record>, Vec<DeadLetter>) {
+    let mut records: BTreeMap<RecordId, Record> = BTreeMap::new();
+    let mut dead = Vec::new();
+    for raw in &batch.events {
+        match parse(raw) {
+            Ok(rs) => records.extend(rs.into_iter().map(|r| (r.id.clone(), r))),
+            Err(reason) => {
+                tracing::info!(topic = %raw.origin.topic, partition = raw.origin.partition,
+                    offset = raw.origin.offset, reason = %reason, "poison event to dead letters");
+                dead.push(DeadLetter::poison(raw, &reason));
+            }
+        }
+    }
+    (records.into_values().collect(), dead)
+}
+
+/// Extracts and embeds parsed records (one embedding call for the whole batch).
+pub async fn process_records(
+    embedder: &dyn Embedder,
+    records: Vec<Record>,
+) -> Result<Vec<ProcessedRecord>, crate::pipeline::embed::EmbedError> {
+    let summaries: Vec<String> = records.iter().map(Record::summary).collect();
+    let embeddings = embedder.embed(&summaries).await?;
+    Ok(records
+        .into_iter()
+        .zip(summaries)
+        .zip(embeddings)
+        .map(|((record, summary), embedding)| ProcessedRecord {
+            extraction: extract(&record, &summary),
+            record,
+            summary,
+            embedding,
+        })
+        .collect())
+}
+
+#[async_trait]
+impl Orchestrator for DirectOrchestrator {
+    async fn run_batch(&self, batch: &Batch) -> Result<BatchReport, OrchestrateError> {
+        let (records, dead) = parse_batch(batch);
+        let rows = process_records(self.embedder.as_ref(), records).await?;
+        let outcome = self.writer.write(&batch.id, &rows, &dead).await?;
+        Ok(BatchReport {
+            batch_id: batch.id.clone(),
+            close_reason: batch.close_reason,
+            events: batch.events.len(),
+            records: outcome.records,
+            dead_letters: outcome.dead_letters,
+            already_written: outcome.already_written,
+        })
+    }
+}

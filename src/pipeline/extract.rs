@@ -1,0 +1,116 @@
+//! Extract stage: entities and relations for the graph.
+
+use std::collections::BTreeMap;
+
+use crate::model::edi::EdiTransaction;
+use crate::model::samsara::{SamsaraData, SamsaraEvent};
+use crate::model::{Entity, EntityKey, Label, Record, RecordBody, RelType, Relation};
+
+/// Geohash precision for Location cells: 5 characters is roughly 5 km x 5 km.
+const LOCATION_PRECISION: usize = 5;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Extraction {
+    pub entities: Vec<Entity>,
+    pub relations: Vec<Relation>,
+}
+
+impl Extraction {
+    fn node(&mut self, label: Label, key: &str, props: &[(&str, Option<&str>)]) -> EntityKey {
+        let key = EntityKey::new(label, key);
+        let props: BTreeMap<String, String> =
+            props.iter().filter_map(|(k, v)| v.map(|v| ((*k).to_owned(), v.to_owned()))).collect();
+        self.entities.push(Entity { key: key.clone(), props });
+        key
+    }
+
+    fn edge(&mut self, from: &EntityKey, rel: RelType, to: &EntityKey) {
+        self.relations.push(Relation { from: from.clone(), rel, to: to.clone() });
+    }
+}
+
+/// Extracts the Event node for the record and the entities it mentions.
+pub fn extract(record: &Record, summary: &str) -> Extraction {
+    let mut x = Extraction::default();
+    let occurred = record.occurred_at.to_rfc3339();
+    let event = x.node(
+        Label::Event,
+        record.id.as_str(),
+        &[
+            ("format", Some(record.format.as_str())),
+            ("kind", Some(&record.kind)),
+            ("occurred_at", Some(&occurred)),
+            ("summary", Some(summary)),
+        ],
+    );
+    match &record.body {
+        RecordBody::Samsara(e) => extract_samsara(&mut x, &event, e),
+        RecordBody::Edi(t) => extract_edi(&mut x, &event, t),
+    }
+    x
+}
+
+fn extract_samsara(x: &mut Extraction, event: &EntityKey, e: &SamsaraEvent) {
+    let vehicle = e.data.vehicle().map(|v| {
+        let k = x.node(Label::Vehicle, &v.id, &[("name", v.name.as_deref())]);
+        x.edge(&k, RelType::Reported, event);
+        k
+    });
+    if let Some(d) = e.data.driver() {
+        let k = x.node(Label::Driver, &d.id, &[("name", d.name.as_deref())]);
+        x.edge(&k, RelType::Reported, event);
+        if let Some(v) = &vehicle {
+            x.edge(&k, RelType::Drove, v);
+        }
+    }
+    if let Some(p) = e.data.position() {
+        let coord = geohash::Coord { x: p.longitude, y: p.latitude };
+        if let Ok(cell) = geohash::encode(coord, LOCATION_PRECISION) {
+            let k = x.node(Label::Location, &cell, &[("kind", Some("geohash5"))]);
+            x.edge(event, RelType::At, &k);
+        }
+    }
+    if let SamsaraData::Geofence { facility_id, facility_name, address, .. } = &e.data {
+        let k = x.node(
+            Label::Facility,
+            facility_id,
+            &[("name", facility_name.as_deref()), ("address", address.as_deref())],
+        );
+        x.edge(event, RelType::At, &k);
+    }
+}
+
+fn extract_edi(x: &mut Extraction, event: &EntityKey, t: &EdiTransaction) {
+    let shipment = t.shipment_ref().map(|s| {
+        let k = x.node(Label::Shipment, s, &[]);
+        x.edge(&k, RelType::HasStatus, event);
+        k
+    });
+    if let (Some(scac), Some(s)) = (t.scac(), &shipment) {
+        let k = x.node(Label::Carrier, scac, &[("scac", Some(scac))]);
+        x.edge(&k, RelType::Carries, s);
+    }
+    for p in t.parties() {
+        let rel = match p.role.as_str() {
+            "SH" => RelType::PickupAt,
+            "CN" => RelType::DeliverTo,
+            _ => continue,
+        };
+        let key = p.id.as_deref().unwrap_or(&p.name);
+        let k = x.node(
+            Label::Facility,
+            key,
+            &[("name", Some(&p.name)), ("city", p.city.as_deref()), ("state", p.state.as_deref())],
+        );
+        if let Some(s) = &shipment {
+            x.edge(s, rel, &k);
+        }
+    }
+    if let crate::model::edi::EdiContent::ShipmentStatus { statuses, .. } = &t.content
+        && let Some(s) = statuses.last()
+        && let (Some(city), Some(state)) = (&s.city, &s.state)
+    {
+        let k = x.node(Label::Location, &format!("city:{city},{state}"), &[("kind", Some("city"))]);
+        x.edge(event, RelType::At, &k);
+    }
+}

@@ -1,0 +1,19 @@
+//! Per-event stages: parse raw bytes into records, extract graph entities,
+//! embed a text summary. Each stage is a plain function or trait so it can be
+//! called in process (direct orchestrator) or from an activity (Temporal).
+
+pub mod embed;
+pub mod extract;
+pub mod parse;
+
+use crate::model::Record;
+pub use extract::Extraction;
+
+/// A record with everything the stores need: entities, relations and its vector.
+#[derive(Debug, Clone)]
+pub struct ProcessedRecord {
+    pub record: Record,
+    pub summary: String,
+    pub extraction: Extraction,
+    pub embedding: Vec<f32>,
+}

@@ -1,0 +1,41 @@
+//! Parse stage: raw bytes to records, or a poison reason.
+
+use crate::model::edi::parse_interchange;
+use crate::model::samsara::SamsaraEvent;
+use crate::model::{Format, PoisonReason, RawEvent, Record, RecordBody, RecordId};
+
+/// Parses one raw event. A Samsara event yields one record; an EDI interchange
+/// yields one record per transaction.
+pub fn parse(raw: &RawEvent) -> Result<Vec<Record>, PoisonReason> {
+    let text = std::str::from_utf8(&raw.payload).map_err(|e| PoisonReason::NotUtf8(e.to_string()))?;
+    match raw.format {
+        Format::Samsara => {
+            let event = SamsaraEvent::parse(text)?;
+            let natural_key = event.natural_key()?;
+            Ok(vec![Record {
+                id: RecordId::derive(Format::Samsara, &natural_key),
+                format: Format::Samsara,
+                kind: event.event_type.clone(),
+                natural_key,
+                occurred_at: event.event_time,
+                origin: raw.origin.clone(),
+                body: RecordBody::Samsara(event),
+            }])
+        }
+        Format::Edi => Ok(parse_interchange(text)?
+            .into_iter()
+            .map(|tx| {
+                let natural_key = tx.natural_key();
+                Record {
+                    id: RecordId::derive(Format::Edi, &natural_key),
+                    format: Format::Edi,
+                    kind: tx.set_id.clone(),
+                    natural_key,
+                    occurred_at: tx.occurred_at,
+                    origin: raw.origin.clone(),
+                    body: RecordBody::Edi(tx),
+                }
+            })
+            .collect()),
+    }
+}

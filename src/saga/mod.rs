@@ -1,0 +1,8 @@
+//! The batched saga: one batch written to every store in parallel, idempotently,
+//! under a lock, with compensation when a store fails.
+
+pub mod dlq;
+pub mod idempotency;
+pub mod writer;
+
+pub use writer::{SagaError, SagaWriter, WriteOutcome};

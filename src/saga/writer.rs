@@ -1,0 +1,207 @@
+//! Saga writer: checks the idempotency record, takes the batch lock, writes dead
+//! letters, then upserts the batch into all stores in parallel. If any store
+//! fails, the stores that took the batch are compensated (the batch's records
+//! removed again) and the batch is reported failed so its source retries it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures::future::join_all;
+
+use super::dlq::DeadLetter;
+use super::idempotency::batch_key;
+use crate::metrics::Metrics;
+use crate::model::RecordId;
+use crate::pipeline::ProcessedRecord;
+use crate::store::{
+    BatchOutcome, BatchStore, Coordinator, LedgerEntry, LockToken, RelationalStore, StoreError, Stores,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SagaError {
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("batch {batch_key} failed in {failed:?}; compensated {compensated:?}")]
+    Failed { batch_key: String, failed: Vec<StoreError>, compensated: Vec<&'static str> },
+    #[error("lock on batch {0} not acquired within {1:?}")]
+    LockTimeout(String, Duration),
+}
+
+impl SagaError {
+    /// Whether retrying the batch later may succeed (an outage, a held lock).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SagaError::Store(e) => e.transient,
+            SagaError::Failed { failed, .. } => failed.iter().all(|e| e.transient),
+            SagaError::LockTimeout(..) => true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteOutcome {
+    pub batch_key: String,
+    pub records: u64,
+    pub dead_letters: u64,
+    /// The idempotency record said this batch was already written; nothing was written now.
+    pub already_written: bool,
+}
+
+pub struct SagaWriter {
+    stores: Vec<Arc<dyn BatchStore>>,
+    relational: Arc<dyn RelationalStore>,
+    coordinator: Arc<dyn Coordinator>,
+    metrics: Arc<Metrics>,
+    lock_ttl: Duration,
+    lock_wait: Duration,
+}
+
+const LOCK_POLL: Duration = Duration::from_millis(50);
+
+impl SagaWriter {
+    pub fn new(stores: &Stores, metrics: Arc<Metrics>, lock_ttl: Duration, lock_wait: Duration) -> Self {
+        SagaWriter {
+            stores: stores.all(),
+            relational: stores.relational.clone(),
+            coordinator: stores.coordinator.clone(),
+            metrics,
+            lock_ttl,
+            lock_wait,
+        }
+    }
+
+    pub async fn write(
+        &self,
+        batch_id: &str,
+        rows: &[ProcessedRecord],
+        dead: &[DeadLetter],
+    ) -> Result<WriteOutcome, SagaError> {
+        let key = batch_key(rows, dead);
+        if let Some(done) = self.coordinator.outcome(&key).await? {
+            return Ok(self.already_written(key, done));
+        }
+        let token = self.acquire(&key).await?;
+        let result = self.write_locked(batch_id, &key, rows, dead).await;
+        match self.coordinator.unlock(&key, &token).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(batch_key = %key, "batch lock expired before release; raise saga lock_ttl")
+            }
+            Err(e) => {
+                tracing::warn!(batch_key = %key, error = %e, "batch lock release failed; it will expire")
+            }
+        }
+        result
+    }
+
+    fn already_written(&self, batch_key: String, done: BatchOutcome) -> WriteOutcome {
+        self.metrics.batch_already_written();
+        WriteOutcome {
+            batch_key,
+            records: done.records,
+            dead_letters: done.dead_letters,
+            already_written: true,
+        }
+    }
+
+    async fn acquire(&self, key: &str) -> Result<LockToken, SagaError> {
+        let started = Instant::now();
+        loop {
+            if let Some(token) = self.coordinator.try_lock(key, self.lock_ttl).await? {
+                return Ok(token);
+            }
+            if started.elapsed() >= self.lock_wait {
+                return Err(SagaError::LockTimeout(key.to_owned(), self.lock_wait));
+            }
+            tokio::time::sleep(LOCK_POLL).await;
+        }
+    }
+
+    async fn write_locked(
+        &self,
+        batch_id: &str,
+        key: &str,
+        rows: &[ProcessedRecord],
+        dead: &[DeadLetter],
+    ) -> Result<WriteOutcome, SagaError> {
+        // Another writer may have finished this batch while we waited for the lock.
+        if let Some(done) = self.coordinator.outcome(key).await? {
+            return Ok(self.already_written(key.to_owned(), done));
+        }
+        if !dead.is_empty() {
+            self.relational.insert_dead_letters(dead).await?;
+        }
+        let mut ledger = LedgerEntry {
+            batch_key: key.to_owned(),
+            batch_id: batch_id.to_owned(),
+            records: rows.len() as u64,
+            dead_letters: dead.len() as u64,
+            status: "written".into(),
+            detail: None,
+        };
+        if !rows.is_empty() {
+            let results = join_all(self.stores.iter().map(|s| self.timed_upsert(s.as_ref(), rows))).await;
+            let (ok, failed): (Vec<_>, Vec<_>) =
+                self.stores.iter().zip(results).partition(|(_, r)| r.is_ok());
+            if !failed.is_empty() {
+                let failed: Vec<StoreError> = failed.into_iter().filter_map(|(_, r)| r.err()).collect();
+                let ok: Vec<&Arc<dyn BatchStore>> = ok.into_iter().map(|(s, _)| s).collect();
+                let compensated = self.compensate(&ok, rows).await;
+                ledger.status =
+                    if compensated.len() == ok.len() { "compensated" } else { "compensation_failed" }.into();
+                ledger.detail = Some(failed.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
+                if let Err(e) = self.relational.record_batch(&ledger).await {
+                    tracing::warn!(batch_key = key, error = %e, "batch ledger not updated");
+                }
+                return Err(SagaError::Failed { batch_key: key.to_owned(), failed, compensated });
+            }
+        }
+        let outcome = BatchOutcome {
+            records: ledger.records,
+            dead_letters: ledger.dead_letters,
+            written_at: Utc::now(),
+        };
+        self.relational.record_batch(&ledger).await?;
+        self.coordinator.record_outcome(key, &outcome).await?;
+        for d in dead {
+            self.metrics.dead_lettered(&d.reason);
+        }
+        Ok(WriteOutcome {
+            batch_key: key.to_owned(),
+            records: outcome.records,
+            dead_letters: outcome.dead_letters,
+            already_written: false,
+        })
+    }
+
+    async fn timed_upsert(&self, store: &dyn BatchStore, rows: &[ProcessedRecord]) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let result = store.upsert_batch(rows).await;
+        match &result {
+            Ok(()) => self.metrics.store_written(store.name(), rows.len(), started.elapsed()),
+            Err(e) => {
+                tracing::warn!(store = store.name(), error = %e, "batch write failed");
+                self.metrics.store_failed(store.name(), e.transient, started.elapsed());
+            }
+        }
+        result
+    }
+
+    /// Removes the batch from the stores that took it; returns those where that worked.
+    async fn compensate(&self, took: &[&Arc<dyn BatchStore>], rows: &[ProcessedRecord]) -> Vec<&'static str> {
+        let ids: Vec<RecordId> = rows.iter().map(|r| r.record.id.clone()).collect();
+        let results = join_all(took.iter().map(|s| s.remove_records(&ids))).await;
+        let mut removed = Vec::new();
+        for (s, r) in took.iter().zip(results) {
+            self.metrics.compensated(s.name(), r.is_ok());
+            match r {
+                Ok(()) => removed.push(s.name()),
+                Err(e) => {
+                    tracing::error!(store = s.name(), error = %e, "compensation failed; store holds a partial batch")
+                }
+            }
+        }
+        removed
+    }
+}

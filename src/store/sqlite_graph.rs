@@ -1,0 +1,129 @@
+//! Embedded graph store: nodes and edges as SQLite tables, merged like Cypher's MERGE.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use async_trait::async_trait;
+use sqlx::{QueryBuilder, Sqlite, SqlitePool};
+
+use super::{BatchStore, StoreError, open_sqlite};
+use crate::model::{EntityKey, Label, RecordId, Relation};
+use crate::pipeline::ProcessedRecord;
+
+const NAME: &str = "graph";
+const CHUNK: usize = 500;
+
+pub struct SqliteGraphStore {
+    pool: SqlitePool,
+}
+
+impl SqliteGraphStore {
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let pool = open_sqlite(NAME, path, &sqlx::migrate!("migrations/embedded/graph")).await?;
+        Ok(SqliteGraphStore { pool })
+    }
+
+    fn err(e: sqlx::Error) -> StoreError {
+        StoreError::from_sqlx(NAME, e)
+    }
+
+    /// Number of nodes with this label (for tests and summaries).
+    pub async fn count_label(&self, label: Label) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM nodes WHERE label = ?")
+            .bind(label.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(Self::err)?;
+        Ok(n as u64)
+    }
+
+    /// Outgoing edges of one node, as (rel, to_label, to_key).
+    pub async fn edges_from(&self, from: &EntityKey) -> Result<Vec<(String, String, String)>, StoreError> {
+        sqlx::query_as(
+            "SELECT rel, to_label, to_key FROM edges WHERE from_label = ? AND from_key = ? ORDER BY 1, 2, 3",
+        )
+        .bind(from.label.as_str())
+        .bind(&from.key)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Self::err)
+    }
+}
+
+/// Merges the batch's nodes (props of repeated nodes combined) and edges.
+pub fn merge_batch(
+    rows: &[ProcessedRecord],
+) -> (BTreeMap<EntityKey, BTreeMap<String, String>>, BTreeSet<Relation>) {
+    let mut nodes: BTreeMap<EntityKey, BTreeMap<String, String>> = BTreeMap::new();
+    let mut edges = BTreeSet::new();
+    for r in rows {
+        for e in &r.extraction.entities {
+            nodes.entry(e.key.clone()).or_default().extend(e.props.clone());
+        }
+        edges.extend(r.extraction.relations.iter().cloned());
+    }
+    (nodes, edges)
+}
+
+#[async_trait]
+impl BatchStore for SqliteGraphStore {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn upsert_batch(&self, rows: &[ProcessedRecord]) -> Result<(), StoreError> {
+        let (nodes, edges) = merge_batch(rows);
+        let nodes: Vec<_> = nodes.into_iter().collect();
+        let edges: Vec<_> = edges.into_iter().collect();
+        let mut tx = self.pool.begin().await.map_err(Self::err)?;
+        for chunk in nodes.chunks(CHUNK) {
+            let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO nodes (label, key, props) ");
+            q.push_values(chunk, |mut b, (k, props)| {
+                b.push_bind(k.label.as_str())
+                    .push_bind(k.key.clone())
+                    .push_bind(serde_json::to_string(props).unwrap_or_default());
+            });
+            q.push(" ON CONFLICT (label, key) DO UPDATE SET props = json_patch(nodes.props, excluded.props)");
+            q.build().execute(&mut *tx).await.map_err(Self::err)?;
+        }
+        for chunk in edges.chunks(CHUNK) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO edges (from_label, from_key, rel, to_label, to_key) ",
+            );
+            q.push_values(chunk, |mut b, e| {
+                b.push_bind(e.from.label.as_str())
+                    .push_bind(e.from.key.clone())
+                    .push_bind(e.rel.as_str())
+                    .push_bind(e.to.label.as_str())
+                    .push_bind(e.to.key.clone());
+            });
+            q.push(" ON CONFLICT DO NOTHING");
+            q.build().execute(&mut *tx).await.map_err(Self::err)?;
+        }
+        tx.commit().await.map_err(Self::err)
+    }
+
+    /// Removes the records' Event nodes and every edge touching them; shared
+    /// entities (vehicles, carriers, ...) stay, as they belong to other records too.
+    async fn remove_records(&self, ids: &[RecordId]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(Self::err)?;
+        for chunk in ids.chunks(CHUNK) {
+            for sql in [
+                "DELETE FROM edges WHERE from_label = 'Event' AND from_key IN ",
+                "DELETE FROM edges WHERE to_label = 'Event' AND to_key IN ",
+                "DELETE FROM nodes WHERE label = 'Event' AND key IN ",
+            ] {
+                let mut q = QueryBuilder::<Sqlite>::new(sql);
+                q.push_tuples(chunk, |mut b, id| {
+                    b.push_bind(id.as_str().to_owned());
+                });
+                q.build().execute(&mut *tx).await.map_err(Self::err)?;
+            }
+        }
+        tx.commit().await.map_err(Self::err)
+    }
+
+    async fn count_records(&self) -> Result<u64, StoreError> {
+        self.count_label(Label::Event).await
+    }
+}

@@ -1,0 +1,144 @@
+//! Embedded relational store: records, dead letters and the batch ledger in SQLite.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use sqlx::{QueryBuilder, Sqlite, SqlitePool};
+
+use super::{BatchStore, LedgerEntry, RelationalStore, StoreError, open_sqlite};
+use crate::model::RecordId;
+use crate::pipeline::ProcessedRecord;
+use crate::saga::dlq::DeadLetter;
+
+const NAME: &str = "relational";
+/// Rows per statement; SQLite allows 32,766 bound values.
+const CHUNK: usize = 500;
+
+pub struct SqliteRecordStore {
+    pool: SqlitePool,
+}
+
+impl SqliteRecordStore {
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let pool = open_sqlite(NAME, path, &sqlx::migrate!("migrations/embedded/records")).await?;
+        Ok(SqliteRecordStore { pool })
+    }
+
+    fn err(e: sqlx::Error) -> StoreError {
+        StoreError::from_sqlx(NAME, e)
+    }
+}
+
+#[async_trait]
+impl BatchStore for SqliteRecordStore {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn upsert_batch(&self, rows: &[ProcessedRecord]) -> Result<(), StoreError> {
+        let now = Utc::now().to_rfc3339();
+        let mut tx = self.pool.begin().await.map_err(Self::err)?;
+        for chunk in rows.chunks(CHUNK) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                r#"INSERT INTO records (id, format, kind, natural_key, occurred_at, summary, body, topic, partition, "offset", written_at) "#,
+            );
+            q.push_values(chunk, |mut b, r| {
+                let rec = &r.record;
+                b.push_bind(rec.id.as_str().to_owned())
+                    .push_bind(rec.format.as_str())
+                    .push_bind(rec.kind.clone())
+                    .push_bind(rec.natural_key.clone())
+                    .push_bind(rec.occurred_at.to_rfc3339())
+                    .push_bind(r.summary.clone())
+                    .push_bind(serde_json::to_string(&rec.body).unwrap_or_default())
+                    .push_bind(rec.origin.topic.clone())
+                    .push_bind(rec.origin.partition)
+                    .push_bind(rec.origin.offset)
+                    .push_bind(now.clone());
+            });
+            q.push(
+                " ON CONFLICT (id) DO UPDATE SET summary = excluded.summary, body = excluded.body, \
+                 kind = excluded.kind, occurred_at = excluded.occurred_at",
+            );
+            q.build().execute(&mut *tx).await.map_err(Self::err)?;
+        }
+        tx.commit().await.map_err(Self::err)
+    }
+
+    async fn remove_records(&self, ids: &[RecordId]) -> Result<(), StoreError> {
+        for chunk in ids.chunks(CHUNK) {
+            let mut q = QueryBuilder::<Sqlite>::new("DELETE FROM records WHERE id IN ");
+            q.push_tuples(chunk, |mut b, id| {
+                b.push_bind(id.as_str().to_owned());
+            });
+            q.build().execute(&self.pool).await.map_err(Self::err)?;
+        }
+        Ok(())
+    }
+
+    async fn count_records(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM records")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(Self::err)?;
+        Ok(n as u64)
+    }
+}
+
+#[async_trait]
+impl RelationalStore for SqliteRecordStore {
+    async fn insert_dead_letters(&self, letters: &[DeadLetter]) -> Result<(), StoreError> {
+        let now = Utc::now().to_rfc3339();
+        for chunk in letters.chunks(CHUNK) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                r#"INSERT INTO dead_letters (id, format, topic, partition, "offset", key, reason, detail, raw, created_at) "#,
+            );
+            q.push_values(chunk, |mut b, d| {
+                b.push_bind(d.id.clone())
+                    .push_bind(d.format.as_str())
+                    .push_bind(d.origin.topic.clone())
+                    .push_bind(d.origin.partition)
+                    .push_bind(d.origin.offset)
+                    .push_bind(d.key.clone())
+                    .push_bind(d.reason.clone())
+                    .push_bind(d.detail.clone())
+                    .push_bind(d.raw.clone())
+                    .push_bind(now.clone());
+            });
+            q.push(" ON CONFLICT (id) DO NOTHING");
+            q.build().execute(&self.pool).await.map_err(Self::err)?;
+        }
+        Ok(())
+    }
+
+    async fn dead_letter_counts(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT reason, COUNT(*) FROM dead_letters GROUP BY reason")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Self::err)?;
+        Ok(rows.into_iter().map(|(r, n)| (r, n as u64)).collect())
+    }
+
+    async fn record_batch(&self, e: &LedgerEntry) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO batch_ledger (batch_key, batch_id, records, dead_letters, status, detail, attempts, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, 1, ?) \
+             ON CONFLICT (batch_key) DO UPDATE SET status = excluded.status, detail = excluded.detail, \
+             attempts = batch_ledger.attempts + 1, updated_at = excluded.updated_at",
+        )
+        .bind(&e.batch_key)
+        .bind(&e.batch_id)
+        .bind(e.records as i64)
+        .bind(e.dead_letters as i64)
+        .bind(&e.status)
+        .bind(&e.detail)
+        .bind(Utc::now().to_rfc3339())
+        .execute(&self.pool)
+        .await
+        .map_err(Self::err)?;
+        Ok(())
+    }
+}
