@@ -78,10 +78,19 @@ pub async fn build_direct(
     config: &Config,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<(Stores, Arc<dyn Orchestrator>)> {
-    let embedder = build_embedder(config)?;
-    let stores = Stores::open_embedded(&config.stores.data_dir, embedder.dims()).await?;
-    let writer = Arc::new(SagaWriter::new(&stores, metrics, config.saga.lock_ttl, config.saga.lock_wait));
-    Ok((stores, Arc::new(DirectOrchestrator::new(embedder, writer))))
+    let stores = Stores::open_embedded(&config.stores.data_dir, config.embed.dims).await?;
+    let orchestrator = direct_over(config, &stores, metrics)?;
+    Ok((stores, orchestrator))
+}
+
+/// The direct orchestrator writing to `stores`.
+pub fn direct_over(
+    config: &Config,
+    stores: &Stores,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<Arc<dyn Orchestrator>> {
+    let writer = Arc::new(SagaWriter::new(stores, metrics, config.saga.lock_ttl, config.saga.lock_wait));
+    Ok(Arc::new(DirectOrchestrator::new(build_embedder(config)?, writer)))
 }
 
 /// Runs the pipeline until the source is exhausted or `shutdown` fires, then

@@ -197,8 +197,8 @@ async fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
     let config = Config::load(Some(config_path))?;
     let metrics = Metrics::new();
     if let Some(addr) = config.metrics_addr()? {
-        metrics::serve(addr, metrics.clone()).await?;
-        tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
+        let bound = metrics::serve(addr, metrics.clone()).await?;
+        tracing::info!(addr = %bound, "serving /metrics, /healthz, /readyz");
     }
     let (_stores, orchestrator) = app::build_direct(&config, metrics.clone()).await?;
     let shutdown = CancellationToken::new();

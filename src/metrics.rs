@@ -192,14 +192,39 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
         .with_state(metrics)
 }
 
-/// Binds the metrics listener; fails at start (not later) when the address is taken.
-pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+/// Binds the metrics listener (failing at start, not later, when the address is
+/// taken) and serves it in the background; returns the bound address.
+pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {addr}: {e}"))?;
-    Ok(tokio::spawn(async move {
+    let bound = listener.local_addr()?;
+    tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router(metrics)).await {
             tracing::error!(error = %e, "metrics server stopped");
         }
-    }))
+    });
+    Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn serves_metrics_health_and_readiness() {
+        let m = Metrics::new();
+        m.dead_lettered("invalid_json");
+        m.batch_closed(CloseReason::Timeout, 3);
+        let addr = serve("127.0.0.1:0".parse().unwrap(), m.clone()).await.unwrap();
+        let get = |path: &str| reqwest::get(format!("http://{addr}{path}"));
+        assert_eq!(get("/healthz").await.unwrap().status(), 200);
+        assert_eq!(get("/readyz").await.unwrap().status(), 503);
+        m.set_ready(true);
+        assert_eq!(get("/readyz").await.unwrap().status(), 200);
+        let body = get("/metrics").await.unwrap().text().await.unwrap();
+        assert!(body.contains(r#"apex_dead_letters_total{reason="invalid_json"} 1"#), "{body}");
+        assert!(body.contains(r#"apex_batches_total{reason="timeout"} 1"#), "{body}");
+        assert!(body.contains("apex_batch_size_events_sum 3"), "{body}");
+    }
 }

@@ -622,7 +622,7 @@ fn parse_990(segs: &[Segment<'_>]) -> Result<EdiContent, PoisonReason> {
 mod tests {
     use super::*;
 
-    const TWO: &str = include_str!("../../../shared/samples/edi/214_two_shipments.x12");
+    const TWO: &str = include_str!("../../tests/fixtures/samples/edi/214_two_shipments.x12");
 
     #[test]
     fn separators_come_from_isa() {

@@ -404,7 +404,7 @@ impl SamsaraEvent {
 mod tests {
     use super::*;
 
-    const LOCATION: &str = include_str!("../../../shared/samples/samsara/vehicle_location.json");
+    const LOCATION: &str = include_str!("../../tests/fixtures/samples/samsara/vehicle_location.json");
 
     #[test]
     fn unknown_event_type_is_kept() {

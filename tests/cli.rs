@@ -1,0 +1,73 @@
+//! The `apex-ingest` binary as a user runs it.
+
+use std::process::Command;
+
+fn apex() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_apex-ingest"))
+}
+
+#[test]
+fn demo_runs_and_reconciles() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = apex()
+        .args(["demo", "--events", "1500", "--poison-fraction", "0.05", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("events in            1500"), "{stdout}");
+    assert!(stdout.contains("reconciled: each store holds all"), "{stdout}");
+    for f in ["records.db", "graph.db", "vectors.db"] {
+        assert!(dir.path().join("data").join(f).exists(), "{f} missing");
+    }
+}
+
+#[test]
+fn help_explains_every_subcommand() {
+    let top = apex().arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&top.stdout);
+    assert!(text.contains("demo") && text.contains("run") && text.contains("APEX_"), "{text}");
+    let demo = String::from_utf8_lossy(&apex().args(["demo", "--help"]).output().unwrap().stdout).to_string();
+    assert!(demo.contains("--events") && demo.contains("--data-dir"), "{demo}");
+    let run = String::from_utf8_lossy(&apex().args(["run", "--help"]).output().unwrap().stdout).to_string();
+    assert!(run.contains("--config") && run.contains("SIGTERM"), "{run}");
+}
+
+#[test]
+fn bad_config_fails_at_start_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("apex.toml");
+    std::fs::write(&file, "[batch]\nmax_wait = \"soon\"\n").unwrap();
+    let out = apex().args(["run", "--config"]).arg(&file).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("batch.max_wait"), "{err}");
+
+    let missing = apex().args(["run", "--config", "/nonexistent/apex.toml"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("does not exist"));
+}
+
+#[test]
+fn run_reads_files_from_config_and_serves_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let samples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/samples");
+    let file = dir.path().join("apex.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[source]\nkind = \"file\"\npaths = [{:?}, {:?}]\n[stores]\ndata_dir = {:?}\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+            samples.join("samsara"),
+            samples.join("edi"),
+            dir.path().join("data")
+        ),
+    )
+    .unwrap();
+    let out = apex().args(["run", "--config"]).arg(&file).env("RUST_LOG", "info").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("pipeline finished") && err.contains("records=14") && err.contains("dead_letters=3"),
+        "{err}"
+    );
+}

@@ -1,0 +1,260 @@
+//! The whole data path on the embedded stack (SQLite files, exact vector index,
+//! in-process cache): reconciliation, idempotent rewrites, poison routing and
+//! compensation when a store fails.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use apex_ingest::app::{self, RunTotals};
+use apex_ingest::batch::{Batch, CloseReason};
+use apex_ingest::config::{Config, SourceKind};
+use apex_ingest::metrics::Metrics;
+use apex_ingest::model::{Label, RecordId};
+use apex_ingest::orchestrate::direct::{parse_batch, process_records};
+use apex_ingest::pipeline::ProcessedRecord;
+use apex_ingest::pipeline::embed::HashingEmbedder;
+use apex_ingest::saga::SagaWriter;
+use apex_ingest::store::sqlite_graph::SqliteGraphStore;
+use apex_ingest::store::{BatchStore, StoreError, Stores};
+use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/samples")
+}
+
+fn file_config(dir: &Path) -> Config {
+    let mut c = Config::default();
+    c.source.kind = SourceKind::File;
+    c.source.paths = vec![fixtures().join("samsara"), fixtures().join("edi")];
+    c.stores.data_dir = dir.to_path_buf();
+    c.batch.max_events = 4;
+    c
+}
+
+/// Runs the file source through the direct orchestrator; `reuse` keeps the
+/// stores (and so the in-process idempotency records) of an earlier run.
+async fn run(config: &Config, reuse: Option<(Stores, Arc<Metrics>)>) -> (RunTotals, Stores, Arc<Metrics>) {
+    let (stores, metrics) = match reuse {
+        Some(existing) => existing,
+        None => {
+            (Stores::open_embedded(&config.stores.data_dir, config.embed.dims).await.unwrap(), Metrics::new())
+        }
+    };
+    let orchestrator = app::direct_over(config, &stores, metrics.clone()).unwrap();
+    let source = app::build_source(config).unwrap();
+    let totals =
+        app::run_pipeline(config, source, orchestrator, metrics.clone(), CancellationToken::new(), |_| {})
+            .await
+            .unwrap();
+    (totals, stores, metrics)
+}
+
+async fn counts(stores: &Stores) -> Vec<(&'static str, u64)> {
+    let mut out = Vec::new();
+    for s in stores.all() {
+        out.push((s.name(), s.count_records().await.unwrap()));
+    }
+    out
+}
+
+#[tokio::test]
+async fn sample_files_reconcile_across_all_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, stores, metrics) = run(&file_config(dir.path()), None).await;
+    // 10 Samsara lines/files + 5 EDI files = 15 events; 3 are poison
+    // (bad SE count, out-of-range latitude, not JSON); the rest hold 14 records.
+    assert_eq!((t.events, t.records, t.dead_letters), (15, 14, 3));
+    assert_eq!(counts(&stores).await, [("graph", 14), ("relational", 14), ("vector", 14), ("cache", 14)]);
+    let dead = stores.relational.dead_letter_counts().await.unwrap();
+    assert_eq!(
+        dead.into_iter().collect::<Vec<_>>(),
+        [
+            ("edi_envelope".to_string(), 1),
+            ("invalid_json".to_string(), 1),
+            ("invalid_samsara".to_string(), 1)
+        ]
+    );
+    assert_eq!(metrics.counter("apex_dead_letters_total", "edi_envelope"), 1);
+    assert_eq!(metrics.counter("apex_records_written_total", "vector"), 14);
+    // 15 events in batches of 4: three by size, the last 3 at end of input.
+    assert_eq!((t.batches["size"], t.batches["shutdown"], t.batches["timeout"]), (3, 1, 0));
+}
+
+#[tokio::test]
+async fn dead_letters_keep_reason_raw_bytes_and_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    run(&file_config(dir.path()), None).await;
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("records.db").display()))
+        .await
+        .unwrap();
+    let (topic, offset, detail, raw): (String, i64, String, Vec<u8>) = sqlx::query_as(
+        r#"SELECT topic, "offset", detail, raw FROM dead_letters WHERE reason = 'invalid_samsara'"#,
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(topic.ends_with("samsara/mixed.jsonl"), "{topic}");
+    assert_eq!(offset, 4, "line index of the out-of-range latitude");
+    assert!(detail.contains("latitude 95.5"), "{detail}");
+    assert!(String::from_utf8(raw).unwrap().contains("\"latitude\":95.5"));
+}
+
+#[tokio::test]
+async fn running_the_same_input_twice_leaves_one_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = file_config(dir.path());
+    let (_, stores, metrics) = run(&config, None).await;
+    // Same process: the idempotency record answers, nothing is written again.
+    let (t2, stores, metrics) = run(&config, Some((stores, metrics))).await;
+    assert_eq!(t2.already_written, 4);
+    assert_eq!(metrics.counter("apex_records_written_total", "graph"), 14);
+    assert_eq!(counts(&stores).await, [("graph", 14), ("relational", 14), ("vector", 14), ("cache", 14)]);
+    drop(stores);
+    // A new process (idempotency records gone with it): upserts keep one copy.
+    let (t3, stores, _) = run(&config, None).await;
+    assert_eq!(t3.already_written, 0);
+    let c = counts(&stores).await;
+    assert_eq!(&c[..3], [("graph", 14), ("relational", 14), ("vector", 14)]);
+    let dead: u64 = stores.relational.dead_letter_counts().await.unwrap().values().sum();
+    assert_eq!(dead, 3);
+}
+
+fn generated_batch(events: usize, seed: u64, poison: f64) -> Batch {
+    let mut fleet =
+        apex_ingest::source::generator::Fleet::new(apex_ingest::source::generator::GeneratorSettings {
+            events: None,
+            rate: None,
+            poison_fraction: poison,
+            edi_fraction: 0.2,
+            vehicles: 10,
+            partitions: 2,
+            seed,
+        });
+    Batch::new((0..events).map(|_| fleet.next_event()).collect(), CloseReason::Size)
+}
+
+async fn processed(batch: &Batch) -> (Vec<ProcessedRecord>, Vec<apex_ingest::saga::dlq::DeadLetter>) {
+    let (records, dead) = parse_batch(batch);
+    (process_records(&HashingEmbedder::new(384), records).await.unwrap(), dead)
+}
+
+#[tokio::test]
+async fn reordered_batch_has_the_same_key_and_is_not_rewritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = Stores::open_embedded(dir.path(), 384).await.unwrap();
+    let metrics = Metrics::new();
+    let writer = SagaWriter::new(&stores, metrics.clone(), Duration::from_secs(10), Duration::from_secs(10));
+    let batch = generated_batch(100, 3, 0.05);
+    let (mut rows, mut dead) = processed(&batch).await;
+    let first = writer.write(&batch.id, &rows, &dead).await.unwrap();
+    rows.reverse();
+    dead.reverse();
+    let second = writer.write(&batch.id, &rows, &dead).await.unwrap();
+    assert_eq!(first.batch_key, second.batch_key);
+    assert!(!first.already_written && second.already_written);
+    for (_, n) in counts(&stores).await {
+        assert_eq!(n, first.records);
+    }
+}
+
+#[tokio::test]
+async fn poison_traffic_is_routed_and_the_rest_lands() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.stores.data_dir = dir.path().to_path_buf();
+    config.source.events = 3_000;
+    config.source.poison_fraction = 0.1;
+    let (t, stores, metrics) = run(&config, None).await;
+    assert_eq!(t.events, 3_000);
+    assert!((200..400).contains(&t.dead_letters), "{} dead letters at 10%", t.dead_letters);
+    let table: u64 = stores.relational.dead_letter_counts().await.unwrap().values().sum();
+    assert_eq!(table, t.dead_letters);
+    let by_metric: u64 =
+        ["not_utf8", "invalid_json", "invalid_samsara", "edi_envelope", "edi_syntax", "edi_transaction"]
+            .iter()
+            .map(|r| metrics.counter("apex_dead_letters_total", r))
+            .sum();
+    assert_eq!(by_metric, t.dead_letters);
+    for (store, n) in counts(&stores).await {
+        assert_eq!(n, t.records, "{store}");
+    }
+}
+
+/// Wraps a real store and fails its writes while `failing` is set: a fault
+/// injected in front of the real SQLite code, not a stand-in for it.
+struct Flaky<S> {
+    inner: S,
+    failing: AtomicBool,
+}
+
+#[async_trait]
+impl<S: BatchStore> BatchStore for Flaky<S> {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    async fn upsert_batch(&self, rows: &[ProcessedRecord]) -> Result<(), StoreError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StoreError { store: "graph", message: "injected outage".into(), transient: true });
+        }
+        self.inner.upsert_batch(rows).await
+    }
+    async fn remove_records(&self, ids: &[RecordId]) -> Result<(), StoreError> {
+        self.inner.remove_records(ids).await
+    }
+    async fn count_records(&self) -> Result<u64, StoreError> {
+        self.inner.count_records().await
+    }
+}
+
+#[tokio::test]
+async fn failed_store_compensates_the_others_then_the_retry_lands_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut stores = Stores::open_embedded(dir.path(), 384).await.unwrap();
+    let flaky = Arc::new(Flaky {
+        inner: SqliteGraphStore::open(&dir.path().join("graph-flaky.db")).await.unwrap(),
+        failing: AtomicBool::new(true),
+    });
+    stores.graph = flaky.clone();
+    let metrics = Metrics::new();
+    let writer = SagaWriter::new(&stores, metrics.clone(), Duration::from_secs(10), Duration::from_secs(10));
+    let batch = generated_batch(100, 9, 0.0);
+    let (rows, dead) = processed(&batch).await;
+
+    let err = writer.write(&batch.id, &rows, &dead).await.unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    // The other three took the batch and had it removed again.
+    assert_eq!(counts(&stores).await, [("graph", 0), ("relational", 0), ("vector", 0), ("cache", 0)]);
+    assert_eq!(metrics.counter("apex_compensations_total", "relational"), 1);
+    assert_eq!(metrics.counter("apex_store_write_errors_total", "graph"), 1);
+
+    flaky.failing.store(false, Ordering::SeqCst);
+    let ok = writer.write(&batch.id, &rows, &dead).await.unwrap();
+    assert!(!ok.already_written);
+    let n = rows.len() as u64;
+    assert_eq!(counts(&stores).await, [("graph", n), ("relational", n), ("vector", n), ("cache", n)]);
+    assert!(flaky.inner.count_label(Label::Vehicle).await.unwrap() > 0);
+}
+
+#[tokio::test]
+async fn nearest_neighbour_of_a_written_record_is_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = Stores::open_embedded(dir.path(), 384).await.unwrap();
+    let writer = SagaWriter::new(&stores, Metrics::new(), Duration::from_secs(10), Duration::from_secs(10));
+    let batch = generated_batch(200, 5, 0.0);
+    let (rows, dead) = processed(&batch).await;
+    writer.write(&batch.id, &rows, &dead).await.unwrap();
+    for r in rows.iter().step_by(17) {
+        let hits = stores.vector.search(&r.embedding, 3).await.unwrap();
+        assert!((hits[0].1 - 1.0).abs() < 1e-4, "{:?}", hits[0]);
+        // Ties are possible only for records with identical summaries.
+        let top: Vec<&RecordId> = hits.iter().filter(|h| (h.1 - 1.0).abs() < 1e-4).map(|h| &h.0).collect();
+        assert!(top.contains(&&r.record.id), "{} not among {:?}", r.record.id, hits);
+    }
+    // Vectors survive a reopen (persisted, not only in memory).
+    drop(stores);
+    let reopened = Stores::open_embedded(dir.path(), 384).await.unwrap();
+    assert_eq!(reopened.vector.count_records().await.unwrap(), rows.len() as u64);
+}
