@@ -143,54 +143,75 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     )
     .await?;
     bar.finish_and_clear();
-    print_summary(&config, &stores, &totals).await
+    print_summary(&config, &stores, &metrics, &totals).await
 }
 
-async fn print_summary(config: &Config, stores: &Stores, t: &RunTotals) -> anyhow::Result<()> {
+async fn print_summary(
+    config: &Config,
+    stores: &Stores,
+    metrics: &Metrics,
+    t: &RunTotals,
+) -> anyhow::Result<()> {
+    use std::fmt::Write as _;
+    // Built whole and written once: a reader that went away (`| head`) is not an error.
+    let mut out = String::new();
     let secs = t.elapsed.as_secs_f64().max(1e-9);
-    println!(
-        "apex-ingest demo: {} events in {:.2} s ({:.0} events/s)",
+    writeln!(
+        out,
+        "apex-ingest demo: {} events in {secs:.2} s ({:.0} events/s)",
         t.events,
-        secs,
         t.events as f64 / secs
-    );
-    println!("data: {} (records.db, graph.db, vectors.db)\n", config.stores.data_dir.display());
+    )?;
+    writeln!(out, "data: {} (records.db, graph.db, vectors.db)\n", config.stores.data_dir.display())?;
     let parsed = t.events - t.dead_letters;
-    println!("events in        {:>8}", t.events);
-    println!(
-        "  parsed         {:>8}  -> {} records (an EDI interchange may hold several)",
-        parsed, t.records
-    );
-    println!("  dead letters   {:>8}", t.dead_letters);
+    writeln!(out, "events in        {:>8}", t.events)?;
+    writeln!(
+        out,
+        "  parsed         {parsed:>8}  -> {} records (an EDI interchange may hold several)",
+        t.records
+    )?;
+    writeln!(out, "  dead letters   {:>8}", t.dead_letters)?;
     let batches: Vec<String> = t.batches.iter().map(|(r, n)| format!("{r} {n}")).collect();
-    println!("batches          {}", batches.join(", "));
-    println!("dead letters by reason");
+    writeln!(out, "batches          {}", batches.join(", "))?;
+    writeln!(out, "dead letters by reason")?;
     let dead = stores.relational.dead_letter_counts().await?;
     for (reason, n) in &dead {
-        println!("  {reason:<16} {n:>6}");
+        writeln!(out, "  {reason:<16} {n:>6}")?;
     }
     let dead_total: u64 = dead.values().sum();
-    println!("records per store");
+    writeln!(out, "records per store")?;
     let mut reconciled = dead_total == t.dead_letters;
     for store in stores.all() {
         let n = store.count_records().await?;
         let ok = n == t.records;
         reconciled &= ok;
-        println!("  {:<16} {n:>6}  {}", store.name(), if ok { "ok" } else { "MISMATCH" });
+        writeln!(
+            out,
+            "  {:<16} {n:>6}  {:<8}  mean batch write {:.1} ms",
+            store.name(),
+            if ok { "ok" } else { "MISMATCH" },
+            metrics.mean_write_seconds(store.name()) * 1000.0
+        )?;
     }
     if reconciled {
-        println!(
+        writeln!(
+            out,
             "\nreconciled: each store holds all {} records, and {parsed} parsed events + {dead_total} dead letters = {} events in",
             t.records, t.events
-        );
-        Ok(())
-    } else {
-        anyhow::bail!(
-            "summary does not reconcile: expected {} records in every store and {} dead letters (table has {dead_total})",
-            t.records,
-            t.dead_letters
-        )
+        )?;
     }
+    if let Err(e) = std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(e.into());
+    }
+    anyhow::ensure!(
+        reconciled,
+        "summary does not reconcile: expected {} records in every store and {} dead letters (table has {dead_total})",
+        t.records,
+        t.dead_letters
+    );
+    Ok(())
 }
 
 async fn run(config_path: &std::path::Path) -> anyhow::Result<()> {

@@ -159,6 +159,12 @@ impl Metrics {
         String::from_utf8(buf).unwrap_or_default()
     }
 
+    /// Mean batch write time of one store so far (0 before the first write).
+    pub fn mean_write_seconds(&self, store: &str) -> f64 {
+        let h = self.store_write_seconds.with_label_values(&[store]);
+        if h.get_sample_count() == 0 { 0.0 } else { h.get_sample_sum() / h.get_sample_count() as f64 }
+    }
+
     /// Current value of a labelled counter, for summaries and tests.
     pub fn counter(&self, name: &str, label_value: &str) -> u64 {
         self.registry

@@ -1,9 +1,10 @@
+-- WITHOUT ROWID: the primary key is the table, one B-tree instead of two.
 CREATE TABLE IF NOT EXISTS nodes (
     label TEXT NOT NULL,
     key   TEXT NOT NULL,
     props TEXT NOT NULL,
     PRIMARY KEY (label, key)
-);
+) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS edges (
     from_label TEXT NOT NULL,
@@ -12,5 +13,5 @@ CREATE TABLE IF NOT EXISTS edges (
     to_label   TEXT NOT NULL,
     to_key     TEXT NOT NULL,
     PRIMARY KEY (from_label, from_key, rel, to_label, to_key)
-);
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS edges_to ON edges (to_label, to_key);
