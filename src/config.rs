@@ -21,6 +21,77 @@ pub struct Config {
     pub stores: StoresConfig,
     pub saga: SagaConfig,
     pub metrics: MetricsConfig,
+    pub kafka: KafkaConfig,
+    pub postgres: PostgresConfig,
+    pub redis: RedisConfig,
+    pub neo4j: Neo4jConfig,
+    pub temporal: TemporalConfig,
+}
+
+/// Connection settings of the real services; defaults are where
+/// `scripts/services up` starts them (`scripts/services env` prints them).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Comma-separated bootstrap servers.
+    pub brokers: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostgresConfig {
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Neo4jConfig {
+    /// host:port of the Bolt listener (or a bolt:// / neo4j:// URI).
+    pub uri: String,
+    pub user: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TemporalConfig {
+    pub url: String,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig { brokers: "127.0.0.1:9092".into() }
+    }
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        PostgresConfig { url: "postgres://postgres@127.0.0.1:5432/apex".into() }
+    }
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig { url: "redis://127.0.0.1:6379/".into() }
+    }
+}
+
+impl Default for Neo4jConfig {
+    fn default() -> Self {
+        Neo4jConfig { uri: "127.0.0.1:7687".into(), user: "neo4j".into(), password: String::new() }
+    }
+}
+
+impl Default for TemporalConfig {
+    fn default() -> Self {
+        TemporalConfig { url: "http://127.0.0.1:7233".into() }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,72 +1,71 @@
-//! Shared by the integration tests that need a real service: where to find it
-//! (the `APEX_*` variables `scripts/services env` prints, with the same
-//! defaults) and a loud failure naming the service when it is not there.
+//! Shared by the integration tests that need a real service: its settings come
+//! from the same configuration the binary reads (defaults, overridden by the
+//! `APEX_*` variables `scripts/services env` prints), and a test fails loudly,
+//! naming the service and how to start it, when nothing listens there.
 
 #![allow(dead_code)] // each test crate uses the part it needs
 
 use std::time::Duration;
 
-pub struct Service {
-    pub name: &'static str,
-    pub env: &'static str,
-    pub default: &'static str,
-    /// host:port to probe before the test starts.
-    pub probe: fn(&str) -> String,
+use apex_ingest::config::Config;
+
+pub fn config() -> Config {
+    Config::load(None).expect("configuration from defaults and APEX_* variables")
 }
 
-fn host_port_of_url(url: &str) -> String {
-    let rest = url.split("://").nth(1).unwrap_or(url);
+/// `host:port` of a URL or of a plain `host:port[,host:port...]` list.
+fn host_port(value: &str) -> String {
+    let rest = value.split("://").nth(1).unwrap_or(value);
     let rest = rest.rsplit('@').next().unwrap_or(rest);
-    rest.split(['/', '?']).next().unwrap_or(rest).to_string()
+    let rest = rest.split(['/', '?']).next().unwrap_or(rest);
+    rest.split(',').next().unwrap_or(rest).to_string()
 }
 
-fn as_is(addr: &str) -> String {
-    addr.split(',').next().unwrap_or(addr).to_string()
+/// Fails the test unless something accepts connections where `service` should be.
+pub fn require(service: &str, env: &str, value: &str) {
+    let addr = host_port(value);
+    let reachable = std::net::ToSocketAddrs::to_socket_addrs(addr.as_str())
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok());
+    assert!(
+        reachable,
+        "{service} is not reachable at {addr} ({env}={value}). Start it with `scripts/services up {service}` \
+         (or run the whole suite with `scripts/test`, which starts every service)."
+    );
 }
 
-pub const POSTGRES: Service = Service {
-    name: "postgres",
-    env: "APEX_POSTGRES_URL",
-    default: "postgres://postgres@127.0.0.1:5432/apex",
-    probe: host_port_of_url,
-};
-pub const REDIS: Service =
-    Service { name: "redis", env: "APEX_REDIS_URL", default: "redis://127.0.0.1:6379/", probe: host_port_of_url };
-pub const KAFKA: Service =
-    Service { name: "kafka", env: "APEX_KAFKA_BROKERS", default: "127.0.0.1:9092", probe: as_is };
-pub const NEO4J: Service = Service { name: "neo4j", env: "APEX_NEO4J_URI", default: "127.0.0.1:7687", probe: as_is };
-pub const TEMPORAL: Service = Service {
-    name: "temporal",
-    env: "APEX_TEMPORAL_URL",
-    default: "http://127.0.0.1:7233",
-    probe: host_port_of_url,
-};
-
-impl Service {
-    /// The configured address, after checking something listens there. Panics
-    /// (fails the test) with how to start the service when nothing does.
-    pub fn require(&self) -> String {
-        let value = std::env::var(self.env).unwrap_or_else(|_| self.default.to_string());
-        let addr = (self.probe)(&value);
-        let reachable = std::net::ToSocketAddrs::to_socket_addrs(addr.as_str())
-            .ok()
-            .and_then(|mut a| a.next())
-            .is_some_and(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok());
-        assert!(
-            reachable,
-            "{} is not reachable at {addr} ({}={value}). Start it with `scripts/services up {}` \
-             (or run the whole suite with `scripts/test`, which starts every service).",
-            self.name, self.env, self.name
-        );
-        value
-    }
+pub fn postgres_url() -> String {
+    let url = config().postgres.url;
+    require("postgres", "APEX_POSTGRES_URL", &url);
+    url
 }
 
-pub fn env_or(var: &str, default: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| default.to_string())
+pub fn redis_url() -> String {
+    let url = config().redis.url;
+    require("redis", "APEX_REDIS_URL", &url);
+    url
 }
 
-/// A name no other test run uses, for topics, keys, databases and groups.
+pub fn kafka_brokers() -> String {
+    let brokers = config().kafka.brokers;
+    require("kafka", "APEX_KAFKA_BROKERS", &brokers);
+    brokers
+}
+
+pub fn neo4j() -> apex_ingest::config::Neo4jConfig {
+    let c = config().neo4j;
+    require("neo4j", "APEX_NEO4J_URI", &c.uri);
+    c
+}
+
+pub fn temporal_url() -> String {
+    let url = config().temporal.url;
+    require("temporal", "APEX_TEMPORAL_URL", &url);
+    url
+}
+
+/// A name no other test run uses, for topics, keys and groups.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{:08x}", std::process::id(), rand::random::<u32>())
 }
