@@ -24,9 +24,8 @@ use crate::source::file::FileSource;
 use crate::source::generator::{GeneratorSettings, GeneratorSource};
 use crate::store::Stores;
 
-/// Attempts per batch at transient failures before the run gives up (and, with
-/// a real source, leaves the batch uncommitted for re-delivery).
-const BATCH_ATTEMPTS: usize = 5;
+/// Longest wait between two tries of a batch that failed transiently.
+const BATCH_RETRY_MAX_DELAY: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Default, Clone)]
 pub struct RunTotals {
@@ -73,12 +72,12 @@ pub fn build_source(config: &Config) -> anyhow::Result<Box<dyn Source>> {
     })
 }
 
-/// The embedded stores and the direct orchestrator over them.
+/// The configured stores and the direct orchestrator over them.
 pub async fn build_direct(
     config: &Config,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<(Stores, Arc<dyn Orchestrator>)> {
-    let stores = Stores::open_embedded(&config.stores.data_dir, config.embed.dims).await?;
+    let stores = Stores::open(config).await?;
     let orchestrator = direct_over(config, &stores, metrics)?;
     Ok((stores, orchestrator))
 }
@@ -89,7 +88,7 @@ pub fn direct_over(
     stores: &Stores,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<Arc<dyn Orchestrator>> {
-    let writer = Arc::new(SagaWriter::new(stores, metrics, config.saga.lock_ttl, config.saga.lock_wait));
+    let writer = Arc::new(SagaWriter::new(stores, metrics, config.saga_settings()));
     Ok(Arc::new(DirectOrchestrator::new(build_embedder(config)?, writer)))
 }
 
@@ -116,13 +115,14 @@ pub async fn run_pipeline(
         .map(|batch| {
             let orchestrator = orchestrator.clone();
             let metrics = metrics.clone();
+            let shutdown = shutdown.clone();
             async move {
                 for e in &batch.events {
                     metrics.event_in(e.format.as_str());
                 }
                 metrics.batch_closed(batch.close_reason, batch.events.len());
                 metrics.batch_started();
-                let result = run_with_retries(orchestrator.as_ref(), &batch).await;
+                let result = run_with_retries(orchestrator.as_ref(), &batch, &shutdown).await;
                 metrics.batch_finished();
                 result.with_context(|| format!("batch {} ({} events)", batch.id, batch.events.len()))
             }
@@ -164,18 +164,24 @@ fn tokio_stream_of<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl futures
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
+/// Runs a batch; a transient failure (a store outage) is retried with growing
+/// waits until it passes, so an outage stalls the pipeline (backpressure)
+/// instead of losing the batch. Once shutdown is requested the batch is given
+/// up (and left uncommitted). A permanent failure ends the run.
 async fn run_with_retries(
     orchestrator: &dyn Orchestrator,
     batch: &Batch,
+    shutdown: &CancellationToken,
 ) -> Result<BatchReport, OrchestrateError> {
     (|| orchestrator.run_batch(batch))
         .retry(
             ExponentialBuilder::default()
                 .with_min_delay(Duration::from_millis(200))
+                .with_max_delay(BATCH_RETRY_MAX_DELAY)
                 .with_jitter()
-                .with_max_times(BATCH_ATTEMPTS - 1),
+                .with_max_times(usize::MAX),
         )
-        .when(OrchestrateError::is_transient)
+        .when(|e: &OrchestrateError| e.is_transient() && !shutdown.is_cancelled())
         .notify(|e, after| tracing::warn!(batch = %batch.id, error = %e, ?after, "batch failed; retrying"))
         .await
 }

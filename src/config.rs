@@ -156,11 +156,48 @@ pub struct EmbedConfig {
     pub timeout: Duration,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GraphKind {
+    Embedded,
+    Neo4j,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RelationalKind {
+    Embedded,
+    Postgres,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VectorKind {
+    Embedded,
+    /// The embeddings column of the PostgreSQL records table (needs relational = "postgres").
+    Pgvector,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheKind {
+    Embedded,
+    Redis,
+}
+
+/// Which implementation serves each store role; the pipeline does not know.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoresConfig {
     /// Directory of the embedded stores (SQLite files).
     pub data_dir: PathBuf,
+    pub graph: GraphKind,
+    pub relational: RelationalKind,
+    pub vector: VectorKind,
+    /// The cache role; the coordinator (locks, idempotency) goes with it.
+    pub cache: CacheKind,
+    /// Prefix of every Redis key this service writes.
+    pub redis_prefix: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -170,6 +207,15 @@ pub struct SagaConfig {
     pub lock_ttl: Duration,
     #[serde(with = "humantime_serde")]
     pub lock_wait: Duration,
+    /// First wait before retrying a store call; each retry doubles it.
+    #[serde(with = "humantime_serde")]
+    pub retry_first: Duration,
+    /// Retries of a store call after the first attempt.
+    pub retries: usize,
+    /// Consecutive transient failures that open a store's circuit breaker.
+    pub breaker_threshold: u32,
+    #[serde(with = "humantime_serde")]
+    pub breaker_cooldown: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -221,13 +267,27 @@ impl Default for EmbedConfig {
 
 impl Default for StoresConfig {
     fn default() -> Self {
-        StoresConfig { data_dir: PathBuf::from("apex-data") }
+        StoresConfig {
+            data_dir: PathBuf::from("apex-data"),
+            graph: GraphKind::Embedded,
+            relational: RelationalKind::Embedded,
+            vector: VectorKind::Embedded,
+            cache: CacheKind::Embedded,
+            redis_prefix: "apex".into(),
+        }
     }
 }
 
 impl Default for SagaConfig {
     fn default() -> Self {
-        SagaConfig { lock_ttl: Duration::from_secs(60), lock_wait: Duration::from_secs(120) }
+        SagaConfig {
+            lock_ttl: Duration::from_secs(60),
+            lock_wait: Duration::from_secs(120),
+            retry_first: Duration::from_secs(1),
+            retries: 3,
+            breaker_threshold: 5,
+            breaker_cooldown: Duration::from_secs(30),
+        }
     }
 }
 
@@ -289,6 +349,13 @@ impl Config {
             (self.embed.requests_per_second > 0, "embed.requests_per_second", "must be at least 1"),
             (self.embed.max_inputs_per_request > 0, "embed.max_inputs_per_request", "must be at least 1"),
             (!self.saga.lock_ttl.is_zero(), "saga.lock_ttl", "must be longer than 0 s"),
+            (self.saga.breaker_threshold > 0, "saga.breaker_threshold", "must be at least 1"),
+            (
+                self.stores.vector != VectorKind::Pgvector
+                    || self.stores.relational == RelationalKind::Postgres,
+                "stores.vector",
+                "= \"pgvector\" needs stores.relational = \"postgres\"",
+            ),
         ];
         for (ok, key, problem) in checks {
             if !ok {
@@ -311,6 +378,20 @@ impl Config {
         self.metrics.listen.parse().map(Some).with_context(|| {
             format!("invalid configuration: metrics.listen {:?} is not host:port", self.metrics.listen)
         })
+    }
+
+    pub fn saga_settings(&self) -> crate::saga::writer::SagaSettings {
+        let s = &self.saga;
+        crate::saga::writer::SagaSettings {
+            lock_ttl: s.lock_ttl,
+            lock_wait: s.lock_wait,
+            retry: crate::saga::retry::RetryPolicy {
+                first_delay: s.retry_first,
+                retries: s.retries,
+                breaker_threshold: s.breaker_threshold,
+                breaker_cooldown: s.breaker_cooldown,
+            },
+        }
     }
 
     pub fn generator_rate(&self) -> Option<NonZeroU32> {

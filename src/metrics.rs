@@ -12,11 +12,19 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::batch::CloseReason;
+
+/// Circuit breaker states as exported by `apex_breaker_state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerState {
+    Closed = 0,
+    HalfOpen = 1,
+    Open = 2,
+}
 
 pub struct Metrics {
     registry: Registry,
@@ -30,6 +38,9 @@ pub struct Metrics {
     compensations: IntCounterVec,
     dead_letters: IntCounterVec,
     batches_already_written: IntCounter,
+    store_retries: IntCounterVec,
+    breaker_state: IntGaugeVec,
+    breaker_opened: IntCounterVec,
     ready: AtomicBool,
 }
 
@@ -91,6 +102,24 @@ impl Metrics {
         )
         .expect("valid metric definition");
         registry.register(Box::new(batches_already_written.clone())).expect("metric registered once");
+        let store_retries = counter_vec(
+            &registry,
+            "apex_store_retries_total",
+            "Store calls retried after a transient error",
+            &["store"],
+        );
+        let breaker_state = IntGaugeVec::new(
+            Opts::new("apex_breaker_state", "Circuit breaker per store: 0 closed, 1 half-open, 2 open"),
+            &["store"],
+        )
+        .expect("valid metric definition");
+        registry.register(Box::new(breaker_state.clone())).expect("metric registered once");
+        let breaker_opened = counter_vec(
+            &registry,
+            "apex_breaker_opened_total",
+            "Times a store's circuit breaker opened",
+            &["store"],
+        );
         Arc::new(Metrics {
             registry,
             events_in,
@@ -103,6 +132,9 @@ impl Metrics {
             compensations,
             dead_letters,
             batches_already_written,
+            store_retries,
+            breaker_state,
+            breaker_opened,
             ready: AtomicBool::new(false),
         })
     }
@@ -147,6 +179,17 @@ impl Metrics {
         self.batches_already_written.inc();
     }
 
+    pub fn store_retried(&self, store: &str) {
+        self.store_retries.with_label_values(&[store]).inc();
+    }
+
+    pub fn breaker_state(&self, store: &str, state: BreakerState) {
+        self.breaker_state.with_label_values(&[store]).set(state as i64);
+        if state == BreakerState::Open {
+            self.breaker_opened.with_label_values(&[store]).inc();
+        }
+    }
+
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
     }
@@ -165,16 +208,24 @@ impl Metrics {
         if h.get_sample_count() == 0 { 0.0 } else { h.get_sample_sum() / h.get_sample_count() as f64 }
     }
 
-    /// Current value of a labelled counter, for summaries and tests.
-    pub fn counter(&self, name: &str, label_value: &str) -> u64 {
+    /// Sum over the series of `name` that carry `label_value`, for summaries and tests.
+    fn sample(&self, name: &str, label_value: &str, value: fn(&prometheus::proto::Metric) -> f64) -> f64 {
         self.registry
             .gather()
             .iter()
             .filter(|f| f.name() == name)
             .flat_map(|f| f.get_metric().iter())
             .filter(|m| m.get_label().iter().any(|l| l.value() == label_value))
-            .map(|m| m.get_counter().value() as u64)
+            .map(value)
             .sum()
+    }
+
+    pub fn gauge(&self, name: &str, label_value: &str) -> i64 {
+        self.sample(name, label_value, |m| m.get_gauge().value()) as i64
+    }
+
+    pub fn counter(&self, name: &str, label_value: &str) -> u64 {
+        self.sample(name, label_value, |m| m.get_counter().value()) as u64
     }
 }
 

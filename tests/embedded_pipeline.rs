@@ -2,9 +2,11 @@
 //! in-process cache): reconciliation, idempotent rewrites, poison routing and
 //! compensation when a store fails.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use apex_ingest::app::{self, RunTotals};
@@ -16,10 +18,26 @@ use apex_ingest::orchestrate::direct::{parse_batch, process_records};
 use apex_ingest::pipeline::ProcessedRecord;
 use apex_ingest::pipeline::embed::HashingEmbedder;
 use apex_ingest::saga::SagaWriter;
+use apex_ingest::saga::retry::RetryPolicy;
+use apex_ingest::saga::writer::SagaSettings;
+use apex_ingest::store::Stores;
 use apex_ingest::store::sqlite_graph::SqliteGraphStore;
-use apex_ingest::store::{BatchStore, StoreError, Stores};
-use async_trait::async_trait;
+use support::Flaky;
 use tokio_util::sync::CancellationToken;
+
+/// Saga settings with short retry waits, so injected failures do not slow tests.
+fn quick_saga() -> SagaSettings {
+    SagaSettings {
+        lock_ttl: Duration::from_secs(10),
+        lock_wait: Duration::from_secs(10),
+        retry: RetryPolicy {
+            first_delay: Duration::from_millis(5),
+            retries: 3,
+            breaker_threshold: 5,
+            breaker_cooldown: Duration::from_secs(1),
+        },
+    }
+}
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/samples")
@@ -146,7 +164,7 @@ async fn reordered_batch_has_the_same_key_and_is_not_rewritten() {
     let dir = tempfile::tempdir().unwrap();
     let stores = Stores::open_embedded(dir.path(), 384).await.unwrap();
     let metrics = Metrics::new();
-    let writer = SagaWriter::new(&stores, metrics.clone(), Duration::from_secs(10), Duration::from_secs(10));
+    let writer = SagaWriter::new(&stores, metrics.clone(), quick_saga());
     let batch = generated_batch(100, 3, 0.05);
     let (mut rows, mut dead) = processed(&batch).await;
     let first = writer.write(&batch.id, &rows, &dead).await.unwrap();
@@ -183,43 +201,16 @@ async fn poison_traffic_is_routed_and_the_rest_lands() {
     }
 }
 
-/// Wraps a real store and fails its writes while `failing` is set: a fault
-/// injected in front of the real SQLite code, not a stand-in for it.
-struct Flaky<S> {
-    inner: S,
-    failing: AtomicBool,
-}
-
-#[async_trait]
-impl<S: BatchStore> BatchStore for Flaky<S> {
-    fn name(&self) -> &'static str {
-        self.inner.name()
-    }
-    async fn upsert_batch(&self, rows: &[ProcessedRecord]) -> Result<(), StoreError> {
-        if self.failing.load(Ordering::SeqCst) {
-            return Err(StoreError { store: "graph", message: "injected outage".into(), transient: true });
-        }
-        self.inner.upsert_batch(rows).await
-    }
-    async fn remove_records(&self, ids: &[RecordId]) -> Result<(), StoreError> {
-        self.inner.remove_records(ids).await
-    }
-    async fn count_records(&self) -> Result<u64, StoreError> {
-        self.inner.count_records().await
-    }
-}
-
 #[tokio::test]
 async fn failed_store_compensates_the_others_then_the_retry_lands_once() {
     let dir = tempfile::tempdir().unwrap();
     let mut stores = Stores::open_embedded(dir.path(), 384).await.unwrap();
-    let flaky = Arc::new(Flaky {
-        inner: SqliteGraphStore::open(&dir.path().join("graph-flaky.db")).await.unwrap(),
-        failing: AtomicBool::new(true),
-    });
+    let flaky =
+        Arc::new(Flaky::new(SqliteGraphStore::open(&dir.path().join("graph-flaky.db")).await.unwrap()));
+    flaky.failing.store(true, Ordering::SeqCst);
     stores.graph = flaky.clone();
     let metrics = Metrics::new();
-    let writer = SagaWriter::new(&stores, metrics.clone(), Duration::from_secs(10), Duration::from_secs(10));
+    let writer = SagaWriter::new(&stores, metrics.clone(), quick_saga());
     let batch = generated_batch(100, 9, 0.0);
     let (rows, dead) = processed(&batch).await;
 
@@ -242,7 +233,7 @@ async fn failed_store_compensates_the_others_then_the_retry_lands_once() {
 async fn nearest_neighbour_of_a_written_record_is_itself() {
     let dir = tempfile::tempdir().unwrap();
     let stores = Stores::open_embedded(dir.path(), 384).await.unwrap();
-    let writer = SagaWriter::new(&stores, Metrics::new(), Duration::from_secs(10), Duration::from_secs(10));
+    let writer = SagaWriter::new(&stores, Metrics::new(), quick_saga());
     let batch = generated_batch(200, 5, 0.0);
     let (rows, dead) = processed(&batch).await;
     writer.write(&batch.id, &rows, &dead).await.unwrap();

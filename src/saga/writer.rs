@@ -3,6 +3,8 @@
 //! fails, the stores that took the batch are compensated (the batch's records
 //! removed again) and the batch is reported failed so its source retries it.
 
+use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,6 +13,7 @@ use futures::future::join_all;
 
 use super::dlq::DeadLetter;
 use super::idempotency::batch_key;
+use super::retry::{GuardedStore, RetryPolicy};
 use crate::metrics::Metrics;
 use crate::model::RecordId;
 use crate::pipeline::ProcessedRecord;
@@ -48,27 +51,57 @@ pub struct WriteOutcome {
     pub already_written: bool,
 }
 
+#[derive(Debug, Clone, Copy)]
+pub struct SagaSettings {
+    /// Expiry of the batch lock; renewed every third of it while the write runs.
+    pub lock_ttl: Duration,
+    /// How long to wait for a lock another writer holds.
+    pub lock_wait: Duration,
+    pub retry: RetryPolicy,
+}
+
 pub struct SagaWriter {
     stores: Vec<Arc<dyn BatchStore>>,
     relational: Arc<dyn RelationalStore>,
     coordinator: Arc<dyn Coordinator>,
+    /// Breaker and retries per store name, plus "coordinator".
+    guards: BTreeMap<&'static str, GuardedStore>,
     metrics: Arc<Metrics>,
-    lock_ttl: Duration,
-    lock_wait: Duration,
+    settings: SagaSettings,
 }
 
 const LOCK_POLL: Duration = Duration::from_millis(50);
+const COORDINATOR: &str = "coordinator";
 
 impl SagaWriter {
-    pub fn new(stores: &Stores, metrics: Arc<Metrics>, lock_ttl: Duration, lock_wait: Duration) -> Self {
+    pub fn new(stores: &Stores, metrics: Arc<Metrics>, settings: SagaSettings) -> Self {
+        let stores_all = stores.all();
+        let guards = stores_all
+            .iter()
+            .map(|s| s.name())
+            .chain([COORDINATOR])
+            .map(|name| (name, GuardedStore::new(name, settings.retry, metrics.clone())))
+            .collect();
         SagaWriter {
-            stores: stores.all(),
+            stores: stores_all,
             relational: stores.relational.clone(),
             coordinator: stores.coordinator.clone(),
+            guards,
             metrics,
-            lock_ttl,
-            lock_wait,
+            settings,
         }
+    }
+
+    fn guard(&self, store: &str) -> &GuardedStore {
+        &self.guards[store]
+    }
+
+    async fn coordinate<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
+    where
+        F: Fn(Arc<dyn Coordinator>) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        self.guard(COORDINATOR).call(|| op(self.coordinator.clone())).await
     }
 
     pub async fn write(
@@ -78,11 +111,12 @@ impl SagaWriter {
         dead: &[DeadLetter],
     ) -> Result<WriteOutcome, SagaError> {
         let key = batch_key(rows, dead);
-        if let Some(done) = self.coordinator.outcome(&key).await? {
+        let k = key.as_str();
+        if let Some(done) = self.coordinate(|c| async move { c.outcome(k).await }).await? {
             return Ok(self.already_written(key, done));
         }
         let token = self.acquire(&key).await?;
-        let result = self.write_locked(batch_id, &key, rows, dead).await;
+        let result = self.renewing_lock(&key, &token, self.write_locked(batch_id, &key, rows, dead)).await;
         match self.coordinator.unlock(&key, &token).await {
             Ok(true) => {}
             Ok(false) => {
@@ -107,14 +141,42 @@ impl SagaWriter {
 
     async fn acquire(&self, key: &str) -> Result<LockToken, SagaError> {
         let started = Instant::now();
+        let ttl = self.settings.lock_ttl;
         loop {
-            if let Some(token) = self.coordinator.try_lock(key, self.lock_ttl).await? {
+            if let Some(token) = self.coordinate(|c| async move { c.try_lock(key, ttl).await }).await? {
                 return Ok(token);
             }
-            if started.elapsed() >= self.lock_wait {
-                return Err(SagaError::LockTimeout(key.to_owned(), self.lock_wait));
+            if started.elapsed() >= self.settings.lock_wait {
+                return Err(SagaError::LockTimeout(key.to_owned(), self.settings.lock_wait));
             }
             tokio::time::sleep(LOCK_POLL).await;
+        }
+    }
+
+    /// Runs `work` while renewing the lock every third of its expiry, so a slow
+    /// write (retries, backoff) never outlives the lock that guards it.
+    async fn renewing_lock<T>(&self, key: &str, token: &LockToken, work: impl Future<Output = T>) -> T {
+        let ttl = self.settings.lock_ttl;
+        let renew = async {
+            let mut every = tokio::time::interval(ttl / 3);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                match self.coordinator.extend(key, token, ttl).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(batch_key = key, "batch lock lost to expiry; writes stay idempotent");
+                        return;
+                    }
+                    Err(e) => tracing::warn!(batch_key = key, error = %e, "batch lock not renewed; retrying"),
+                }
+            }
+        };
+        tokio::pin!(work);
+        tokio::select! {
+            biased;
+            out = &mut work => out,
+            () = renew => work.await,
         }
     }
 
@@ -126,11 +188,12 @@ impl SagaWriter {
         dead: &[DeadLetter],
     ) -> Result<WriteOutcome, SagaError> {
         // Another writer may have finished this batch while we waited for the lock.
-        if let Some(done) = self.coordinator.outcome(key).await? {
+        if let Some(done) = self.coordinate(|c| async move { c.outcome(key).await }).await? {
             return Ok(self.already_written(key.to_owned(), done));
         }
+        let relational = self.guard(self.relational.name());
         if !dead.is_empty() {
-            self.relational.insert_dead_letters(dead).await?;
+            relational.call(|| self.relational.insert_dead_letters(dead)).await?;
         }
         let mut ledger = LedgerEntry {
             batch_key: key.to_owned(),
@@ -151,7 +214,7 @@ impl SagaWriter {
                 ledger.status =
                     if compensated.len() == ok.len() { "compensated" } else { "compensation_failed" }.into();
                 ledger.detail = Some(failed.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
-                if let Err(e) = self.relational.record_batch(&ledger).await {
+                if let Err(e) = relational.call(|| self.relational.record_batch(&ledger)).await {
                     tracing::warn!(batch_key = key, error = %e, "batch ledger not updated");
                 }
                 return Err(SagaError::Failed { batch_key: key.to_owned(), failed, compensated });
@@ -162,8 +225,12 @@ impl SagaWriter {
             dead_letters: ledger.dead_letters,
             written_at: Utc::now(),
         };
-        self.relational.record_batch(&ledger).await?;
-        self.coordinator.record_outcome(key, &outcome).await?;
+        relational.call(|| self.relational.record_batch(&ledger)).await?;
+        self.coordinate(|c| {
+            let outcome = outcome.clone();
+            async move { c.record_outcome(key, &outcome).await }
+        })
+        .await?;
         for d in dead {
             self.metrics.dead_lettered(&d.reason);
         }
@@ -177,7 +244,7 @@ impl SagaWriter {
 
     async fn timed_upsert(&self, store: &dyn BatchStore, rows: &[ProcessedRecord]) -> Result<(), StoreError> {
         let started = Instant::now();
-        let result = store.upsert_batch(rows).await;
+        let result = self.guard(store.name()).call(|| store.upsert_batch(rows)).await;
         match &result {
             Ok(()) => self.metrics.store_written(store.name(), rows.len(), started.elapsed()),
             Err(e) => {
@@ -191,7 +258,9 @@ impl SagaWriter {
     /// Removes the batch from the stores that took it; returns those where that worked.
     async fn compensate(&self, took: &[&Arc<dyn BatchStore>], rows: &[ProcessedRecord]) -> Vec<&'static str> {
         let ids: Vec<RecordId> = rows.iter().map(|r| r.record.id.clone()).collect();
-        let results = join_all(took.iter().map(|s| s.remove_records(&ids))).await;
+        let ids = &ids;
+        let results =
+            join_all(took.iter().map(|s| self.guard(s.name()).call(move || s.remove_records(ids)))).await;
         let mut removed = Vec::new();
         for (s, r) in took.iter().zip(results) {
             self.metrics.compensated(s.name(), r.is_ok());

@@ -92,6 +92,15 @@ impl BatchStore for MemoryCache {
         Ok(())
     }
 
+    async fn present(&self, ids: &[RecordId]) -> Result<std::collections::HashSet<RecordId>, StoreError> {
+        let s = self.lock();
+        Ok(ids.iter().filter(|id| s.records.contains_key(*id)).cloned().collect())
+    }
+
+    async fn record_ids(&self) -> Result<Vec<RecordId>, StoreError> {
+        Ok(self.lock().records.keys().cloned().collect())
+    }
+
     async fn count_records(&self) -> Result<u64, StoreError> {
         Ok(self.lock().records.len() as u64)
     }
@@ -117,6 +126,17 @@ impl Coordinator for MemoryCache {
             return Ok(true);
         }
         Ok(false)
+    }
+
+    async fn extend(&self, key: &str, token: &LockToken, ttl: Duration) -> Result<bool, StoreError> {
+        let mut s = self.lock();
+        match s.locks.get_mut(key) {
+            Some((t, until)) if t == token => {
+                *until = Instant::now() + ttl;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     async fn outcome(&self, batch_key: &str) -> Result<Option<BatchOutcome>, StoreError> {

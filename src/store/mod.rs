@@ -5,6 +5,9 @@
 //! upsert, compensation is one batched delete, and reconciliation is a count.
 
 pub mod memory_cache;
+pub mod neo4j;
+pub mod postgres;
+pub mod redis;
 pub mod sqlite_graph;
 pub mod sqlite_records;
 pub mod vector_index;
@@ -39,9 +42,16 @@ impl StoreError {
                 | sqlx::Error::WorkerCrashed
                 | sqlx::Error::Protocol(_)
                 | sqlx::Error::Tls(_)
-        ) || matches!(&e, sqlx::Error::Database(d) if d.message().contains("locked"));
+        ) || matches!(&e, sqlx::Error::Database(d) if is_transient_db_error(d.as_ref()));
         StoreError { store, message: e.to_string(), transient }
     }
+}
+
+/// SQLite "database is locked", and PostgreSQL classes 08 (connection), 40
+/// (serialization, deadlock), 53 (resources), 57P (shutdown, cannot connect now).
+fn is_transient_db_error(e: &dyn sqlx::error::DatabaseError) -> bool {
+    let code = e.code().unwrap_or_default();
+    e.message().contains("locked") || ["08", "40", "53", "57P"].iter().any(|p| code.starts_with(p))
 }
 
 /// What every store role does with a batch of records.
@@ -54,6 +64,10 @@ pub trait BatchStore: Send + Sync {
     /// Removes what `upsert_batch` wrote for these ids (saga compensation).
     async fn remove_records(&self, ids: &[RecordId]) -> Result<(), StoreError>;
     async fn count_records(&self) -> Result<u64, StoreError>;
+    /// Which of `ids` this store holds (for `verify` and tests).
+    async fn present(&self, ids: &[RecordId]) -> Result<std::collections::HashSet<RecordId>, StoreError>;
+    /// Every record id this store holds (for `verify` over the whole data set).
+    async fn record_ids(&self) -> Result<Vec<RecordId>, StoreError>;
 }
 
 /// Relational role: records plus the dead-letter table and the batch ledger.
@@ -101,8 +115,40 @@ pub trait Coordinator: Send + Sync {
     async fn try_lock(&self, key: &str, ttl: Duration) -> Result<Option<LockToken>, StoreError>;
     /// Releases the lock if `token` still owns it; says whether it did.
     async fn unlock(&self, key: &str, token: &LockToken) -> Result<bool, StoreError>;
+    /// Renews the lock's expiry if `token` still owns it; says whether it did.
+    async fn extend(&self, key: &str, token: &LockToken, ttl: Duration) -> Result<bool, StoreError>;
     async fn outcome(&self, batch_key: &str) -> Result<Option<BatchOutcome>, StoreError>;
     async fn record_outcome(&self, batch_key: &str, outcome: &BatchOutcome) -> Result<(), StoreError>;
+}
+
+/// Which of `ids` a SQLite table holds; `select_in` ends in `IN ` before the id list.
+pub(crate) async fn sqlite_present(
+    pool: &sqlx::SqlitePool,
+    store: &'static str,
+    select_in: &'static str,
+    ids: &[RecordId],
+) -> Result<std::collections::HashSet<RecordId>, StoreError> {
+    let mut found = std::collections::HashSet::new();
+    for chunk in ids.chunks(500) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(select_in);
+        q.push_tuples(chunk, |mut b, id| {
+            b.push_bind(id.as_str().to_owned());
+        });
+        let rows: Vec<(String,)> =
+            q.build_query_as().fetch_all(pool).await.map_err(|e| StoreError::from_sqlx(store, e))?;
+        found.extend(rows.into_iter().map(|(id,)| RecordId::from_stored(id)));
+    }
+    Ok(found)
+}
+
+pub(crate) async fn sqlite_ids(
+    pool: &sqlx::SqlitePool,
+    store: &'static str,
+    select: &'static str,
+) -> Result<Vec<RecordId>, StoreError> {
+    let ids: Vec<String> =
+        sqlx::query_scalar(select).fetch_all(pool).await.map_err(|e| StoreError::from_sqlx(store, e))?;
+    Ok(ids.into_iter().map(RecordId::from_stored).collect())
 }
 
 /// Opens (creating if needed) one embedded SQLite database and applies its migrations.
@@ -148,30 +194,82 @@ pub struct Stores {
 }
 
 impl Stores {
-    /// The embedded stack: SQLite files for records, graph and vectors under
-    /// `dir`, and the in-process cache and coordinator.
+    /// The embedded stack under `dir`: SQLite files for records, graph and
+    /// vectors, and the in-process cache and coordinator.
     pub async fn open_embedded(dir: &std::path::Path, dims: usize) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError {
-            store: "embedded",
-            message: format!("cannot create data directory {}: {e}", dir.display()),
-            transient: false,
-        })?;
-        let cache = std::sync::Arc::new(memory_cache::MemoryCache::new());
-        Ok(Stores {
-            graph: std::sync::Arc::new(sqlite_graph::SqliteGraphStore::open(&dir.join("graph.db")).await?),
-            relational: std::sync::Arc::new(
-                sqlite_records::SqliteRecordStore::open(&dir.join("records.db")).await?,
-            ),
-            vector: std::sync::Arc::new(
-                vector_index::ExactVectorIndex::open(&dir.join("vectors.db"), dims).await?,
-            ),
-            cache: cache.clone(),
-            coordinator: cache,
-        })
+        let mut config = crate::config::Config::default();
+        config.stores.data_dir = dir.to_path_buf();
+        config.embed.dims = dims;
+        Self::open(&config).await
     }
 
-    /// Every store the saga writes a batch to, in a fixed order.
+    /// The store each role's configuration names; embedded files only for the
+    /// roles that are embedded.
+    pub async fn open(config: &crate::config::Config) -> Result<Self, StoreError> {
+        use std::sync::Arc;
+
+        use crate::config::{CacheKind, GraphKind, RelationalKind, VectorKind};
+        let s = &config.stores;
+        let file = |name: &str| -> Result<std::path::PathBuf, StoreError> {
+            std::fs::create_dir_all(&s.data_dir).map_err(|e| StoreError {
+                store: "embedded",
+                message: format!("cannot create data directory {}: {e}", s.data_dir.display()),
+                transient: false,
+            })?;
+            Ok(s.data_dir.join(name))
+        };
+        let graph: Arc<dyn BatchStore> = match s.graph {
+            GraphKind::Embedded => Arc::new(sqlite_graph::SqliteGraphStore::open(&file("graph.db")?).await?),
+            GraphKind::Neo4j => {
+                let n = &config.neo4j;
+                Arc::new(neo4j::Neo4jStore::connect(&n.uri, &n.user, &n.password).await?)
+            }
+        };
+        let postgres = match s.relational {
+            RelationalKind::Postgres => Some(Arc::new(
+                postgres::PostgresStore::connect(&config.postgres.url, config.embed.dims).await?,
+            )),
+            RelationalKind::Embedded => None,
+        };
+        let relational: Arc<dyn RelationalStore> = match &postgres {
+            Some(pg) => pg.clone(),
+            None => Arc::new(sqlite_records::SqliteRecordStore::open(&file("records.db")?).await?),
+        };
+        let vector: Arc<dyn VectorStore> = match (s.vector, postgres) {
+            (VectorKind::Embedded, _) => {
+                Arc::new(vector_index::ExactVectorIndex::open(&file("vectors.db")?, config.embed.dims).await?)
+            }
+            (VectorKind::Pgvector, Some(pg)) => pg,
+            (VectorKind::Pgvector, None) => {
+                return Err(StoreError {
+                    store: "vector",
+                    message: "stores.vector = \"pgvector\" needs stores.relational = \"postgres\"".into(),
+                    transient: false,
+                });
+            }
+        };
+        let (cache, coordinator): (Arc<dyn BatchStore>, Arc<dyn Coordinator>) = match s.cache {
+            CacheKind::Embedded => {
+                let m = Arc::new(memory_cache::MemoryCache::new());
+                (m.clone(), m)
+            }
+            CacheKind::Redis => {
+                let r = Arc::new(redis::RedisStore::connect(&config.redis.url, &s.redis_prefix).await?);
+                (r.clone(), r)
+            }
+        };
+        Ok(Stores { graph, relational, vector, cache, coordinator })
+    }
+
+    /// Every distinct store the saga writes a batch to, in a fixed order (with
+    /// vector = "pgvector" the relational store also serves the vector role).
     pub fn all(&self) -> Vec<std::sync::Arc<dyn BatchStore>> {
-        vec![self.graph.clone(), self.relational.clone(), self.vector.clone(), self.cache.clone()]
+        let mut all: Vec<std::sync::Arc<dyn BatchStore>> = Vec::new();
+        for s in [self.graph.clone(), self.relational.clone(), self.vector.clone(), self.cache.clone()] {
+            if !all.iter().any(|a| std::ptr::addr_eq(std::sync::Arc::as_ptr(a), std::sync::Arc::as_ptr(&s))) {
+                all.push(s);
+            }
+        }
+        all
     }
 }

@@ -123,6 +123,20 @@ impl BatchStore for SqliteGraphStore {
         tx.commit().await.map_err(Self::err)
     }
 
+    async fn present(&self, ids: &[RecordId]) -> Result<std::collections::HashSet<RecordId>, StoreError> {
+        super::sqlite_present(
+            &self.pool,
+            NAME,
+            "SELECT key FROM nodes WHERE label = 'Event' AND key IN ",
+            ids,
+        )
+        .await
+    }
+
+    async fn record_ids(&self) -> Result<Vec<RecordId>, StoreError> {
+        super::sqlite_ids(&self.pool, NAME, "SELECT key FROM nodes WHERE label = 'Event'").await
+    }
+
     async fn count_records(&self) -> Result<u64, StoreError> {
         self.count_label(Label::Event).await
     }

@@ -78,6 +78,14 @@ impl BatchStore for SqliteRecordStore {
         Ok(())
     }
 
+    async fn present(&self, ids: &[RecordId]) -> Result<std::collections::HashSet<RecordId>, StoreError> {
+        super::sqlite_present(&self.pool, NAME, "SELECT id FROM records WHERE id IN ", ids).await
+    }
+
+    async fn record_ids(&self) -> Result<Vec<RecordId>, StoreError> {
+        super::sqlite_ids(&self.pool, NAME, "SELECT id FROM records").await
+    }
+
     async fn count_records(&self) -> Result<u64, StoreError> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM records")
             .fetch_one(&self.pool)

@@ -120,6 +120,15 @@ impl BatchStore for ExactVectorIndex {
         Ok(())
     }
 
+    async fn present(&self, ids: &[RecordId]) -> Result<std::collections::HashSet<RecordId>, StoreError> {
+        let mem = self.vectors.read().await;
+        Ok(ids.iter().filter(|id| mem.contains_key(*id)).cloned().collect())
+    }
+
+    async fn record_ids(&self) -> Result<Vec<RecordId>, StoreError> {
+        Ok(self.vectors.read().await.keys().cloned().collect())
+    }
+
     async fn count_records(&self) -> Result<u64, StoreError> {
         Ok(self.vectors.read().await.len() as u64)
     }

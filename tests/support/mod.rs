@@ -5,9 +5,15 @@
 
 #![allow(dead_code)] // each test crate uses the part it needs
 
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use apex_ingest::config::Config;
+use apex_ingest::model::RecordId;
+use apex_ingest::pipeline::ProcessedRecord;
+use apex_ingest::store::{BatchStore, StoreError};
+use async_trait::async_trait;
 
 pub fn config() -> Config {
     Config::load(None).expect("configuration from defaults and APEX_* variables")
@@ -68,4 +74,92 @@ pub fn temporal_url() -> String {
 /// A name no other test run uses, for topics, keys and groups.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{:08x}", std::process::id(), rand::random::<u32>())
+}
+
+/// Wraps a real store and fails its writes while `failing` is set: a fault
+/// injected in front of the real store code, not a stand-in for it.
+pub struct Flaky<S> {
+    pub inner: S,
+    pub failing: AtomicBool,
+}
+
+impl<S> Flaky<S> {
+    pub fn new(inner: S) -> Self {
+        Flaky { inner, failing: AtomicBool::new(false) }
+    }
+}
+
+#[async_trait]
+impl<S: BatchStore> BatchStore for Flaky<S> {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    async fn upsert_batch(&self, rows: &[ProcessedRecord]) -> Result<(), StoreError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StoreError {
+                store: self.inner.name(),
+                message: "injected outage".into(),
+                transient: true,
+            });
+        }
+        self.inner.upsert_batch(rows).await
+    }
+    async fn remove_records(&self, ids: &[RecordId]) -> Result<(), StoreError> {
+        self.inner.remove_records(ids).await
+    }
+    async fn count_records(&self) -> Result<u64, StoreError> {
+        self.inner.count_records().await
+    }
+    async fn present(&self, ids: &[RecordId]) -> Result<HashSet<RecordId>, StoreError> {
+        self.inner.present(ids).await
+    }
+    async fn record_ids(&self) -> Result<Vec<RecordId>, StoreError> {
+        self.inner.record_ids().await
+    }
+}
+
+/// Configuration with every store role on its real service (PostgreSQL with
+/// pgvector for records and vectors, Neo4j, Redis under `redis_prefix`),
+/// failing loudly when one of them is not reachable.
+pub fn real_stores_config(redis_prefix: &str) -> Config {
+    use apex_ingest::config::{CacheKind, GraphKind, RelationalKind, VectorKind};
+    postgres_url();
+    redis_url();
+    neo4j();
+    let mut c = config();
+    c.stores.graph = GraphKind::Neo4j;
+    c.stores.relational = RelationalKind::Postgres;
+    c.stores.vector = VectorKind::Pgvector;
+    c.stores.cache = CacheKind::Redis;
+    c.stores.redis_prefix = redis_prefix.to_string();
+    c.saga.retry_first = Duration::from_millis(50);
+    c.saga.breaker_cooldown = Duration::from_secs(2);
+    c
+}
+
+/// A batch of generated traffic; a fresh seed gives records no other test has.
+pub fn generated_batch(events: usize, seed: u64, poison: f64) -> apex_ingest::batch::Batch {
+    use apex_ingest::source::generator::{Fleet, GeneratorSettings};
+    let mut fleet = Fleet::new(GeneratorSettings {
+        events: None,
+        rate: None,
+        poison_fraction: poison,
+        edi_fraction: 0.2,
+        vehicles: 10,
+        partitions: 2,
+        seed,
+    });
+    apex_ingest::batch::Batch::new(
+        (0..events).map(|_| fleet.next_event()).collect(),
+        apex_ingest::batch::CloseReason::Size,
+    )
+}
+
+/// Parsed, extracted and embedded rows and dead letters of a batch.
+pub async fn processed(
+    batch: &apex_ingest::batch::Batch,
+) -> (Vec<ProcessedRecord>, Vec<apex_ingest::saga::dlq::DeadLetter>) {
+    use apex_ingest::orchestrate::direct::{parse_batch, process_records};
+    let (records, dead) = parse_batch(batch);
+    (process_records(&apex_ingest::pipeline::embed::HashingEmbedder::new(384), records).await.unwrap(), dead)
 }

@@ -1,0 +1,149 @@
+//! Neo4j store (graph role) over Bolt with neo4rs: per batch one
+//! `UNWIND $rows … MERGE` per node label and one per relationship type (and
+//! end-point labels), all in one transaction. Uniqueness constraints on
+//! `key` per label are created at start-up, which also index the MERGEs.
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_trait::async_trait;
+use neo4rs::{BoltType, Graph, query};
+
+use super::sqlite_graph::merge_batch;
+use super::{BatchStore, StoreError};
+use crate::model::{Label, RecordId, RelType};
+use crate::pipeline::ProcessedRecord;
+
+const NAME: &str = "graph";
+
+pub struct Neo4jStore {
+    graph: Graph,
+}
+
+fn err(e: neo4rs::Error) -> StoreError {
+    // Connection-level failures are outages; anything else (a bad query) is not.
+    let transient = match &e {
+        neo4rs::Error::IOError { .. }
+        | neo4rs::Error::ConnectionError
+        | neo4rs::Error::IncompleteBoltExchange => true,
+        neo4rs::Error::Neo4j(n) => n.kind() == neo4rs::Neo4jErrorKind::Transient,
+        _ => false,
+    };
+    StoreError { store: NAME, message: e.to_string(), transient }
+}
+
+impl Neo4jStore {
+    pub async fn connect(uri: &str, user: &str, password: &str) -> Result<Self, StoreError> {
+        let graph = Graph::new(uri, user, password).map_err(err)?;
+        for label in Label::ALL {
+            let l = label.as_str();
+            graph
+                .run(query(&format!(
+                    "CREATE CONSTRAINT apex_{l}_key IF NOT EXISTS FOR (n:{l}) REQUIRE n.key IS UNIQUE"
+                )))
+                .await
+                .map_err(err)?;
+        }
+        Ok(Neo4jStore { graph })
+    }
+
+    async fn keys(&self, q: neo4rs::Query) -> Result<Vec<RecordId>, StoreError> {
+        let mut rows = self.graph.execute(q).await.map_err(err)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().await.map_err(err)? {
+            let key: String = row.get("key").map_err(|e| StoreError {
+                store: NAME,
+                message: e.to_string(),
+                transient: false,
+            })?;
+            out.push(RecordId::from_stored(key));
+        }
+        Ok(out)
+    }
+
+    /// Runs a read query returning one integer column `n`.
+    pub async fn count(&self, cypher: &str, params: Vec<(&str, BoltType)>) -> Result<i64, StoreError> {
+        let mut q = query(cypher);
+        for (k, v) in params {
+            q = q.param(k, v);
+        }
+        let mut rows = self.graph.execute(q).await.map_err(err)?;
+        let row = rows.next().await.map_err(err)?.ok_or_else(|| StoreError {
+            store: NAME,
+            message: format!("no row from {cypher}"),
+            transient: false,
+        })?;
+        row.get::<i64>("n").map_err(|e| StoreError { store: NAME, message: e.to_string(), transient: false })
+    }
+}
+
+fn map(pairs: impl IntoIterator<Item = (&'static str, BoltType)>) -> BoltType {
+    pairs.into_iter().collect::<HashMap<&str, BoltType>>().into()
+}
+
+#[async_trait]
+impl BatchStore for Neo4jStore {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn upsert_batch(&self, rows: &[ProcessedRecord]) -> Result<(), StoreError> {
+        let (nodes, edges) = merge_batch(rows);
+        let mut by_label: BTreeMap<Label, Vec<BoltType>> = BTreeMap::new();
+        for (k, props) in nodes {
+            let props: HashMap<String, BoltType> = props.into_iter().map(|(k, v)| (k, v.into())).collect();
+            by_label.entry(k.label).or_default().push(map([("key", k.key.into()), ("props", props.into())]));
+        }
+        let mut by_rel: BTreeMap<(Label, RelType, Label), Vec<BoltType>> = BTreeMap::new();
+        for e in edges {
+            by_rel
+                .entry((e.from.label, e.rel, e.to.label))
+                .or_default()
+                .push(map([("from", e.from.key.into()), ("to", e.to.key.into())]));
+        }
+        let mut queries = Vec::new();
+        for (label, rows) in by_label {
+            let l = label.as_str();
+            queries.push(
+                query(&format!("UNWIND $rows AS row MERGE (n:{l} {{key: row.key}}) SET n += row.props"))
+                    .param("rows", rows),
+            );
+        }
+        for ((from, rel, to), rows) in by_rel {
+            let (f, r, t) = (from.as_str(), rel.as_str(), to.as_str());
+            queries.push(
+                query(&format!(
+                    "UNWIND $rows AS row MATCH (a:{f} {{key: row.from}}) MATCH (b:{t} {{key: row.to}}) MERGE (a)-[:{r}]->(b)"
+                ))
+                .param("rows", rows),
+            );
+        }
+        let mut txn = self.graph.start_txn().await.map_err(err)?;
+        txn.run_queries(queries).await.map_err(err)?;
+        txn.commit().await.map_err(err)?;
+        Ok(())
+    }
+
+    /// Removes the records' Event nodes with their edges; shared entities stay.
+    async fn remove_records(&self, ids: &[RecordId]) -> Result<(), StoreError> {
+        let ids: Vec<String> = ids.iter().map(|i| i.as_str().to_owned()).collect();
+        self.graph
+            .run(query("UNWIND $ids AS id MATCH (e:Event {key: id}) DETACH DELETE e").param("ids", ids))
+            .await
+            .map_err(err)
+    }
+
+    async fn present(&self, ids: &[RecordId]) -> Result<std::collections::HashSet<RecordId>, StoreError> {
+        let ids: Vec<String> = ids.iter().map(|i| i.as_str().to_owned()).collect();
+        self.keys(query("UNWIND $ids AS id MATCH (e:Event {key: id}) RETURN e.key AS key").param("ids", ids))
+            .await
+            .map(|v| v.into_iter().collect())
+    }
+
+    async fn record_ids(&self) -> Result<Vec<RecordId>, StoreError> {
+        self.keys(query("MATCH (e:Event) RETURN e.key AS key")).await
+    }
+
+    async fn count_records(&self) -> Result<u64, StoreError> {
+        Ok(self.count("MATCH (e:Event) RETURN count(e) AS n", vec![]).await? as u64)
+    }
+}

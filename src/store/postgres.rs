@@ -1,0 +1,238 @@
+//! PostgreSQL store (relational role): records with their embeddings (pgvector,
+//! HNSW cosine index), entities, dead letters and the batch ledger. Every batch
+//! write is one `INSERT … SELECT FROM UNNEST(…) ON CONFLICT` per table.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use pgvector::Vector;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+use super::{BatchStore, LedgerEntry, RelationalStore, StoreError, VectorStore};
+use crate::model::RecordId;
+use crate::pipeline::ProcessedRecord;
+use crate::saga::dlq::DeadLetter;
+
+const NAME: &str = "relational";
+/// The width of `records.embedding` in the migration.
+pub const PG_DIMS: usize = 384;
+
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+fn err(e: sqlx::Error) -> StoreError {
+    StoreError::from_sqlx(NAME, e)
+}
+
+impl PostgresStore {
+    /// Connects and applies the migrations in `migrations/postgres`.
+    pub async fn connect(url: &str, dims: usize) -> Result<Self, StoreError> {
+        if dims != PG_DIMS {
+            return Err(StoreError {
+                store: NAME,
+                message: format!("PostgreSQL keeps {PG_DIMS}-dimensional embeddings; embed.dims is {dims}"),
+                transient: false,
+            });
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            // Fail fast during an outage so retries and the breaker see it.
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await
+            .map_err(err)?;
+        sqlx::migrate!("migrations/postgres").run(&pool).await.map_err(|e| StoreError {
+            store: NAME,
+            message: format!("migrating PostgreSQL: {e}"),
+            transient: false,
+        })?;
+        Ok(PostgresStore { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+#[async_trait]
+impl BatchStore for PostgresStore {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn upsert_batch(&self, rows: &[ProcessedRecord]) -> Result<(), StoreError> {
+        let ids: Vec<&str> = rows.iter().map(|r| r.record.id.as_str()).collect();
+        let formats: Vec<&str> = rows.iter().map(|r| r.record.format.as_str()).collect();
+        let kinds: Vec<&str> = rows.iter().map(|r| r.record.kind.as_str()).collect();
+        let keys: Vec<&str> = rows.iter().map(|r| r.record.natural_key.as_str()).collect();
+        let times: Vec<DateTime<Utc>> = rows.iter().map(|r| r.record.occurred_at).collect();
+        let summaries: Vec<&str> = rows.iter().map(|r| r.summary.as_str()).collect();
+        let bodies: Vec<String> =
+            rows.iter().map(|r| serde_json::to_string(&r.record.body).unwrap_or_default()).collect();
+        let topics: Vec<&str> = rows.iter().map(|r| r.record.origin.topic.as_str()).collect();
+        let partitions: Vec<i32> = rows.iter().map(|r| r.record.origin.partition).collect();
+        let offsets: Vec<i64> = rows.iter().map(|r| r.record.origin.offset).collect();
+        let embeddings: Vec<Vector> = rows.iter().map(|r| Vector::from(r.embedding.clone())).collect();
+
+        let mut entities: BTreeMap<(&str, &str), (String, &str)> = BTreeMap::new();
+        for r in rows {
+            for e in &r.extraction.entities {
+                entities.insert(
+                    (e.key.label.as_str(), e.key.key.as_str()),
+                    (serde_json::to_string(&e.props).unwrap_or_default(), r.record.id.as_str()),
+                );
+            }
+        }
+        let (labels, keys_e): (Vec<&str>, Vec<&str>) = entities.keys().copied().unzip();
+        let (props, owners): (Vec<String>, Vec<&str>) = entities.values().cloned().unzip();
+
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        sqlx::query(
+            r#"INSERT INTO records (id, format, kind, natural_key, occurred_at, summary, body, topic, partition, "offset", embedding)
+               SELECT id, format, kind, natural_key, occurred_at, summary, body::jsonb, topic, partition, "offset", embedding
+               FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[], $7::text[],
+                           $8::text[], $9::int[], $10::bigint[], $11::vector[])
+                    AS t(id, format, kind, natural_key, occurred_at, summary, body, topic, partition, "offset", embedding)
+               ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, occurred_at = excluded.occurred_at,
+                   summary = excluded.summary, body = excluded.body, embedding = excluded.embedding"#,
+        )
+        .bind(&ids)
+        .bind(&formats)
+        .bind(&kinds)
+        .bind(&keys)
+        .bind(&times)
+        .bind(&summaries)
+        .bind(&bodies)
+        .bind(&topics)
+        .bind(&partitions)
+        .bind(&offsets)
+        .bind(&embeddings)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        sqlx::query(
+            "INSERT INTO entities (label, key, props, record_id)
+             SELECT label, key, props::jsonb, record_id FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[])
+                  AS t(label, key, props, record_id)
+             ON CONFLICT (label, key) DO UPDATE SET props = entities.props || excluded.props, record_id = excluded.record_id",
+        )
+        .bind(&labels)
+        .bind(&keys_e)
+        .bind(&props)
+        .bind(&owners)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        tx.commit().await.map_err(err)
+    }
+
+    async fn remove_records(&self, ids: &[RecordId]) -> Result<(), StoreError> {
+        let ids: Vec<&str> = ids.iter().map(RecordId::as_str).collect();
+        sqlx::query("DELETE FROM records WHERE id = ANY($1)")
+            .bind(&ids)
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn present(&self, ids: &[RecordId]) -> Result<std::collections::HashSet<RecordId>, StoreError> {
+        let ids: Vec<&str> = ids.iter().map(RecordId::as_str).collect();
+        let found: Vec<String> = sqlx::query_scalar("SELECT id FROM records WHERE id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(found.into_iter().map(RecordId::from_stored).collect())
+    }
+
+    async fn record_ids(&self) -> Result<Vec<RecordId>, StoreError> {
+        let found: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM records").fetch_all(&self.pool).await.map_err(err)?;
+        Ok(found.into_iter().map(RecordId::from_stored).collect())
+    }
+
+    async fn count_records(&self) -> Result<u64, StoreError> {
+        let n: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM records").fetch_one(&self.pool).await.map_err(err)?;
+        Ok(n as u64)
+    }
+}
+
+#[async_trait]
+impl RelationalStore for PostgresStore {
+    async fn insert_dead_letters(&self, letters: &[DeadLetter]) -> Result<(), StoreError> {
+        let col = |f: fn(&DeadLetter) -> String| letters.iter().map(f).collect::<Vec<String>>();
+        let raws: Vec<Vec<u8>> = letters.iter().map(|d| d.raw.clone()).collect();
+        let partitions: Vec<i32> = letters.iter().map(|d| d.origin.partition).collect();
+        let offsets: Vec<i64> = letters.iter().map(|d| d.origin.offset).collect();
+        let keys: Vec<Option<String>> = letters.iter().map(|d| d.key.clone()).collect();
+        sqlx::query(
+            r#"INSERT INTO dead_letters (id, format, topic, partition, "offset", key, reason, detail, raw)
+               SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int[], $5::bigint[], $6::text[],
+                                    $7::text[], $8::text[], $9::bytea[])
+               ON CONFLICT (id) DO NOTHING"#,
+        )
+        .bind(col(|d| d.id.clone()))
+        .bind(col(|d| d.format.as_str().to_owned()))
+        .bind(col(|d| d.origin.topic.clone()))
+        .bind(&partitions)
+        .bind(&offsets)
+        .bind(&keys)
+        .bind(col(|d| d.reason.clone()))
+        .bind(col(|d| d.detail.clone()))
+        .bind(&raws)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
+    async fn dead_letter_counts(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT reason, count(*) FROM dead_letters GROUP BY reason")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(err)?;
+        Ok(rows.into_iter().map(|(r, n)| (r, n as u64)).collect())
+    }
+
+    async fn record_batch(&self, e: &LedgerEntry) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO batch_ledger (batch_key, batch_id, records, dead_letters, status, detail)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (batch_key) DO UPDATE SET status = excluded.status, detail = excluded.detail,
+                 attempts = batch_ledger.attempts + 1, updated_at = now()",
+        )
+        .bind(&e.batch_key)
+        .bind(&e.batch_id)
+        .bind(e.records as i64)
+        .bind(e.dead_letters as i64)
+        .bind(&e.status)
+        .bind(&e.detail)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+}
+
+/// Nearest-neighbour search over the records' embeddings (HNSW, cosine).
+#[async_trait]
+impl VectorStore for PostgresStore {
+    async fn search(&self, query: &[f32], k: usize) -> Result<Vec<(RecordId, f32)>, StoreError> {
+        let rows: Vec<(String, f64)> = sqlx::query_as(
+            "SELECT id, 1 - (embedding <=> $1) FROM records ORDER BY embedding <=> $1 LIMIT $2",
+        )
+        .bind(Vector::from(query.to_vec()))
+        .bind(k as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(rows.into_iter().map(|(id, s)| (RecordId::from_stored(id), s as f32)).collect())
+    }
+}

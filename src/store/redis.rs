@@ -1,0 +1,245 @@
+//! Redis store: the cache role (latest state per vehicle/shipment, a marker per
+//! record) written in one pipeline per batch, and the coordinator (per-batch
+//! locks with expiry and an owner token, idempotency records).
+//!
+//! Keys, under a configurable prefix `P`:
+//! `P:records` (set of record ids), `P:record:<id>` (the record's subject),
+//! `P:latest:<subject>` (hash: at_ms, record_id, summary), `P:lock:<batch key>`,
+//! `P:batch:<batch key>` (the recorded outcome, JSON, kept `OUTCOME_TTL`).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::ConnectionManager;
+
+use super::{BatchOutcome, BatchStore, Coordinator, LockToken, StoreError};
+use crate::model::RecordId;
+use crate::pipeline::ProcessedRecord;
+
+const NAME: &str = "cache";
+/// How long a written batch's idempotency record is kept: far longer than any
+/// re-delivery (Kafka retention of the source topics is days).
+const OUTCOME_TTL: Duration = Duration::from_secs(14 * 24 * 3600);
+
+/// Sets the latest state of a subject unless a newer record already holds it.
+const SET_LATEST: &str = r"
+local cur = redis.call('HGET', KEYS[1], 'at_ms')
+if not cur or tonumber(cur) <= tonumber(ARGV[1]) then
+  redis.call('HSET', KEYS[1], 'at_ms', ARGV[1], 'record_id', ARGV[2], 'summary', ARGV[3])
+end
+return 1";
+
+/// Removes a record's marker and, if it is the subject's latest, the latest state.
+const REMOVE_RECORD: &str = r"
+local subject = redis.call('GET', KEYS[1])
+if subject and subject ~= '' then
+  local latest = ARGV[2] .. subject
+  if redis.call('HGET', latest, 'record_id') == ARGV[1] then redis.call('DEL', latest) end
+end
+redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[2], ARGV[1])
+return 1";
+
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0";
+
+const EXTEND: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0";
+
+#[derive(Clone)]
+pub struct RedisStore {
+    con: ConnectionManager,
+    prefix: String,
+}
+
+fn err(e: redis::RedisError) -> StoreError {
+    let transient = e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || matches!(
+            e.kind(),
+            redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading | redis::ServerErrorKind::TryAgain)
+        );
+    StoreError { store: NAME, message: e.to_string(), transient }
+}
+
+impl RedisStore {
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url).map_err(err)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(10)))
+            .set_number_of_retries(2);
+        let con = ConnectionManager::new_with_config(client, config).await.map_err(err)?;
+        Ok(RedisStore { con, prefix: prefix.to_owned() })
+    }
+
+    fn key(&self, kind: &str, rest: &str) -> String {
+        format!("{}:{kind}:{rest}", self.prefix)
+    }
+
+    fn records_key(&self) -> String {
+        format!("{}:records", self.prefix)
+    }
+
+    /// The latest state of a subject (`vehicle:<id>`), as (record id, summary).
+    pub async fn latest(&self, subject: &str) -> Result<Option<(String, String)>, StoreError> {
+        let (id, summary): (Option<String>, Option<String>) = redis::cmd("HMGET")
+            .arg(self.key("latest", subject))
+            .arg("record_id")
+            .arg("summary")
+            .query_async(&mut self.con.clone())
+            .await
+            .map_err(err)?;
+        Ok(id.zip(summary))
+    }
+}
+
+#[async_trait]
+impl BatchStore for RedisStore {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn upsert_batch(&self, rows: &[ProcessedRecord]) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        let ids: Vec<&str> = rows.iter().map(|r| r.record.id.as_str()).collect();
+        pipe.cmd("SADD").arg(self.records_key()).arg(&ids).ignore();
+        for r in rows {
+            let subject = r.record.subject();
+            pipe.cmd("SET")
+                .arg(self.key("record", r.record.id.as_str()))
+                .arg(subject.as_deref().unwrap_or(""))
+                .ignore();
+            if let Some(subject) = subject {
+                pipe.cmd("EVAL")
+                    .arg(SET_LATEST)
+                    .arg(1)
+                    .arg(self.key("latest", &subject))
+                    .arg(r.record.occurred_at.timestamp_millis())
+                    .arg(r.record.id.as_str())
+                    .arg(&r.summary)
+                    .ignore();
+            }
+        }
+        pipe.query_async::<()>(&mut self.con.clone()).await.map_err(err)
+    }
+
+    async fn remove_records(&self, ids: &[RecordId]) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        let latest_prefix = self.key("latest", "");
+        for id in ids {
+            pipe.cmd("EVAL")
+                .arg(REMOVE_RECORD)
+                .arg(2)
+                .arg(self.key("record", id.as_str()))
+                .arg(self.records_key())
+                .arg(id.as_str())
+                .arg(&latest_prefix)
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut self.con.clone()).await.map_err(err)
+    }
+
+    async fn present(&self, ids: &[RecordId]) -> Result<std::collections::HashSet<RecordId>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Default::default());
+        }
+        let ids_str: Vec<&str> = ids.iter().map(RecordId::as_str).collect();
+        let flags: Vec<bool> = redis::cmd("SMISMEMBER")
+            .arg(self.records_key())
+            .arg(&ids_str)
+            .query_async(&mut self.con.clone())
+            .await
+            .map_err(err)?;
+        Ok(ids.iter().zip(flags).filter(|(_, f)| *f).map(|(id, _)| id.clone()).collect())
+    }
+
+    async fn record_ids(&self) -> Result<Vec<RecordId>, StoreError> {
+        let ids: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.records_key())
+            .query_async(&mut self.con.clone())
+            .await
+            .map_err(err)?;
+        Ok(ids.into_iter().map(RecordId::from_stored).collect())
+    }
+
+    async fn count_records(&self) -> Result<u64, StoreError> {
+        redis::cmd("SCARD").arg(self.records_key()).query_async(&mut self.con.clone()).await.map_err(err)
+    }
+}
+
+#[async_trait]
+impl Coordinator for RedisStore {
+    async fn try_lock(&self, key: &str, ttl: Duration) -> Result<Option<LockToken>, StoreError> {
+        let token = LockToken(format!("{:032x}", rand::random::<u128>()));
+        let set: Option<String> = redis::cmd("SET")
+            .arg(self.key("lock", key))
+            .arg(&token.0)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl.as_millis() as u64)
+            .query_async(&mut self.con.clone())
+            .await
+            .map_err(err)?;
+        Ok(set.map(|_| token))
+    }
+
+    async fn unlock(&self, key: &str, token: &LockToken) -> Result<bool, StoreError> {
+        let n: i64 = redis::cmd("EVAL")
+            .arg(RELEASE)
+            .arg(1)
+            .arg(self.key("lock", key))
+            .arg(&token.0)
+            .query_async(&mut self.con.clone())
+            .await
+            .map_err(err)?;
+        Ok(n == 1)
+    }
+
+    async fn extend(&self, key: &str, token: &LockToken, ttl: Duration) -> Result<bool, StoreError> {
+        let n: i64 = redis::cmd("EVAL")
+            .arg(EXTEND)
+            .arg(1)
+            .arg(self.key("lock", key))
+            .arg(&token.0)
+            .arg(ttl.as_millis() as u64)
+            .query_async(&mut self.con.clone())
+            .await
+            .map_err(err)?;
+        Ok(n == 1)
+    }
+
+    async fn outcome(&self, batch_key: &str) -> Result<Option<BatchOutcome>, StoreError> {
+        let json: Option<String> = redis::cmd("GET")
+            .arg(self.key("batch", batch_key))
+            .query_async(&mut self.con.clone())
+            .await
+            .map_err(err)?;
+        json.map(|j| {
+            serde_json::from_str(&j).map_err(|e| StoreError {
+                store: NAME,
+                message: format!("unreadable outcome of batch {batch_key}: {e}"),
+                transient: false,
+            })
+        })
+        .transpose()
+    }
+
+    async fn record_outcome(&self, batch_key: &str, outcome: &BatchOutcome) -> Result<(), StoreError> {
+        let json = serde_json::to_string(outcome).unwrap_or_default();
+        redis::cmd("SET")
+            .arg(self.key("batch", batch_key))
+            .arg(json)
+            .arg("EX")
+            .arg(OUTCOME_TTL.as_secs())
+            .query_async::<()>(&mut self.con.clone())
+            .await
+            .map_err(err)
+    }
+}

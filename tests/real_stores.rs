@@ -1,0 +1,154 @@
+//! The saga writer on the real stores: Neo4j, PostgreSQL (+ pgvector) and Redis
+//! as `scripts/services up` starts them. Each test writes records no other test
+//! has (its own generator seed) under its own Redis key prefix.
+
+mod support;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use apex_ingest::metrics::Metrics;
+use apex_ingest::model::RecordId;
+use apex_ingest::saga::SagaWriter;
+use apex_ingest::store::memory_cache::MemoryCache;
+use apex_ingest::store::neo4j::Neo4jStore;
+use apex_ingest::store::{BatchStore, Stores};
+use support::{Flaky, generated_batch, processed, real_stores_config, unique};
+
+fn seed() -> u64 {
+    rand::random()
+}
+
+async fn assert_everywhere(stores: &Stores, ids: &[RecordId]) {
+    let want: HashSet<RecordId> = ids.iter().cloned().collect();
+    for s in stores.all() {
+        assert_eq!(s.present(ids).await.unwrap(), want, "{} does not hold the batch", s.name());
+    }
+}
+
+async fn assert_nowhere(stores: &[Arc<dyn BatchStore>], ids: &[RecordId]) {
+    for s in stores {
+        assert!(s.present(ids).await.unwrap().is_empty(), "{} still holds records of the batch", s.name());
+    }
+}
+
+#[tokio::test]
+async fn a_batch_written_twice_leaves_one_copy_everywhere() {
+    let config = real_stores_config(&unique("apex-test"));
+    let stores = Stores::open(&config).await.unwrap();
+    let writer = SagaWriter::new(&stores, Metrics::new(), config.saga_settings());
+    let batch = generated_batch(100, seed(), 0.05);
+    let (mut rows, mut dead) = processed(&batch).await;
+    let ids: Vec<RecordId> = rows.iter().map(|r| r.record.id.clone()).collect();
+
+    let first = writer.write(&batch.id, &rows, &dead).await.unwrap();
+    assert!(!first.already_written);
+    rows.reverse();
+    dead.reverse();
+    let second = writer.write(&batch.id, &rows, &dead).await.unwrap();
+    assert!(second.already_written, "the Redis idempotency record answers the reordered batch");
+
+    // Without the idempotency record (a fresh coordinator), every store upserts again.
+    let mut forgetful = stores.clone();
+    forgetful.coordinator = Arc::new(MemoryCache::new());
+    let rewrite = SagaWriter::new(&forgetful, Metrics::new(), config.saga_settings());
+    assert!(!rewrite.write(&batch.id, &rows, &dead).await.unwrap().already_written);
+
+    assert_everywhere(&stores, &ids).await;
+    // One copy: PostgreSQL rows and Neo4j Event nodes for these ids number exactly the ids.
+    let pg = Stores::open(&config).await.unwrap();
+    let neo =
+        Neo4jStore::connect(&config.neo4j.uri, &config.neo4j.user, &config.neo4j.password).await.unwrap();
+    let keys: Vec<String> = ids.iter().map(|i| i.as_str().to_owned()).collect();
+    let events = neo
+        .count("MATCH (e:Event) WHERE e.key IN $ids RETURN count(e) AS n", vec![("ids", keys.clone().into())])
+        .await
+        .unwrap();
+    assert_eq!(events as usize, ids.len());
+    let vehicle = rows.iter().find_map(|r| r.record.subject().filter(|s| s.starts_with("vehicle:"))).unwrap();
+    let vehicles = neo
+        .count(
+            "MATCH (v:Vehicle {key: $k}) RETURN count(v) AS n",
+            vec![("k", vehicle["vehicle:".len()..].into())],
+        )
+        .await
+        .unwrap();
+    assert_eq!(vehicles, 1, "MERGE keeps one node per vehicle");
+    let reported = neo
+        .count(
+            "MATCH (:Vehicle {key: $k})-[r:REPORTED]->(e:Event) WHERE e.key IN $ids RETURN count(r) AS n",
+            vec![("k", vehicle["vehicle:".len()..].into()), ("ids", keys.into())],
+        )
+        .await
+        .unwrap();
+    let expected = rows.iter().filter(|r| r.record.subject().as_deref() == Some(vehicle.as_str())).count();
+    assert_eq!(reported as usize, expected, "one REPORTED edge per event of that vehicle");
+    assert_eq!(pg.relational.present(&ids).await.unwrap().len(), ids.len());
+}
+
+#[tokio::test]
+async fn pgvector_nearest_neighbour_of_a_record_is_the_record() {
+    let config = real_stores_config(&unique("apex-test"));
+    let stores = Stores::open(&config).await.unwrap();
+    let writer = SagaWriter::new(&stores, Metrics::new(), config.saga_settings());
+    let batch = generated_batch(100, seed(), 0.0);
+    let (rows, dead) = processed(&batch).await;
+    writer.write(&batch.id, &rows, &dead).await.unwrap();
+    // Telemetry summaries carry unique numbers (odometer, coordinates), so the
+    // record's own vector is its strict nearest neighbour.
+    for r in rows.iter().filter(|r| r.record.kind == "VehicleStats").take(5) {
+        let hits = stores.vector.search(&r.embedding, 3).await.unwrap();
+        assert_eq!(hits[0].0, r.record.id, "{:?}", hits);
+        assert!((hits[0].1 - 1.0).abs() < 1e-4);
+    }
+}
+
+#[tokio::test]
+async fn two_writers_racing_on_one_batch_write_it_once() {
+    let config = real_stores_config(&unique("apex-test"));
+    let stores = Stores::open(&config).await.unwrap();
+    let (m1, m2) = (Metrics::new(), Metrics::new());
+    // Two members with their own connections, sharing only the services.
+    let other = Stores::open(&config).await.unwrap();
+    let w1 = SagaWriter::new(&stores, m1.clone(), config.saga_settings());
+    let w2 = SagaWriter::new(&other, m2.clone(), config.saga_settings());
+    let batch = generated_batch(100, seed(), 0.0);
+    let (rows, dead) = processed(&batch).await;
+    let (a, b) = tokio::join!(w1.write(&batch.id, &rows, &dead), w2.write(&batch.id, &rows, &dead));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.batch_key, b.batch_key);
+    assert!(a.already_written != b.already_written, "exactly one writer writes: {a:?} {b:?}");
+    let written: u64 = [&m1, &m2].iter().map(|m| m.counter("apex_records_written_total", "graph")).sum();
+    assert_eq!(written, rows.len() as u64, "the batch went to the graph once");
+    let ids: Vec<RecordId> = rows.iter().map(|r| r.record.id.clone()).collect();
+    assert_everywhere(&stores, &ids).await;
+}
+
+#[tokio::test]
+async fn a_store_failing_after_the_others_is_compensated_then_lands_once() {
+    let config = real_stores_config(&unique("apex-test"));
+    let mut stores = Stores::open(&config).await.unwrap();
+    let neo =
+        Neo4jStore::connect(&config.neo4j.uri, &config.neo4j.user, &config.neo4j.password).await.unwrap();
+    let flaky = Arc::new(Flaky::new(neo));
+    flaky.failing.store(true, Ordering::SeqCst);
+    stores.graph = flaky.clone();
+    let metrics = Metrics::new();
+    let writer = SagaWriter::new(&stores, metrics.clone(), config.saga_settings());
+    let batch = generated_batch(100, seed(), 0.0);
+    let (rows, dead) = processed(&batch).await;
+    let ids: Vec<RecordId> = rows.iter().map(|r| r.record.id.clone()).collect();
+
+    let err = writer.write(&batch.id, &rows, &dead).await.unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    // PostgreSQL and Redis took the batch; compensation removed it again.
+    assert_nowhere(&[stores.relational.clone(), stores.cache.clone()], &ids).await;
+    assert_eq!(metrics.counter("apex_compensations_total", "relational"), 1);
+    assert_eq!(metrics.counter("apex_compensations_total", "cache"), 1);
+    assert!(metrics.counter("apex_store_retries_total", "graph") >= 3);
+
+    flaky.failing.store(false, Ordering::SeqCst);
+    assert!(!writer.write(&batch.id, &rows, &dead).await.unwrap().already_written);
+    assert_everywhere(&stores, &ids).await;
+}
