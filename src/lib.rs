@@ -12,3 +12,4 @@ pub mod saga;
 pub mod source;
 pub mod store;
 pub mod telemetry;
+pub mod verify;

@@ -49,6 +49,53 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Checks that every record id is present in every configured store and
+    /// prints the differences; exits non-zero when there are any.
+    ///
+    /// Without --since/--until it compares the stores' whole id sets; with them
+    /// it checks the records whose event time falls in [since, until).
+    Verify {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Start of the event-time window (RFC 3339, e.g. 2026-11-20T00:00:00Z).
+        #[arg(long, requires = "until")]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// End of the event-time window (exclusive).
+        #[arg(long, requires = "since")]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// Lists, shows and replays dead letters (events that could not be parsed or validated).
+    Dlq {
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: DlqAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqAction {
+    /// Lists dead letters, newest first.
+    List {
+        /// Only this reason (not_utf8, invalid_json, invalid_samsara, edi_syntax, edi_envelope, edi_transaction).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Include dead letters already replayed.
+        #[arg(long)]
+        all: bool,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Shows one dead letter in full, with its raw bytes.
+    Show { id: String },
+    /// Re-submits dead letters through the normal path (e.g. after a parser fix);
+    /// those that now parse are written and marked replayed, the rest stay.
+    Replay {
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long, default_value_t = 10_000)]
+        limit: usize,
+    },
 }
 
 #[derive(clap::Args)]
@@ -84,6 +131,14 @@ async fn main() -> ExitCode {
         Command::Run { config } => {
             telemetry::init("info");
             run(&config).await
+        }
+        Command::Verify { config, since, until } => {
+            telemetry::init("warn,sqlx=error");
+            verify(config.as_deref(), since.zip(until)).await
+        }
+        Command::Dlq { config, action } => {
+            telemetry::init("warn,sqlx=error");
+            dlq(config.as_deref(), action).await
         }
     };
     match result {
@@ -238,5 +293,86 @@ async fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
         seconds = t.elapsed.as_secs_f64(),
         "pipeline finished"
     );
+    Ok(())
+}
+
+async fn verify(
+    config: Option<&std::path::Path>,
+    window: Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>,
+) -> anyhow::Result<()> {
+    let config = Config::load(config)?;
+    let stores = Stores::open(&config).await?;
+    let diff = apex_ingest::verify::reconcile(&stores, window).await?;
+    println!("checked {} record ids", diff.checked);
+    for store in &diff.skipped {
+        println!("  {store:<12} not checked: in-process, empty in a new process by design");
+    }
+    for (store, missing) in &diff.missing {
+        println!("  {store:<12} missing {}", missing.len());
+        for id in missing.iter().take(20) {
+            println!("    {id}");
+        }
+        if missing.len() > 20 {
+            println!("    ... and {} more", missing.len() - 20);
+        }
+    }
+    anyhow::ensure!(diff.is_clean(), "stores differ");
+    println!("no differences");
+    Ok(())
+}
+
+async fn dlq(config: Option<&std::path::Path>, action: DlqAction) -> anyhow::Result<()> {
+    use apex_ingest::store::DeadLetterFilter;
+    let config = Config::load(config)?;
+    let stores = Stores::open(&config).await?;
+    match action {
+        DlqAction::List { reason, all, limit } => {
+            let letters = stores
+                .relational
+                .dead_letters(&DeadLetterFilter { reason, include_replayed: all, limit })
+                .await?;
+            println!("{:<64}  {:<16}  {:<40}  created", "id", "reason", "origin");
+            for d in &letters {
+                let o = &d.letter.origin;
+                let replayed = d.replayed_at.map(|t| format!(" (replayed {t})")).unwrap_or_default();
+                println!(
+                    "{:<64}  {:<16}  {:<40}  {}{replayed}",
+                    d.letter.id,
+                    d.letter.reason,
+                    format!("{}/{}@{}", o.topic, o.partition, o.offset),
+                    d.created_at
+                );
+            }
+            println!("{} dead letters", letters.len());
+        }
+        DlqAction::Show { id } => {
+            let d =
+                stores.relational.dead_letter(&id).await?.with_context(|| format!("no dead letter {id}"))?;
+            let l = &d.letter;
+            println!("id:       {}", l.id);
+            println!("reason:   {}", l.reason);
+            println!("detail:   {}", l.detail);
+            println!("format:   {}", l.format.as_str());
+            println!(
+                "origin:   {} partition {} offset {}",
+                l.origin.topic, l.origin.partition, l.origin.offset
+            );
+            println!("key:      {}", l.key.as_deref().unwrap_or("-"));
+            println!("created:  {}", d.created_at);
+            println!("replayed: {}", d.replayed_at.map(|t| t.to_string()).unwrap_or_else(|| "no".into()));
+            println!("raw ({} bytes):\n{}", l.raw.len(), String::from_utf8_lossy(&l.raw));
+        }
+        DlqAction::Replay { reason, limit } => {
+            let orchestrator = app::direct_over(&config, &stores, Metrics::new())?;
+            let report = apex_ingest::saga::dlq::replay(
+                stores.relational.as_ref(),
+                orchestrator.as_ref(),
+                &DeadLetterFilter { reason, include_replayed: false, limit },
+                config.batch.max_events,
+            )
+            .await?;
+            println!("replayed {}; still failing {}", report.replayed, report.still_failing);
+        }
+    }
     Ok(())
 }

@@ -10,19 +10,15 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use apex_ingest::app::{self, RunTotals};
-use apex_ingest::batch::{Batch, CloseReason};
 use apex_ingest::config::{Config, SourceKind};
 use apex_ingest::metrics::Metrics;
 use apex_ingest::model::{Label, RecordId};
-use apex_ingest::orchestrate::direct::{parse_batch, process_records};
-use apex_ingest::pipeline::ProcessedRecord;
-use apex_ingest::pipeline::embed::HashingEmbedder;
 use apex_ingest::saga::SagaWriter;
 use apex_ingest::saga::retry::RetryPolicy;
 use apex_ingest::saga::writer::SagaSettings;
 use apex_ingest::store::Stores;
 use apex_ingest::store::sqlite_graph::SqliteGraphStore;
-use support::Flaky;
+use support::{Flaky, generated_batch, processed};
 use tokio_util::sync::CancellationToken;
 
 /// Saga settings with short retry waits, so injected failures do not slow tests.
@@ -140,25 +136,6 @@ async fn running_the_same_input_twice_leaves_one_copy() {
     assert_eq!(dead, 3);
 }
 
-fn generated_batch(events: usize, seed: u64, poison: f64) -> Batch {
-    let mut fleet =
-        apex_ingest::source::generator::Fleet::new(apex_ingest::source::generator::GeneratorSettings {
-            events: None,
-            rate: None,
-            poison_fraction: poison,
-            edi_fraction: 0.2,
-            vehicles: 10,
-            partitions: 2,
-            seed,
-        });
-    Batch::new((0..events).map(|_| fleet.next_event()).collect(), CloseReason::Size)
-}
-
-async fn processed(batch: &Batch) -> (Vec<ProcessedRecord>, Vec<apex_ingest::saga::dlq::DeadLetter>) {
-    let (records, dead) = parse_batch(batch);
-    (process_records(&HashingEmbedder::new(384), records).await.unwrap(), dead)
-}
-
 #[tokio::test]
 async fn reordered_batch_has_the_same_key_and_is_not_rewritten() {
     let dir = tempfile::tempdir().unwrap();
@@ -248,4 +225,67 @@ async fn nearest_neighbour_of_a_written_record_is_itself() {
     drop(stores);
     let reopened = Stores::open_embedded(dir.path(), 384).await.unwrap();
     assert_eq!(reopened.vector.count_records().await.unwrap(), rows.len() as u64);
+}
+
+#[tokio::test]
+async fn replay_writes_letters_that_parse_now_and_keeps_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.stores.data_dir = dir.path().to_path_buf();
+    let stores = Stores::open(&config).await.unwrap();
+    let orchestrator = app::direct_over(&config, &stores, Metrics::new()).unwrap();
+    // A letter an older parser rejected although it is valid, and a real poison one.
+    let valid = std::fs::read(fixtures().join("samsara/vehicle_location.json")).unwrap();
+    let raw = |payload: Vec<u8>, offset| apex_ingest::model::RawEvent {
+        format: apex_ingest::model::Format::Samsara,
+        origin: apex_ingest::model::Origin { topic: "samsara.telemetry.v1".into(), partition: 0, offset },
+        key: None,
+        payload,
+    };
+    let old_reject = apex_ingest::saga::dlq::DeadLetter::poison(
+        &raw(valid, 1),
+        &apex_ingest::model::PoisonReason::InvalidSamsara("rejected by an older parser".into()),
+    );
+    let poison = apex_ingest::saga::dlq::DeadLetter::poison(
+        &raw(b"{not json".to_vec(), 2),
+        &apex_ingest::model::PoisonReason::InvalidJson("broken".into()),
+    );
+    stores.relational.insert_dead_letters(&[old_reject.clone(), poison.clone()]).await.unwrap();
+
+    let filter = apex_ingest::store::DeadLetterFilter { reason: None, include_replayed: false, limit: 100 };
+    let report =
+        apex_ingest::saga::dlq::replay(stores.relational.as_ref(), orchestrator.as_ref(), &filter, 100)
+            .await
+            .unwrap();
+    assert_eq!(report, apex_ingest::saga::dlq::ReplayReport { replayed: 1, still_failing: 1 });
+    assert_eq!(counts(&stores).await, [("graph", 1), ("relational", 1), ("vector", 1), ("cache", 1)]);
+    let left = stores.relational.dead_letters(&filter).await.unwrap();
+    assert_eq!(left.iter().map(|d| d.letter.id.clone()).collect::<Vec<_>>(), [poison.id]);
+    assert!(stores.relational.dead_letter(&old_reject.id).await.unwrap().unwrap().replayed_at.is_some());
+}
+
+#[tokio::test]
+async fn verify_reports_a_record_missing_from_one_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = Stores::open_embedded(dir.path(), 384).await.unwrap();
+    let writer = SagaWriter::new(&stores, Metrics::new(), quick_saga());
+    let batch = generated_batch(50, 11, 0.0);
+    let (rows, dead) = processed(&batch).await;
+    writer.write(&batch.id, &rows, &dead).await.unwrap();
+    assert!(apex_ingest::verify::reconcile(&stores, None).await.unwrap().is_clean());
+
+    let lost = rows[7].record.id.clone();
+    stores.vector.remove_records(std::slice::from_ref(&lost)).await.unwrap();
+    let diff = apex_ingest::verify::reconcile(&stores, None).await.unwrap();
+    assert_eq!(diff.checked, rows.len());
+    assert_eq!(diff.missing["vector"], [lost]);
+    assert!(diff.missing["graph"].is_empty() && diff.missing["relational"].is_empty());
+    assert_eq!(diff.skipped, ["cache"]);
+    // A window around the batch's event times checks the same records.
+    let from = rows.iter().map(|r| r.record.occurred_at).min().unwrap();
+    let to = rows.iter().map(|r| r.record.occurred_at).max().unwrap() + chrono::Duration::seconds(1);
+    assert_eq!(
+        apex_ingest::verify::reconcile(&stores, Some((from, to))).await.unwrap().missing["vector"].len(),
+        1
+    );
 }

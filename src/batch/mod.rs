@@ -20,9 +20,12 @@ pub enum CloseReason {
     Timeout,
     /// The input ended (shutdown, end of file, end of generator).
     Shutdown,
+    /// Not from the batcher: dead letters re-submitted by `dlq replay`.
+    Replay,
 }
 
 impl CloseReason {
+    /// The reasons the batcher closes a batch for.
     pub const ALL: [CloseReason; 3] = [CloseReason::Size, CloseReason::Timeout, CloseReason::Shutdown];
 
     pub fn as_str(self) -> &'static str {
@@ -30,6 +33,7 @@ impl CloseReason {
             CloseReason::Size => "size",
             CloseReason::Timeout => "timeout",
             CloseReason::Shutdown => "shutdown",
+            CloseReason::Replay => "replay",
         }
     }
 }

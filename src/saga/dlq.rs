@@ -3,7 +3,11 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::batch::{Batch, CloseReason};
 use crate::model::{Format, Origin, PoisonReason, RawEvent};
+use crate::orchestrate::{OrchestrateError, Orchestrator};
+use crate::pipeline::parse::parse;
+use crate::store::{DeadLetterFilter, RelationalStore, StoreError};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeadLetter {
@@ -35,4 +39,59 @@ impl DeadLetter {
             raw: raw.payload.clone(),
         }
     }
+}
+
+impl DeadLetter {
+    /// The raw event as it first arrived, to run through the pipeline again.
+    pub fn raw_event(&self) -> RawEvent {
+        RawEvent {
+            format: self.format,
+            origin: self.origin.clone(),
+            key: self.key.clone(),
+            payload: self.raw.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ReplayReport {
+    pub replayed: usize,
+    /// Still poison: left in the table (not marked replayed).
+    pub still_failing: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Orchestrate(#[from] OrchestrateError),
+}
+
+/// Re-submits dead letters that have not been replayed through the normal path
+/// (e.g. after a parser fix), in batches of `batch_size`. Those that parse now
+/// are written and marked replayed; those that still fail stay as they are.
+pub async fn replay(
+    relational: &dyn RelationalStore,
+    orchestrator: &dyn Orchestrator,
+    filter: &DeadLetterFilter,
+    batch_size: usize,
+) -> Result<ReplayReport, ReplayError> {
+    let letters =
+        relational.dead_letters(&DeadLetterFilter { include_replayed: false, ..filter.clone() }).await?;
+    let mut report = ReplayReport::default();
+    for chunk in letters.chunks(batch_size.max(1)) {
+        let events: Vec<RawEvent> = chunk.iter().map(|d| d.letter.raw_event()).collect();
+        let now_valid: Vec<String> = chunk
+            .iter()
+            .zip(&events)
+            .filter(|(_, e)| parse(e).is_ok())
+            .map(|(d, _)| d.letter.id.clone())
+            .collect();
+        orchestrator.run_batch(&Batch::new(events, CloseReason::Replay)).await?;
+        relational.mark_replayed(&now_valid).await?;
+        report.replayed += now_valid.len();
+        report.still_failing += chunk.len() - now_valid.len();
+    }
+    Ok(report)
 }

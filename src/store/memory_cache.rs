@@ -58,6 +58,10 @@ impl BatchStore for MemoryCache {
         NAME
     }
 
+    fn durable(&self) -> bool {
+        false
+    }
+
     async fn upsert_batch(&self, rows: &[ProcessedRecord]) -> Result<(), StoreError> {
         let mut s = self.lock();
         for r in rows {

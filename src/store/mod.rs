@@ -59,6 +59,10 @@ fn is_transient_db_error(e: &dyn sqlx::error::DatabaseError) -> bool {
 pub trait BatchStore: Send + Sync {
     /// Short role name used in metrics and summaries: graph, relational, vector, cache.
     fn name(&self) -> &'static str;
+    /// Whether the store outlives the process (the in-process cache does not).
+    fn durable(&self) -> bool {
+        true
+    }
     /// Upserts the whole batch keyed by record id; writing it twice leaves one copy.
     async fn upsert_batch(&self, rows: &[ProcessedRecord]) -> Result<(), StoreError>;
     /// Removes what `upsert_batch` wrote for these ids (saga compensation).
@@ -77,6 +81,72 @@ pub trait RelationalStore: BatchStore {
     async fn insert_dead_letters(&self, letters: &[DeadLetter]) -> Result<(), StoreError>;
     async fn dead_letter_counts(&self) -> Result<BTreeMap<String, u64>, StoreError>;
     async fn record_batch(&self, entry: &LedgerEntry) -> Result<(), StoreError>;
+    /// Dead letters, newest first; replayed ones only with `include_replayed`.
+    async fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<StoredDeadLetter>, StoreError>;
+    async fn dead_letter(&self, id: &str) -> Result<Option<StoredDeadLetter>, StoreError>;
+    async fn mark_replayed(&self, ids: &[String]) -> Result<(), StoreError>;
+    /// Ids of the records whose event time falls in `[from, to)`.
+    async fn record_ids_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<RecordId>, StoreError>;
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeadLetterFilter {
+    pub reason: Option<String>,
+    pub include_replayed: bool,
+    pub limit: usize,
+}
+
+/// A dead letter as the table holds it.
+#[derive(Debug, Clone)]
+pub struct StoredDeadLetter {
+    pub letter: DeadLetter,
+    pub created_at: DateTime<Utc>,
+    pub replayed_at: Option<DateTime<Utc>>,
+}
+
+/// One dead-letter row in the column order both SQL stores select it.
+pub(crate) type DeadLetterRow = (
+    String,
+    String,
+    String,
+    i32,
+    i64,
+    Option<String>,
+    String,
+    String,
+    Vec<u8>,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+);
+
+pub(crate) const DEAD_LETTER_COLUMNS: &str =
+    r#"id, format, topic, partition, "offset", key, reason, detail, raw, created_at, replayed_at"#;
+
+impl StoredDeadLetter {
+    pub(crate) fn from_row(r: DeadLetterRow) -> Self {
+        let (id, format, topic, partition, offset, key, reason, detail, raw, created_at, replayed_at) = r;
+        StoredDeadLetter {
+            letter: DeadLetter {
+                id,
+                format: if format == "edi" {
+                    crate::model::Format::Edi
+                } else {
+                    crate::model::Format::Samsara
+                },
+                origin: crate::model::Origin { topic, partition, offset },
+                key,
+                reason,
+                detail,
+                raw,
+            },
+            created_at,
+            replayed_at,
+        }
+    }
 }
 
 /// Vector role: one vector per record, searchable by cosine similarity.

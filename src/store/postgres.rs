@@ -11,7 +11,10 @@ use pgvector::Vector;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
-use super::{BatchStore, LedgerEntry, RelationalStore, StoreError, VectorStore};
+use super::{
+    BatchStore, DEAD_LETTER_COLUMNS, DeadLetterFilter, DeadLetterRow, LedgerEntry, RelationalStore,
+    StoreError, StoredDeadLetter, VectorStore,
+};
 use crate::model::RecordId;
 use crate::pipeline::ProcessedRecord;
 use crate::saga::dlq::DeadLetter;
@@ -199,6 +202,55 @@ impl RelationalStore for PostgresStore {
                 .await
                 .map_err(err)?;
         Ok(rows.into_iter().map(|(r, n)| (r, n as u64)).collect())
+    }
+
+    async fn dead_letters(&self, f: &DeadLetterFilter) -> Result<Vec<StoredDeadLetter>, StoreError> {
+        let sql = format!(
+            "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE ($1::text IS NULL OR reason = $1) \
+             AND ($2 OR replayed_at IS NULL) ORDER BY created_at DESC, id LIMIT $3"
+        );
+        let rows: Vec<DeadLetterRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(&f.reason)
+            .bind(f.include_replayed)
+            .bind(f.limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(rows.into_iter().map(StoredDeadLetter::from_row).collect())
+    }
+
+    async fn dead_letter(&self, id: &str) -> Result<Option<StoredDeadLetter>, StoreError> {
+        let sql = format!("SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE id = $1");
+        let row: Option<DeadLetterRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(row.map(StoredDeadLetter::from_row))
+    }
+
+    async fn mark_replayed(&self, ids: &[String]) -> Result<(), StoreError> {
+        sqlx::query("UPDATE dead_letters SET replayed_at = now() WHERE id = ANY($1)")
+            .bind(ids)
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn record_ids_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<RecordId>, StoreError> {
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM records WHERE occurred_at >= $1 AND occurred_at < $2")
+                .bind(from)
+                .bind(to)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(err)?;
+        Ok(ids.into_iter().map(RecordId::from_stored).collect())
     }
 
     async fn record_batch(&self, e: &LedgerEntry) -> Result<(), StoreError> {

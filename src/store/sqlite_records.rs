@@ -4,10 +4,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
-use super::{BatchStore, LedgerEntry, RelationalStore, StoreError, open_sqlite};
+use super::{
+    BatchStore, DEAD_LETTER_COLUMNS, DeadLetterFilter, DeadLetterRow, LedgerEntry, RelationalStore,
+    StoreError, StoredDeadLetter, open_sqlite,
+};
 use crate::model::RecordId;
 use crate::pipeline::ProcessedRecord;
 use crate::saga::dlq::DeadLetter;
@@ -128,6 +131,58 @@ impl RelationalStore for SqliteRecordStore {
                 .await
                 .map_err(Self::err)?;
         Ok(rows.into_iter().map(|(r, n)| (r, n as u64)).collect())
+    }
+
+    async fn dead_letters(&self, f: &DeadLetterFilter) -> Result<Vec<StoredDeadLetter>, StoreError> {
+        let sql = format!(
+            "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE (?1 IS NULL OR reason = ?1) \
+             AND (?2 OR replayed_at IS NULL) ORDER BY created_at DESC, id LIMIT ?3"
+        );
+        let rows: Vec<DeadLetterRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(&f.reason)
+            .bind(f.include_replayed)
+            .bind(f.limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Self::err)?;
+        Ok(rows.into_iter().map(StoredDeadLetter::from_row).collect())
+    }
+
+    async fn dead_letter(&self, id: &str) -> Result<Option<StoredDeadLetter>, StoreError> {
+        let sql = format!("SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE id = ?");
+        let row: Option<DeadLetterRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(Self::err)?;
+        Ok(row.map(StoredDeadLetter::from_row))
+    }
+
+    async fn mark_replayed(&self, ids: &[String]) -> Result<(), StoreError> {
+        for chunk in ids.chunks(CHUNK) {
+            let mut q = QueryBuilder::<Sqlite>::new("UPDATE dead_letters SET replayed_at = ");
+            q.push_bind(Utc::now().to_rfc3339()).push(" WHERE id IN ");
+            q.push_tuples(chunk, |mut b, id| {
+                b.push_bind(id.clone());
+            });
+            q.build().execute(&self.pool).await.map_err(Self::err)?;
+        }
+        Ok(())
+    }
+
+    async fn record_ids_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<RecordId>, StoreError> {
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM records WHERE occurred_at >= ? AND occurred_at < ?")
+                .bind(from.to_rfc3339())
+                .bind(to.to_rfc3339())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Self::err)?;
+        Ok(ids.into_iter().map(RecordId::from_stored).collect())
     }
 
     async fn record_batch(&self, e: &LedgerEntry) -> Result<(), StoreError> {
