@@ -16,8 +16,8 @@ use apex_ingest::model::{Label, RecordId};
 use apex_ingest::saga::SagaWriter;
 use apex_ingest::saga::retry::RetryPolicy;
 use apex_ingest::saga::writer::SagaSettings;
-use apex_ingest::store::Stores;
 use apex_ingest::store::sqlite_graph::SqliteGraphStore;
+use apex_ingest::store::{BatchStore, Stores};
 use support::{Flaky, generated_batch, processed};
 use tokio_util::sync::CancellationToken;
 
@@ -288,4 +288,44 @@ async fn verify_reports_a_record_missing_from_one_store() {
         apex_ingest::verify::reconcile(&stores, Some((from, to))).await.unwrap().missing["vector"].len(),
         1
     );
+}
+
+#[tokio::test]
+async fn a_failed_compensation_leaves_a_repair_letter() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut stores = Stores::open_embedded(dir.path(), 384).await.unwrap();
+    let graph =
+        Arc::new(Flaky::new(SqliteGraphStore::open(&dir.path().join("graph-flaky.db")).await.unwrap()));
+    graph.failing.store(true, Ordering::SeqCst);
+    let vector = Arc::new(Flaky::new(
+        apex_ingest::store::vector_index::ExactVectorIndex::open(&dir.path().join("v.db"), 384)
+            .await
+            .unwrap(),
+    ));
+    vector.failing_removes.store(true, Ordering::SeqCst);
+    stores.graph = graph;
+    stores.vector = vector.clone();
+    let writer = SagaWriter::new(&stores, Metrics::new(), quick_saga());
+    let batch = generated_batch(20, 21, 0.0);
+    let (rows, dead) = processed(&batch).await;
+
+    assert!(writer.write(&batch.id, &rows, &dead).await.is_err());
+    let filter = apex_ingest::store::DeadLetterFilter {
+        reason: Some("compensation_failed".into()),
+        include_replayed: false,
+        limit: 10,
+    };
+    let letters = stores.relational.dead_letters(&filter).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    let repair: serde_json::Value = serde_json::from_slice(&letters[0].letter.raw).unwrap();
+    assert_eq!(repair["store"], "vector");
+    assert_eq!(repair["record_ids"].as_array().unwrap().len(), rows.len());
+    assert!(
+        letters[0].letter.detail.contains(&format!("vector still holds {} records", rows.len())),
+        "{}",
+        letters[0].letter.detail
+    );
+    // The vector store indeed still holds them; the relational one was cleaned.
+    assert_eq!(vector.count_records().await.unwrap(), rows.len() as u64);
+    assert_eq!(stores.relational.count_records().await.unwrap(), 0);
 }

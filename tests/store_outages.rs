@@ -27,7 +27,11 @@ const EVENTS: u64 = 3_000;
 fn services(action: &str, service: &str) {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/services");
     let out = Command::new(script).args([action, service]).output().expect("run scripts/services");
-    assert!(out.status.success(), "scripts/services {action} {service}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "scripts/services {action} {service}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Stops `service` mid-run, waits for one of `breakers` to open, starts it again.
@@ -68,7 +72,8 @@ async fn outage(service: &'static str, breakers: &[&'static str]) {
     }
     tokio::task::spawn_blocking(move || services("up", service)).await.unwrap();
 
-    let totals = tokio::time::timeout(Duration::from_secs(240), run).await.expect("run finishes").unwrap().unwrap();
+    let totals =
+        tokio::time::timeout(Duration::from_secs(240), run).await.expect("run finishes").unwrap().unwrap();
     assert_eq!(totals.events, EVENTS);
 
     // The same seed makes the same traffic: these are the records that must exist.

@@ -41,7 +41,49 @@ impl DeadLetter {
     }
 }
 
+/// Reason of the repair letters written when a compensation itself fails.
+pub const COMPENSATION_FAILED: &str = "compensation_failed";
+
 impl DeadLetter {
+    /// A compensation that failed: `store` still holds these records of a batch
+    /// that did not complete. The raw bytes are JSON with everything needed to
+    /// repair it by hand (or by re-delivering the batch, which rewrites them).
+    pub fn compensation_failed(
+        batch_key: &str,
+        store: &str,
+        first: &crate::model::Record,
+        ids: &[crate::model::RecordId],
+        error: &str,
+    ) -> Self {
+        let mut h = Sha256::new();
+        h.update(COMPENSATION_FAILED.as_bytes());
+        h.update(batch_key.as_bytes());
+        h.update(store.as_bytes());
+        let raw = serde_json::json!({
+            "batch_key": batch_key,
+            "store": store,
+            "record_ids": ids,
+            "error": error,
+        });
+        DeadLetter {
+            id: hex::encode(h.finalize()),
+            format: first.format,
+            origin: first.origin.clone(),
+            key: None,
+            reason: COMPENSATION_FAILED.to_owned(),
+            detail: format!(
+                "{store} still holds {} records of batch {batch_key}, which did not complete: {error}",
+                ids.len()
+            ),
+            raw: raw.to_string().into_bytes(),
+        }
+    }
+
+    /// Repair letters record a failed compensation, not an event; never replayed.
+    pub fn is_repair(&self) -> bool {
+        self.reason == COMPENSATION_FAILED
+    }
+
     /// The raw event as it first arrived, to run through the pipeline again.
     pub fn raw_event(&self) -> RawEvent {
         RawEvent {
@@ -77,8 +119,9 @@ pub async fn replay(
     filter: &DeadLetterFilter,
     batch_size: usize,
 ) -> Result<ReplayReport, ReplayError> {
-    let letters =
+    let mut letters =
         relational.dead_letters(&DeadLetterFilter { include_replayed: false, ..filter.clone() }).await?;
+    letters.retain(|d| !d.letter.is_repair());
     let mut report = ReplayReport::default();
     for chunk in letters.chunks(batch_size.max(1)) {
         let events: Vec<RawEvent> = chunk.iter().map(|d| d.letter.raw_event()).collect();

@@ -210,7 +210,7 @@ impl SagaWriter {
             if !failed.is_empty() {
                 let failed: Vec<StoreError> = failed.into_iter().filter_map(|(_, r)| r.err()).collect();
                 let ok: Vec<&Arc<dyn BatchStore>> = ok.into_iter().map(|(s, _)| s).collect();
-                let compensated = self.compensate(&ok, rows).await;
+                let compensated = self.compensate(key, &ok, rows).await;
                 ledger.status =
                     if compensated.len() == ok.len() { "compensated" } else { "compensation_failed" }.into();
                 ledger.detail = Some(failed.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
@@ -255,19 +255,43 @@ impl SagaWriter {
         result
     }
 
-    /// Removes the batch from the stores that took it; returns those where that worked.
-    async fn compensate(&self, took: &[&Arc<dyn BatchStore>], rows: &[ProcessedRecord]) -> Vec<&'static str> {
+    /// Removes the batch from the stores that took it; returns those where that
+    /// worked. A store where it did not gets a repair letter in the dead-letter table.
+    async fn compensate(
+        &self,
+        batch_key: &str,
+        took: &[&Arc<dyn BatchStore>],
+        rows: &[ProcessedRecord],
+    ) -> Vec<&'static str> {
         let ids: Vec<RecordId> = rows.iter().map(|r| r.record.id.clone()).collect();
         let ids = &ids;
         let results =
             join_all(took.iter().map(|s| self.guard(s.name()).call(move || s.remove_records(ids)))).await;
         let mut removed = Vec::new();
+        let mut repairs = Vec::new();
         for (s, r) in took.iter().zip(results) {
             self.metrics.compensated(s.name(), r.is_ok());
             match r {
                 Ok(()) => removed.push(s.name()),
                 Err(e) => {
-                    tracing::error!(store = s.name(), error = %e, "compensation failed; store holds a partial batch")
+                    tracing::error!(store = s.name(), error = %e, "compensation failed; store holds a partial batch");
+                    let first = &rows[0].record;
+                    repairs.push(DeadLetter::compensation_failed(
+                        batch_key,
+                        s.name(),
+                        first,
+                        ids,
+                        &e.to_string(),
+                    ));
+                }
+            }
+        }
+        if !repairs.is_empty() {
+            let relational = self.guard(self.relational.name());
+            match relational.call(|| self.relational.insert_dead_letters(&repairs)).await {
+                Ok(()) => repairs.iter().for_each(|d| self.metrics.dead_lettered(&d.reason)),
+                Err(e) => {
+                    tracing::error!(error = %e, ?repairs, "repair letters not stored; they are only in this log")
                 }
             }
         }

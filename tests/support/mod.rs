@@ -81,11 +81,19 @@ pub fn unique(prefix: &str) -> String {
 pub struct Flaky<S> {
     pub inner: S,
     pub failing: AtomicBool,
+    pub failing_removes: AtomicBool,
 }
 
 impl<S> Flaky<S> {
     pub fn new(inner: S) -> Self {
-        Flaky { inner, failing: AtomicBool::new(false) }
+        Flaky { inner, failing: AtomicBool::new(false), failing_removes: AtomicBool::new(false) }
+    }
+}
+
+#[async_trait]
+impl<S: apex_ingest::store::VectorStore> apex_ingest::store::VectorStore for Flaky<S> {
+    async fn search(&self, query: &[f32], k: usize) -> Result<Vec<(RecordId, f32)>, StoreError> {
+        self.inner.search(query, k).await
     }
 }
 
@@ -105,6 +113,13 @@ impl<S: BatchStore> BatchStore for Flaky<S> {
         self.inner.upsert_batch(rows).await
     }
     async fn remove_records(&self, ids: &[RecordId]) -> Result<(), StoreError> {
+        if self.failing_removes.load(Ordering::SeqCst) {
+            return Err(StoreError {
+                store: self.inner.name(),
+                message: "injected outage".into(),
+                transient: true,
+            });
+        }
         self.inner.remove_records(ids).await
     }
     async fn count_records(&self) -> Result<u64, StoreError> {
