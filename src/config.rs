@@ -26,6 +26,22 @@ pub struct Config {
     pub redis: RedisConfig,
     pub neo4j: Neo4jConfig,
     pub temporal: TemporalConfig,
+    pub qdrant: QdrantConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QdrantConfig {
+    /// gRPC URL of a Qdrant server (port 6334). No server is available on the
+    /// machines this project is built on; see the README's test matrix.
+    pub url: String,
+    pub collection: String,
+}
+
+impl Default for QdrantConfig {
+    fn default() -> Self {
+        QdrantConfig { url: "http://127.0.0.1:6334".into(), collection: "apex_records".into() }
+    }
 }
 
 /// Connection settings of the real services; defaults are where
@@ -176,6 +192,8 @@ pub enum VectorKind {
     Embedded,
     /// The embeddings column of the PostgreSQL records table (needs relational = "postgres").
     Pgvector,
+    /// A Qdrant server (`[qdrant] url`).
+    Qdrant,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

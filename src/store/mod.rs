@@ -7,6 +7,7 @@
 pub mod memory_cache;
 pub mod neo4j;
 pub mod postgres;
+pub mod qdrant;
 pub mod redis;
 pub mod sqlite_graph;
 pub mod sqlite_records;
@@ -310,6 +311,10 @@ impl Stores {
                 Arc::new(vector_index::ExactVectorIndex::open(&file("vectors.db")?, config.embed.dims).await?)
             }
             (VectorKind::Pgvector, Some(pg)) => pg,
+            (VectorKind::Qdrant, _) => {
+                let q = &config.qdrant;
+                Arc::new(qdrant::QdrantStore::connect(&q.url, &q.collection, config.embed.dims).await?)
+            }
             (VectorKind::Pgvector, None) => {
                 return Err(StoreError {
                     store: "vector",

@@ -1,0 +1,152 @@
+//! Qdrant store (vector role) with qdrant-client: a cosine collection created
+//! if missing, one point per record upserted in one call per batch. Point ids
+//! are UUIDs made from the record id (Qdrant takes integers or UUIDs only); the
+//! full record id and the record's key fields are the payload.
+//!
+//! No Qdrant server exists in any registry this machine reaches, so this store
+//! is tested only when `APEX_QDRANT_URL` names one (tests/qdrant_store.rs).
+
+use std::collections::HashSet;
+
+use async_trait::async_trait;
+use qdrant_client::qdrant::value::Kind;
+use qdrant_client::qdrant::{
+    CountPointsBuilder, CreateCollectionBuilder, DeletePointsBuilder, Distance, GetPointsBuilder, PointId,
+    PointStruct, PointsIdsList, ScrollPointsBuilder, SearchPointsBuilder, UpsertPointsBuilder, Value,
+    VectorParamsBuilder,
+};
+use qdrant_client::{Payload, Qdrant, QdrantError};
+
+use super::{BatchStore, StoreError, VectorStore};
+use crate::model::RecordId;
+use crate::pipeline::ProcessedRecord;
+
+const NAME: &str = "vector";
+
+pub struct QdrantStore {
+    client: Qdrant,
+    collection: String,
+}
+
+fn err(e: QdrantError) -> StoreError {
+    // Permanent only when the server answered that the request itself is wrong.
+    let transient = !matches!(&e, QdrantError::ResponseError { status }
+        if matches!(status.code(), tonic::Code::InvalidArgument | tonic::Code::NotFound | tonic::Code::FailedPrecondition));
+    StoreError { store: NAME, message: e.to_string(), transient }
+}
+
+/// The UUID form of a record id (its first 128 bits).
+fn point_id(id: &RecordId) -> PointId {
+    let h = id.as_str();
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32]).into()
+}
+
+fn record_id_of(payload: &std::collections::HashMap<String, Value>) -> Option<RecordId> {
+    match payload.get("record_id").and_then(|v| v.kind.as_ref()) {
+        Some(Kind::StringValue(s)) => Some(RecordId::from_stored(s.clone())),
+        _ => None,
+    }
+}
+
+impl QdrantStore {
+    pub async fn connect(url: &str, collection: &str, dims: usize) -> Result<Self, StoreError> {
+        let client = Qdrant::from_url(url).build().map_err(err)?;
+        if !client.collection_exists(collection).await.map_err(err)? {
+            client
+                .create_collection(
+                    CreateCollectionBuilder::new(collection)
+                        .vectors_config(VectorParamsBuilder::new(dims as u64, Distance::Cosine)),
+                )
+                .await
+                .map_err(err)?;
+        }
+        Ok(QdrantStore { client, collection: collection.to_owned() })
+    }
+}
+
+#[async_trait]
+impl BatchStore for QdrantStore {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn upsert_batch(&self, rows: &[ProcessedRecord]) -> Result<(), StoreError> {
+        let points: Vec<PointStruct> = rows
+            .iter()
+            .map(|r| {
+                let payload = Payload::try_from(serde_json::json!({
+                    "record_id": r.record.id,
+                    "kind": r.record.kind,
+                    "format": r.record.format.as_str(),
+                    "occurred_at": r.record.occurred_at,
+                    "subject": r.record.subject(),
+                }))
+                .unwrap_or_default();
+                PointStruct::new(point_id(&r.record.id), r.embedding.clone(), payload)
+            })
+            .collect();
+        self.client
+            .upsert_points(UpsertPointsBuilder::new(&self.collection, points).wait(true))
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn remove_records(&self, ids: &[RecordId]) -> Result<(), StoreError> {
+        let ids: Vec<PointId> = ids.iter().map(point_id).collect();
+        self.client
+            .delete_points(
+                DeletePointsBuilder::new(&self.collection).points(PointsIdsList { ids }).wait(true),
+            )
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn count_records(&self) -> Result<u64, StoreError> {
+        let r =
+            self.client.count(CountPointsBuilder::new(&self.collection).exact(true)).await.map_err(err)?;
+        Ok(r.result.map(|c| c.count).unwrap_or(0))
+    }
+
+    async fn present(&self, ids: &[RecordId]) -> Result<HashSet<RecordId>, StoreError> {
+        let points: Vec<PointId> = ids.iter().map(point_id).collect();
+        let r = self
+            .client
+            .get_points(GetPointsBuilder::new(&self.collection, points).with_payload(true))
+            .await
+            .map_err(err)?;
+        Ok(r.result.iter().filter_map(|p| record_id_of(&p.payload)).collect())
+    }
+
+    async fn record_ids(&self) -> Result<Vec<RecordId>, StoreError> {
+        let mut out = Vec::new();
+        let mut offset: Option<PointId> = None;
+        loop {
+            let mut req = ScrollPointsBuilder::new(&self.collection).limit(1_000).with_payload(true);
+            if let Some(o) = offset.take() {
+                req = req.offset(o);
+            }
+            let page = self.client.scroll(req).await.map_err(err)?;
+            out.extend(page.result.iter().filter_map(|p| record_id_of(&p.payload)));
+            match page.next_page_offset {
+                Some(next) => offset = Some(next),
+                None => return Ok(out),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl VectorStore for QdrantStore {
+    async fn search(&self, query: &[f32], k: usize) -> Result<Vec<(RecordId, f32)>, StoreError> {
+        let r = self
+            .client
+            .search_points(
+                SearchPointsBuilder::new(&self.collection, query.to_vec(), k as u64).with_payload(true),
+            )
+            .await
+            .map_err(err)?;
+        Ok(r.result.iter().filter_map(|p| record_id_of(&p.payload).map(|id| (id, p.score))).collect())
+    }
+}
