@@ -1,0 +1,97 @@
+//! Write throughput of each real store and of the whole saga, at batches of
+//! 100 records: records/s and p50/p99 batch latency. Needs the services
+//! (`scripts/services up`). Run:
+//!
+//!     cargo run --release --example store_writes -- [batches]
+//!
+//! Each batch holds records no earlier run wrote (a random generator seed), so
+//! every write is a real insert, not a no-op upsert.
+
+use std::time::{Duration, Instant};
+
+use apex_ingest::batch::{Batch, CloseReason};
+use apex_ingest::config::{CacheKind, Config, GraphKind, RelationalKind, VectorKind};
+use apex_ingest::metrics::Metrics;
+use apex_ingest::orchestrate::direct::{parse_batch, process_records};
+use apex_ingest::pipeline::ProcessedRecord;
+use apex_ingest::pipeline::embed::HashingEmbedder;
+use apex_ingest::saga::SagaWriter;
+use apex_ingest::source::generator::{Fleet, GeneratorSettings};
+use apex_ingest::store::{BatchStore, Stores};
+
+const EVENTS_PER_BATCH: usize = 100;
+
+async fn batches(n: usize) -> anyhow::Result<Vec<(String, Vec<ProcessedRecord>)>> {
+    let mut fleet = Fleet::new(GeneratorSettings {
+        events: None,
+        rate: None,
+        poison_fraction: 0.0,
+        edi_fraction: 0.15,
+        vehicles: 250,
+        partitions: 6,
+        seed: rand::random(),
+    });
+    let embedder = HashingEmbedder::new(384);
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let batch = Batch::new((0..EVENTS_PER_BATCH).map(|_| fleet.next_event()).collect(), CloseReason::Size);
+        let (records, _) = parse_batch(&batch);
+        out.push((batch.id, process_records(&embedder, records).await?));
+    }
+    Ok(out)
+}
+
+fn report(what: &str, latencies: &mut [Duration], records: usize) {
+    latencies.sort();
+    let total: Duration = latencies.iter().sum();
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    println!(
+        "| {what} | {} | {records} | {:.0} | {:.1} | {:.1} |",
+        latencies.len(),
+        records as f64 / total.as_secs_f64(),
+        pct(0.50).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3
+    );
+}
+
+async fn one_store(store: &dyn BatchStore, n: usize) -> anyhow::Result<()> {
+    let work = batches(n).await?;
+    let records = work.iter().map(|(_, rows)| rows.len()).sum();
+    let mut latencies = Vec::with_capacity(n);
+    for (_, rows) in &work {
+        let started = Instant::now();
+        store.upsert_batch(rows).await?;
+        latencies.push(started.elapsed());
+    }
+    report(store.name(), &mut latencies, records);
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let n: usize = std::env::args().nth(1).map(|a| a.parse()).transpose()?.unwrap_or(50);
+    let mut config = Config::load(None)?;
+    config.stores.graph = GraphKind::Neo4j;
+    config.stores.relational = RelationalKind::Postgres;
+    config.stores.vector = VectorKind::Pgvector;
+    config.stores.cache = CacheKind::Redis;
+    config.stores.redis_prefix = format!("apex-load-{:08x}", rand::random::<u32>());
+    let stores = Stores::open(&config).await?;
+
+    println!("| target | batches | records | records/s | p50 batch ms | p99 batch ms |");
+    println!("|---|---|---|---|---|---|");
+    for store in stores.all() {
+        one_store(store.as_ref(), n).await?;
+    }
+    let writer = SagaWriter::new(&stores, Metrics::new(), config.saga_settings());
+    let work = batches(n).await?;
+    let records = work.iter().map(|(_, rows)| rows.len()).sum();
+    let mut latencies = Vec::with_capacity(n);
+    for (id, rows) in &work {
+        let started = Instant::now();
+        writer.write(id, rows, &[]).await?;
+        latencies.push(started.elapsed());
+    }
+    report("saga: all stores in parallel, lock + idempotency", &mut latencies, records);
+    Ok(())
+}
