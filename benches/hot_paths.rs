@@ -24,15 +24,7 @@ fn sample(format: Format, name: &str) -> RawEvent {
 }
 
 fn traffic(n: usize) -> Vec<RawEvent> {
-    let mut fleet = Fleet::new(GeneratorSettings {
-        events: None,
-        rate: None,
-        poison_fraction: 0.0,
-        edi_fraction: 0.15,
-        vehicles: 250,
-        partitions: 6,
-        seed: 1,
-    });
+    let mut fleet = Fleet::new(GeneratorSettings::clean(1));
     (0..n).map(|_| fleet.next_event()).collect()
 }
 

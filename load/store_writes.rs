@@ -22,19 +22,12 @@ use apex_ingest::store::{BatchStore, Stores};
 const EVENTS_PER_BATCH: usize = 100;
 
 async fn batches(n: usize) -> anyhow::Result<Vec<(String, Vec<ProcessedRecord>)>> {
-    let mut fleet = Fleet::new(GeneratorSettings {
-        events: None,
-        rate: None,
-        poison_fraction: 0.0,
-        edi_fraction: 0.15,
-        vehicles: 250,
-        partitions: 6,
-        seed: rand::random(),
-    });
+    let mut fleet = Fleet::new(GeneratorSettings::clean(rand::random()));
     let embedder = HashingEmbedder::new(384);
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
-        let batch = Batch::new((0..EVENTS_PER_BATCH).map(|_| fleet.next_event()).collect(), CloseReason::Size);
+        let batch =
+            Batch::new((0..EVENTS_PER_BATCH).map(|_| fleet.next_event()).collect(), CloseReason::Size);
         let (records, _) = parse_batch(&batch);
         out.push((batch.id, process_records(&embedder, records).await?));
     }

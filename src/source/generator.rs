@@ -32,6 +32,21 @@ pub struct GeneratorSettings {
     pub seed: u64,
 }
 
+impl GeneratorSettings {
+    /// Endless, unthrottled, valid traffic with the configuration defaults' mix.
+    pub fn clean(seed: u64) -> Self {
+        GeneratorSettings {
+            events: None,
+            rate: None,
+            poison_fraction: 0.0,
+            edi_fraction: 0.15,
+            vehicles: 250,
+            partitions: 6,
+            seed,
+        }
+    }
+}
+
 const HUBS: &[(&str, &str, f64, f64)] = &[
     ("MEMPHIS", "TN", 35.1495, -90.0490),
     ("DALLAS", "TX", 32.7767, -96.7970),

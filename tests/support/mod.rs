@@ -156,13 +156,11 @@ pub fn real_stores_config(redis_prefix: &str) -> Config {
 pub fn generated_batch(events: usize, seed: u64, poison: f64) -> apex_ingest::batch::Batch {
     use apex_ingest::source::generator::{Fleet, GeneratorSettings};
     let mut fleet = Fleet::new(GeneratorSettings {
-        events: None,
-        rate: None,
         poison_fraction: poison,
         edi_fraction: 0.2,
         vehicles: 10,
         partitions: 2,
-        seed,
+        ..GeneratorSettings::clean(seed)
     });
     apex_ingest::batch::Batch::new(
         (0..events).map(|_| fleet.next_event()).collect(),
