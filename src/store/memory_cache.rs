@@ -41,10 +41,6 @@ impl MemoryCache {
         Self::default()
     }
 
-    pub fn latest(&self, subject: &str) -> Option<Latest> {
-        self.lock().latest.get(subject).cloned()
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A poisoned mutex only means another task panicked mid-update of plain
         // maps; the data is still usable.

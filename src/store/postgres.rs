@@ -55,10 +55,6 @@ impl PostgresStore {
         })?;
         Ok(PostgresStore { pool })
     }
-
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
 }
 
 #[async_trait]

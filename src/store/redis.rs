@@ -84,18 +84,6 @@ impl RedisStore {
     fn records_key(&self) -> String {
         format!("{}:records", self.prefix)
     }
-
-    /// The latest state of a subject (`vehicle:<id>`), as (record id, summary).
-    pub async fn latest(&self, subject: &str) -> Result<Option<(String, String)>, StoreError> {
-        let (id, summary): (Option<String>, Option<String>) = redis::cmd("HMGET")
-            .arg(self.key("latest", subject))
-            .arg("record_id")
-            .arg("summary")
-            .query_async(&mut self.con.clone())
-            .await
-            .map_err(err)?;
-        Ok(id.zip(summary))
-    }
 }
 
 #[async_trait]

@@ -36,18 +36,6 @@ impl SqliteGraphStore {
             .map_err(Self::err)?;
         Ok(n as u64)
     }
-
-    /// Outgoing edges of one node, as (rel, to_label, to_key).
-    pub async fn edges_from(&self, from: &EntityKey) -> Result<Vec<(String, String, String)>, StoreError> {
-        sqlx::query_as(
-            "SELECT rel, to_label, to_key FROM edges WHERE from_label = ? AND from_key = ? ORDER BY 1, 2, 3",
-        )
-        .bind(from.label.as_str())
-        .bind(&from.key)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(Self::err)
-    }
 }
 
 /// Merges the batch's nodes (props of repeated nodes combined) and edges.
