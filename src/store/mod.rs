@@ -13,14 +13,14 @@ pub mod sqlite_graph;
 pub mod sqlite_records;
 pub mod vector_index;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::model::RecordId;
+use crate::model::{EntityKey, RecordId, Relation};
 use crate::pipeline::ProcessedRecord;
 use crate::saga::dlq::DeadLetter;
 
@@ -190,6 +190,22 @@ pub trait Coordinator: Send + Sync {
     async fn extend(&self, key: &str, token: &LockToken, ttl: Duration) -> Result<bool, StoreError>;
     async fn outcome(&self, batch_key: &str) -> Result<Option<BatchOutcome>, StoreError>;
     async fn record_outcome(&self, batch_key: &str, outcome: &BatchOutcome) -> Result<(), StoreError>;
+}
+
+/// The graph of a batch as both graph stores write it: each node once (the
+/// props of its repeated mentions combined) and each edge once.
+pub fn merge_graph_batch(
+    rows: &[ProcessedRecord],
+) -> (BTreeMap<EntityKey, BTreeMap<String, String>>, BTreeSet<Relation>) {
+    let mut nodes: BTreeMap<EntityKey, BTreeMap<String, String>> = BTreeMap::new();
+    let mut edges = BTreeSet::new();
+    for r in rows {
+        for e in &r.extraction.entities {
+            nodes.entry(e.key.clone()).or_default().extend(e.props.clone());
+        }
+        edges.extend(r.extraction.relations.iter().cloned());
+    }
+    (nodes, edges)
 }
 
 /// Which of `ids` a SQLite table holds; `select_in` ends in `IN ` before the id list.

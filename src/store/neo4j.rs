@@ -8,8 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use async_trait::async_trait;
 use neo4rs::{BoltType, Graph, query};
 
-use super::sqlite_graph::merge_batch;
-use super::{BatchStore, StoreError};
+use super::{BatchStore, StoreError, merge_graph_batch};
 use crate::model::{Label, RecordId, RelType};
 use crate::pipeline::ProcessedRecord;
 
@@ -87,7 +86,7 @@ impl BatchStore for Neo4jStore {
     }
 
     async fn upsert_batch(&self, rows: &[ProcessedRecord]) -> Result<(), StoreError> {
-        let (nodes, edges) = merge_batch(rows);
+        let (nodes, edges) = merge_graph_batch(rows);
         let mut by_label: BTreeMap<Label, Vec<BoltType>> = BTreeMap::new();
         for (k, props) in nodes {
             let props: HashMap<String, BoltType> = props.into_iter().map(|(k, v)| (k, v.into())).collect();

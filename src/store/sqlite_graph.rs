@@ -1,13 +1,12 @@
 //! Embedded graph store: nodes and edges as SQLite tables, merged like Cypher's MERGE.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use async_trait::async_trait;
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
-use super::{BatchStore, StoreError, open_sqlite};
-use crate::model::{EntityKey, Label, RecordId, Relation};
+use super::{BatchStore, StoreError, merge_graph_batch, open_sqlite};
+use crate::model::{Label, RecordId};
 use crate::pipeline::ProcessedRecord;
 
 const NAME: &str = "graph";
@@ -38,21 +37,6 @@ impl SqliteGraphStore {
     }
 }
 
-/// Merges the batch's nodes (props of repeated nodes combined) and edges.
-pub fn merge_batch(
-    rows: &[ProcessedRecord],
-) -> (BTreeMap<EntityKey, BTreeMap<String, String>>, BTreeSet<Relation>) {
-    let mut nodes: BTreeMap<EntityKey, BTreeMap<String, String>> = BTreeMap::new();
-    let mut edges = BTreeSet::new();
-    for r in rows {
-        for e in &r.extraction.entities {
-            nodes.entry(e.key.clone()).or_default().extend(e.props.clone());
-        }
-        edges.extend(r.extraction.relations.iter().cloned());
-    }
-    (nodes, edges)
-}
-
 #[async_trait]
 impl BatchStore for SqliteGraphStore {
     fn name(&self) -> &'static str {
@@ -60,7 +44,7 @@ impl BatchStore for SqliteGraphStore {
     }
 
     async fn upsert_batch(&self, rows: &[ProcessedRecord]) -> Result<(), StoreError> {
-        let (nodes, edges) = merge_batch(rows);
+        let (nodes, edges) = merge_graph_batch(rows);
         let nodes: Vec<_> = nodes.into_iter().collect();
         let edges: Vec<_> = edges.into_iter().collect();
         let mut tx = self.pool.begin().await.map_err(Self::err)?;
