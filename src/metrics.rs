@@ -44,10 +44,19 @@ pub struct Metrics {
     ready: AtomicBool,
 }
 
+/// Registers a metric built from constant definitions; failing here is a bug
+/// in this file (a bad name or a name used twice), caught by any test.
+fn registered<M: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: prometheus::Result<M>,
+) -> M {
+    let metric = metric.expect("valid metric definition");
+    registry.register(Box::new(metric.clone())).expect("metric registered once");
+    metric
+}
+
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
-    registry.register(Box::new(c.clone())).expect("metric registered once");
-    c
+    registered(registry, IntCounterVec::new(Opts::new(name, help), labels))
 }
 
 impl Metrics {
@@ -59,25 +68,28 @@ impl Metrics {
             counter_vec(&registry, "apex_records_written_total", "Records written, per store", &["store"]);
         let batches =
             counter_vec(&registry, "apex_batches_total", "Batches closed, by close reason", &["reason"]);
-        let batch_size = Histogram::with_opts(
-            HistogramOpts::new("apex_batch_size_events", "Events per closed batch")
-                .buckets(vec![1.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0]),
-        )
-        .expect("valid metric definition");
-        registry.register(Box::new(batch_size.clone())).expect("metric registered once");
-        let batches_in_flight = IntGauge::new(
-            "apex_batches_in_flight",
-            "Batches handed to the orchestrator and not yet finished",
-        )
-        .expect("valid metric definition");
-        registry.register(Box::new(batches_in_flight.clone())).expect("metric registered once");
-        let store_write_seconds = HistogramVec::new(
-            HistogramOpts::new("apex_store_write_seconds", "Time to write one batch to one store")
-                .buckets(prometheus::exponential_buckets(0.0005, 2.0, 16).expect("valid buckets")),
-            &["store"],
-        )
-        .expect("valid metric definition");
-        registry.register(Box::new(store_write_seconds.clone())).expect("metric registered once");
+        let batch_size = registered(
+            &registry,
+            Histogram::with_opts(
+                HistogramOpts::new("apex_batch_size_events", "Events per closed batch")
+                    .buckets(vec![1.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0]),
+            ),
+        );
+        let batches_in_flight = registered(
+            &registry,
+            IntGauge::new(
+                "apex_batches_in_flight",
+                "Batches handed to the orchestrator and not yet finished",
+            ),
+        );
+        let store_write_seconds = registered(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new("apex_store_write_seconds", "Time to write one batch to one store")
+                    .buckets(prometheus::exponential_buckets(0.0005, 2.0, 16).expect("valid buckets")),
+                &["store"],
+            ),
+        );
         let store_write_errors = counter_vec(
             &registry,
             "apex_store_write_errors_total",
@@ -96,24 +108,26 @@ impl Metrics {
             "Raw events sent to the dead-letter queue",
             &["reason"],
         );
-        let batches_already_written = IntCounter::new(
-            "apex_batches_already_written_total",
-            "Batches found in the idempotency record and not written again",
-        )
-        .expect("valid metric definition");
-        registry.register(Box::new(batches_already_written.clone())).expect("metric registered once");
+        let batches_already_written = registered(
+            &registry,
+            IntCounter::new(
+                "apex_batches_already_written_total",
+                "Batches found in the idempotency record and not written again",
+            ),
+        );
         let store_retries = counter_vec(
             &registry,
             "apex_store_retries_total",
             "Store calls retried after a transient error",
             &["store"],
         );
-        let breaker_state = IntGaugeVec::new(
-            Opts::new("apex_breaker_state", "Circuit breaker per store: 0 closed, 1 half-open, 2 open"),
-            &["store"],
-        )
-        .expect("valid metric definition");
-        registry.register(Box::new(breaker_state.clone())).expect("metric registered once");
+        let breaker_state = registered(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new("apex_breaker_state", "Circuit breaker per store: 0 closed, 1 half-open, 2 open"),
+                &["store"],
+            ),
+        );
         let breaker_opened = counter_vec(
             &registry,
             "apex_breaker_opened_total",

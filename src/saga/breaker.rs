@@ -56,12 +56,10 @@ impl Breaker {
         let mut s = self.state();
         match result {
             Ok(_) => {
-                if *s != (State::Closed { failures: 0 }) {
-                    if !matches!(*s, State::Closed { .. }) {
-                        self.metrics.breaker_state(self.store, BreakerState::Closed);
-                    }
-                    *s = State::Closed { failures: 0 };
+                if !matches!(*s, State::Closed { .. }) {
+                    self.metrics.breaker_state(self.store, BreakerState::Closed);
                 }
+                *s = State::Closed { failures: 0 };
             }
             Err(e) if e.transient => {
                 let failures = match *s {
