@@ -15,12 +15,8 @@ use tokio::sync::mpsc;
 
 fn sample(format: Format, name: &str) -> RawEvent {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/samples").join(name);
-    RawEvent {
-        format,
-        origin: Origin { topic: "bench".into(), partition: 0, offset: 0 },
-        key: None,
-        payload: std::fs::read(path).expect("sample file"),
-    }
+    let payload = std::fs::read(path).expect("sample file");
+    RawEvent::new(format, Origin { topic: "bench".into(), partition: 0, offset: 0 }, None, payload)
 }
 
 fn traffic(n: usize) -> Vec<RawEvent> {

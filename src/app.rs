@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -14,14 +15,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batch::{Batch, Batcher, CloseReason};
 use crate::config::{Config, EmbedKind, SourceKind};
+use crate::kafka::dead_letter_topic::DeadLetterTopic;
 use crate::metrics::Metrics;
 use crate::orchestrate::direct::DirectOrchestrator;
 use crate::orchestrate::{BatchReport, OrchestrateError, Orchestrator};
 use crate::pipeline::embed::{Embedder, HashingEmbedder, OpenAiEmbedder, OpenAiSettings};
 use crate::saga::SagaWriter;
-use crate::source::Source;
 use crate::source::file::FileSource;
 use crate::source::generator::{GeneratorSettings, GeneratorSource};
+use crate::source::kafka::{KafkaSettings, KafkaSource};
+use crate::source::{BatchProgress, Dispatched, Source};
 use crate::store::Stores;
 
 /// Longest wait between two tries of a batch that failed transiently.
@@ -34,6 +37,10 @@ pub struct RunTotals {
     pub dead_letters: u64,
     pub batches: BTreeMap<&'static str, u64>,
     pub already_written: u64,
+    /// Events not run because their partition was revoked first.
+    pub dropped: u64,
+    /// Batches given up at the drain deadline (left uncommitted).
+    pub abandoned: u64,
     pub elapsed: Duration,
 }
 
@@ -56,7 +63,7 @@ pub fn build_embedder(config: &Config) -> anyhow::Result<Arc<dyn Embedder>> {
     })
 }
 
-pub fn build_source(config: &Config) -> anyhow::Result<Box<dyn Source>> {
+pub fn build_source(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Box<dyn Source>> {
     let s = &config.source;
     Ok(match s.kind {
         SourceKind::Generator => Box::new(GeneratorSource::new(GeneratorSettings {
@@ -69,6 +76,7 @@ pub fn build_source(config: &Config) -> anyhow::Result<Box<dyn Source>> {
             seed: s.seed,
         })),
         SourceKind::File => Box::new(FileSource::new(&s.paths)?),
+        SourceKind::Kafka => Box::new(KafkaSource::connect(KafkaSettings::from_config(config), metrics)?),
     })
 }
 
@@ -88,12 +96,19 @@ pub fn direct_over(
     stores: &Stores,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<Arc<dyn Orchestrator>> {
-    let writer = Arc::new(SagaWriter::new(stores, metrics, config.saga_settings()));
+    let mut writer = SagaWriter::new(stores, metrics, config.saga_settings());
+    if config.source.kind == SourceKind::Kafka {
+        let topic = DeadLetterTopic::new(&config.kafka.brokers, &config.kafka.dlq_topic)?;
+        writer = writer.with_dead_letter_topic(Arc::new(topic));
+    }
+    let writer = Arc::new(writer);
     Ok(Arc::new(DirectOrchestrator::new(build_embedder(config)?, writer)))
 }
 
 /// Runs the pipeline until the source is exhausted or `shutdown` fires, then
-/// drains: the last partial batch is flushed and every batch in flight finishes.
+/// drains: the last partial batch is flushed and every batch in flight gets
+/// `batch.drain_deadline` to finish; what is still running then is abandoned
+/// uncommitted. The source hears of every batch (to commit and pause).
 pub async fn run_pipeline(
     config: &Config,
     source: Box<dyn Source>,
@@ -103,41 +118,59 @@ pub async fn run_pipeline(
     on_batch: impl Fn(&BatchReport),
 ) -> anyhow::Result<RunTotals> {
     let started = Instant::now();
+    let progress = source.progress();
+    metrics.set_ready(progress.ready_at_start());
     let (event_tx, event_rx) = mpsc::channel(config.source.queue);
     let (batch_tx, batch_rx) = mpsc::channel::<Batch>(config.batch.max_in_flight);
     let source_task = tokio::spawn(source.run(event_tx, shutdown.clone()));
     let batcher = Batcher { max_events: config.batch.max_events, max_wait: config.batch.max_wait };
     let batcher_task = tokio::spawn(batcher.run(event_rx, batch_tx));
-    metrics.set_ready(true);
 
-    let mut totals = RunTotals::default();
-    let mut reports = tokio_stream_of(batch_rx)
+    let abandoned = Arc::new(AtomicU64::new(0));
+    let reports = tokio_stream_of(batch_rx)
         .map(|batch| {
-            let orchestrator = orchestrator.clone();
-            let metrics = metrics.clone();
-            let shutdown = shutdown.clone();
-            async move {
-                for e in &batch.events {
-                    metrics.event_in(e.format.as_str());
-                }
-                metrics.batch_closed(batch.close_reason, batch.events.len());
-                metrics.batch_started();
-                let result = run_with_retries(orchestrator.as_ref(), &batch, &shutdown).await;
-                metrics.batch_finished();
-                result.with_context(|| format!("batch {} ({} events)", batch.id, batch.events.len()))
-            }
+            let run = BatchRun {
+                orchestrator: orchestrator.as_ref(),
+                progress: progress.as_ref(),
+                metrics: &metrics,
+                shutdown: &shutdown,
+                abandoned: &abandoned,
+            };
+            run.run(batch)
         })
         .buffer_unordered(config.batch.max_in_flight);
+    // Boxed so it can be dropped (abandoning what still runs) before the tasks are joined.
+    let mut reports = Box::pin(reports);
+    let drain_deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(config.batch.drain_deadline).await;
+    };
+    let mut drain_deadline = std::pin::pin!(drain_deadline);
+    let mut totals = RunTotals::default();
     let mut failure = None;
-    while let Some(result) = reports.next().await {
+    loop {
+        let result = tokio::select! {
+            next = reports.next() => match next {
+                Some(result) => result,
+                None => break,
+            },
+            () = &mut drain_deadline => {
+                tracing::warn!(deadline = ?config.batch.drain_deadline,
+                    "drain deadline passed; abandoning batches in flight (uncommitted, re-delivered later)");
+                break;
+            }
+        };
         match result {
-            Ok(report) => {
-                totals.events += report.events as u64;
-                totals.records += report.records;
-                totals.dead_letters += report.dead_letters;
-                totals.already_written += u64::from(report.already_written);
-                *totals.batches.entry(report.close_reason.as_str()).or_default() += 1;
-                on_batch(&report);
+            Ok(Finished { report, dropped }) => {
+                totals.dropped += dropped as u64;
+                if let Some(report) = report {
+                    totals.events += report.events as u64;
+                    totals.records += report.records;
+                    totals.dead_letters += report.dead_letters;
+                    totals.already_written += u64::from(report.already_written);
+                    *totals.batches.entry(report.close_reason.as_str()).or_default() += 1;
+                    on_batch(&report);
+                }
             }
             Err(e) => {
                 // Stop taking new events; batches already in flight still finish.
@@ -146,18 +179,90 @@ pub async fn run_pipeline(
             }
         }
     }
-    metrics.set_ready(false);
+    // Dropping the stream abandons whatever still runs (see `InFlight`).
+    drop(reports);
+    totals.abandoned = abandoned.load(Ordering::Relaxed);
     batcher_task.await.context("batcher task")?;
     let sent = source_task.await.context("source task")??;
+    progress.drained();
+    metrics.set_ready(false);
     if let Some(e) = failure {
         return Err(e);
     }
-    anyhow::ensure!(sent == totals.events, "source sent {sent} events but batches covered {}", totals.events);
+    if totals.abandoned == 0 {
+        anyhow::ensure!(
+            sent == totals.events + totals.dropped,
+            "source sent {sent} events but batches covered {} (and {} were dropped on revocation)",
+            totals.events,
+            totals.dropped
+        );
+    }
     totals.elapsed = started.elapsed();
     for reason in CloseReason::ALL {
         totals.batches.entry(reason.as_str()).or_default();
     }
     Ok(totals)
+}
+
+/// One batch through the orchestrator, told to its source before and after.
+struct BatchRun<'a> {
+    orchestrator: &'a dyn Orchestrator,
+    progress: &'a dyn BatchProgress,
+    metrics: &'a Metrics,
+    shutdown: &'a CancellationToken,
+    abandoned: &'a AtomicU64,
+}
+
+struct Finished {
+    /// `None`: nothing of the batch was left to run.
+    report: Option<BatchReport>,
+    dropped: usize,
+}
+
+impl BatchRun<'_> {
+    async fn run(self, batch: Batch) -> anyhow::Result<Finished> {
+        let Dispatched { batch, dropped, ticket } = self.progress.dispatch(batch);
+        let Some(batch) = batch else { return Ok(Finished { report: None, dropped }) };
+        for e in &batch.events {
+            self.metrics.event_in(e.format.as_str());
+        }
+        self.metrics.batch_closed(batch.close_reason, batch.events.len());
+        self.metrics.batch_started();
+        let mut in_flight = InFlight { run: &self, ticket, batch: &batch, done: false };
+        let result = run_with_retries(self.orchestrator, &batch, self.shutdown).await;
+        in_flight.finish(result.is_ok());
+        let report = result.with_context(|| format!("batch {} ({} events)", batch.id, batch.events.len()))?;
+        Ok(Finished { report: Some(report), dropped })
+    }
+}
+
+/// A batch in the orchestrator. Dropped before it finished (the drain deadline
+/// passed), it tells the source the batch was abandoned, so it is not committed.
+struct InFlight<'a> {
+    run: &'a BatchRun<'a>,
+    ticket: u64,
+    batch: &'a Batch,
+    done: bool,
+}
+
+impl InFlight<'_> {
+    fn finish(&mut self, written: bool) {
+        self.done = true;
+        self.run.metrics.batch_finished();
+        if !written {
+            self.run.metrics.batch_abandoned();
+            self.run.abandoned.fetch_add(1, Ordering::Relaxed);
+        }
+        self.run.progress.finish(self.ticket, self.batch, written);
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.finish(false);
+        }
+    }
 }
 
 fn tokio_stream_of<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl futures::Stream<Item = T> {

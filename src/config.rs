@@ -51,6 +51,29 @@ impl Default for QdrantConfig {
 pub struct KafkaConfig {
     /// Comma-separated bootstrap servers.
     pub brokers: String,
+    /// Consumer group: every process with this id shares the partitions.
+    pub group_id: String,
+    /// Topic of Samsara telemetry (JSON).
+    pub samsara_topic: String,
+    /// Topic of carrier EDI (X12 interchanges).
+    pub edi_topic: String,
+    /// Where poison records are published (besides the dead-letter table).
+    pub dlq_topic: String,
+    /// Where to start a partition that has no committed offset: "earliest" or "latest".
+    pub auto_offset_reset: String,
+    /// A member that sends no heartbeat for this long leaves the group.
+    #[serde(with = "humantime_serde")]
+    pub session_timeout: Duration,
+    /// How often librdkafka reports statistics (lag metrics refresh at this pace).
+    #[serde(with = "humantime_serde")]
+    pub statistics_interval: Duration,
+    /// On revocation, how long batches of the revoked partitions may take to
+    /// finish before they are abandoned (uncommitted) and the partitions released.
+    #[serde(with = "humantime_serde")]
+    pub revoke_deadline: Duration,
+    /// Paused partitions resume once batches in flight drop to this number
+    /// (they pause at `batch.max_in_flight`).
+    pub resume_below: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -82,7 +105,18 @@ pub struct TemporalConfig {
 
 impl Default for KafkaConfig {
     fn default() -> Self {
-        KafkaConfig { brokers: "127.0.0.1:9092".into() }
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".into(),
+            group_id: "apex-ingest".into(),
+            samsara_topic: crate::source::SAMSARA_TOPIC.into(),
+            edi_topic: crate::source::EDI_TOPIC.into(),
+            dlq_topic: crate::source::DLQ_TOPIC.into(),
+            auto_offset_reset: "earliest".into(),
+            session_timeout: Duration::from_secs(30),
+            statistics_interval: Duration::from_secs(5),
+            revoke_deadline: Duration::from_secs(20),
+            resume_below: 2,
+        }
     }
 }
 
@@ -115,6 +149,8 @@ impl Default for TemporalConfig {
 pub enum SourceKind {
     Generator,
     File,
+    /// A member of the `[kafka]` consumer group.
+    Kafka,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -144,6 +180,10 @@ pub struct BatchConfig {
     pub max_wait: Duration,
     /// Batches handed to the orchestrator and not yet written, at most.
     pub max_in_flight: usize,
+    /// At shutdown, how long batches in flight may take to finish; after it they
+    /// are abandoned uncommitted (re-delivered later, never lost).
+    #[serde(with = "humantime_serde")]
+    pub drain_deadline: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -262,7 +302,12 @@ impl Default for SourceConfig {
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        BatchConfig { max_events: 100, max_wait: Duration::from_secs(30), max_in_flight: 4 }
+        BatchConfig {
+            max_events: 100,
+            max_wait: Duration::from_secs(30),
+            max_in_flight: 4,
+            drain_deadline: Duration::from_secs(25),
+        }
     }
 }
 
@@ -362,6 +407,17 @@ impl Config {
                 "source.paths",
                 "must name at least one file or directory when source.kind = \"file\"",
             ),
+            (
+                self.kafka.resume_below < self.batch.max_in_flight,
+                "kafka.resume_below",
+                "must be below batch.max_in_flight",
+            ),
+            (
+                ["earliest", "latest"].contains(&self.kafka.auto_offset_reset.as_str()),
+                "kafka.auto_offset_reset",
+                "must be \"earliest\" or \"latest\"",
+            ),
+            (!self.kafka.group_id.is_empty(), "kafka.group_id", "must not be empty"),
             (self.embed.dims > 0, "embed.dims", "must be at least 1"),
             (self.embed.max_attempts > 0, "embed.max_attempts", "must be at least 1"),
             (self.embed.requests_per_second > 0, "embed.requests_per_second", "must be at least 1"),

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod batch;
 pub mod config;
+pub mod kafka;
 pub mod metrics;
 pub mod model;
 pub mod orchestrate;

@@ -43,7 +43,11 @@ enum Command {
     /// Runs the long-lived service from a config file: source, batcher, direct
     /// orchestrator and stores as configured, with /metrics, /healthz and /readyz.
     ///
-    /// Stops at the end of a finite source, or drains and stops at SIGTERM / Ctrl-C.
+    /// With source.kind = "kafka" it is one member of the [kafka] consumer group:
+    /// offsets are committed only for fully written batches, partitions pause at
+    /// batch.max_in_flight, and poison records also go to kafka.dlq_topic.
+    /// Stops at the end of a finite source, or at SIGTERM / Ctrl-C: stops fetching,
+    /// gives batches in flight batch.drain_deadline, commits and leaves the group.
     Run {
         /// TOML configuration file; APEX_* environment variables override it.
         #[arg(long, short)]
@@ -64,6 +68,18 @@ enum Command {
         #[arg(long, requires = "since")]
         until: Option<chrono::DateTime<chrono::Utc>>,
     },
+    /// Creates or updates the Kafka topics defined in topics/ and lists topics.
+    Topics {
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: TopicsAction,
+    },
+    /// Writes synthetic Samsara or EDI traffic to a Kafka topic (load generator).
+    ///
+    /// Keys are vehicle ids (Samsara) or sender SCACs (EDI), so a key's events
+    /// stay in order in one partition. Waits until the broker acknowledged all.
+    Produce(ProduceArgs),
     /// Lists, shows and replays dead letters (events that could not be parsed or validated).
     Dlq {
         #[arg(long, short, global = true)]
@@ -96,6 +112,47 @@ enum DlqAction {
         #[arg(long, default_value_t = 10_000)]
         limit: usize,
     },
+}
+
+#[derive(Subcommand)]
+enum TopicsAction {
+    /// Creates missing topics, raises partition counts and sets retention and
+    /// cleanup policy; prints what changed and any drift it cannot fix.
+    Apply {
+        /// Topic definitions.
+        #[arg(long, default_value = "topics/topics.toml")]
+        file: PathBuf,
+        /// Use this replication factor for every topic instead of the file's
+        /// (1 on a single-broker development cluster).
+        #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
+        replication_factor: Option<i32>,
+    },
+    /// Lists the cluster's topics with partition counts and replication.
+    List,
+}
+
+#[derive(clap::Args)]
+struct ProduceArgs {
+    /// Topic to write to.
+    #[arg(long)]
+    topic: String,
+    /// Number of messages.
+    #[arg(long)]
+    events: u64,
+    /// Messages per second (0 = as fast as the broker takes them).
+    #[arg(long, default_value_t = 0)]
+    rate: u32,
+    /// samsara or edi; by default taken from the topic name.
+    #[arg(long, value_parser = ["samsara", "edi"])]
+    format: Option<String>,
+    /// Share of deliberately invalid messages (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    poison_fraction: f64,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// TOML file for [kafka] brokers; APEX_KAFKA_BROKERS overrides it.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -135,6 +192,14 @@ async fn main() -> ExitCode {
         Command::Verify { config, since, until } => {
             telemetry::init("warn,sqlx=error");
             verify(config.as_deref(), since.zip(until)).await
+        }
+        Command::Topics { config, action } => {
+            telemetry::init("warn");
+            topics(config.as_deref(), action).await
+        }
+        Command::Produce(args) => {
+            telemetry::init("warn");
+            produce(args).await
         }
         Command::Dlq { config, action } => {
             telemetry::init("warn,sqlx=error");
@@ -190,7 +255,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     app::cancel_on_signal(shutdown.clone());
     let totals = app::run_pipeline(
         &config,
-        app::build_source(&config)?,
+        app::build_source(&config, metrics.clone())?,
         orchestrator,
         metrics.clone(),
         shutdown,
@@ -279,7 +344,7 @@ async fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
     let (_stores, orchestrator) = app::build_direct(&config, metrics.clone()).await?;
     let shutdown = CancellationToken::new();
     app::cancel_on_signal(shutdown.clone());
-    let source = app::build_source(&config)?;
+    let source = app::build_source(&config, metrics.clone())?;
     tracing::info!(source = ?config.source.kind, data_dir = %config.stores.data_dir.display(), "pipeline starting");
     let t = app::run_pipeline(&config, source, orchestrator, Arc::clone(&metrics), shutdown, |r| {
         tracing::info!(batch = %r.batch_id, events = r.events, records = r.records,
@@ -292,6 +357,71 @@ async fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
         dead_letters = t.dead_letters,
         seconds = t.elapsed.as_secs_f64(),
         "pipeline finished"
+    );
+    Ok(())
+}
+
+async fn topics(config: Option<&std::path::Path>, action: TopicsAction) -> anyhow::Result<()> {
+    use apex_ingest::kafka::topics;
+    let config = Config::load(config)?;
+    let brokers = &config.kafka.brokers;
+    match action {
+        TopicsAction::Apply { file, replication_factor } => {
+            let specs = topics::load(&file)?;
+            let reports = topics::apply(brokers, &specs, replication_factor).await?;
+            for r in &reports {
+                println!("{r}");
+            }
+            let drift = reports
+                .iter()
+                .flat_map(|r| &r.changes)
+                .filter(|c| matches!(c, topics::Change::Drift(_)))
+                .count();
+            anyhow::ensure!(drift == 0, "{drift} difference(s) apply cannot fix; see DRIFT above");
+        }
+        TopicsAction::List => {
+            let list = topics::list(brokers)?;
+            println!("{:<40} {:>10} {:>11}", "topic", "partitions", "replication");
+            for t in &list {
+                println!("{:<40} {:>10} {:>11}", t.name, t.partitions, t.replication);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
+    use apex_ingest::kafka::producer::{self, ProduceSettings};
+    use apex_ingest::model::Format;
+    let config = Config::load(args.config.as_deref())?;
+    let format = match args.format.as_deref() {
+        Some("edi") => Format::Edi,
+        Some(_) => Format::Samsara,
+        None => producer::format_of_topic(&args.topic).with_context(|| {
+            format!(
+                "cannot tell the format of topic {:?} from its name; pass --format samsara|edi",
+                args.topic
+            )
+        })?,
+    };
+    let settings = ProduceSettings {
+        topic: args.topic,
+        format,
+        events: args.events,
+        rate: std::num::NonZeroU32::new(args.rate),
+        poison_fraction: args.poison_fraction,
+        seed: args.seed,
+    };
+    let bar = ProgressBar::new(args.events);
+    let report = producer::produce(&config.kafka.brokers, &settings, |n| bar.set_position(n)).await?;
+    bar.finish_and_clear();
+    let secs = report.elapsed.as_secs_f64().max(1e-9);
+    println!(
+        "produced {} {} messages to {} in {secs:.2} s ({:.0} messages/s)",
+        report.sent,
+        format.as_str(),
+        settings.topic,
+        report.sent as f64 / secs
     );
     Ok(())
 }

@@ -41,7 +41,80 @@ pub struct Metrics {
     store_retries: IntCounterVec,
     breaker_state: IntGaugeVec,
     breaker_opened: IntCounterVec,
+    batches_abandoned: IntCounter,
+    kafka: KafkaMetrics,
     ready: AtomicBool,
+}
+
+/// The consumer-group member's view of its partitions.
+struct KafkaMetrics {
+    lag: IntGaugeVec,
+    position: IntGaugeVec,
+    committed: IntGaugeVec,
+    paused: IntGaugeVec,
+    assigned: IntGauge,
+    rebalances: IntCounterVec,
+    commits: IntCounterVec,
+    dropped_on_revoke: IntCounter,
+    client_errors: IntCounter,
+}
+
+fn partition_gauge(registry: &Registry, name: &str, help: &str) -> IntGaugeVec {
+    registered(registry, IntGaugeVec::new(Opts::new(name, help), &["topic", "partition"]))
+}
+
+impl KafkaMetrics {
+    fn new(registry: &Registry) -> Self {
+        KafkaMetrics {
+            lag: partition_gauge(
+                registry,
+                "apex_kafka_consumer_lag",
+                "High watermark minus committed offset, per assigned partition",
+            ),
+            position: partition_gauge(
+                registry,
+                "apex_kafka_position",
+                "Next offset this member hands to the pipeline, per assigned partition",
+            ),
+            committed: partition_gauge(
+                registry,
+                "apex_kafka_committed_offset",
+                "Offset committed for the group (every offset below it is written)",
+            ),
+            paused: partition_gauge(
+                registry,
+                "apex_kafka_partition_paused",
+                "1 while the partition is paused for backpressure",
+            ),
+            assigned: registered(
+                registry,
+                IntGauge::new("apex_kafka_assigned_partitions", "Partitions assigned to this member"),
+            ),
+            rebalances: counter_vec(
+                registry,
+                "apex_kafka_rebalances_total",
+                "Rebalance callbacks, by kind (assign, revoke)",
+                &["kind"],
+            ),
+            commits: counter_vec(
+                registry,
+                "apex_kafka_commits_total",
+                "Offset commits, by outcome (ok, failed)",
+                &["outcome"],
+            ),
+            dropped_on_revoke: registered(
+                registry,
+                IntCounter::new(
+                    "apex_kafka_events_dropped_on_revoke_total",
+                    "Events not run because their partition was revoked first (the next owner reads them)",
+                ),
+            ),
+            client_errors: registered(
+                registry,
+                IntCounter::new("apex_kafka_client_errors_total", "Errors reported by the Kafka client"),
+            ),
+        }
+    }
 }
 
 /// Registers a metric built from constant definitions; failing here is a bug
@@ -134,8 +207,18 @@ impl Metrics {
             "Times a store's circuit breaker opened",
             &["store"],
         );
+        let batches_abandoned = registered(
+            &registry,
+            IntCounter::new(
+                "apex_batches_abandoned_total",
+                "Batches given up at shutdown or revocation, left uncommitted for re-delivery",
+            ),
+        );
+        let kafka = KafkaMetrics::new(&registry);
         Arc::new(Metrics {
             registry,
+            batches_abandoned,
+            kafka,
             events_in,
             records_written,
             batches,
@@ -202,6 +285,61 @@ impl Metrics {
         if state == BreakerState::Open {
             self.breaker_opened.with_label_values(&[store]).inc();
         }
+    }
+
+    pub fn batch_abandoned(&self) {
+        self.batches_abandoned.inc();
+    }
+
+    pub fn kafka_assigned(&self, partitions: usize) {
+        self.kafka.assigned.set(partitions as i64);
+    }
+
+    pub fn kafka_rebalance(&self, kind: &str) {
+        self.kafka.rebalances.with_label_values(&[kind]).inc();
+    }
+
+    /// Refreshes one partition's offsets; `None` leaves a value unknown (unset).
+    pub fn kafka_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        position: Option<i64>,
+        committed: Option<i64>,
+        lag: Option<i64>,
+    ) {
+        let p = partition.to_string();
+        for (gauge, value) in
+            [(&self.kafka.position, position), (&self.kafka.committed, committed), (&self.kafka.lag, lag)]
+        {
+            if let Some(v) = value {
+                gauge.with_label_values(&[topic, &p]).set(v);
+            }
+        }
+    }
+
+    pub fn kafka_paused(&self, topic: &str, partition: i32, paused: bool) {
+        self.kafka.paused.with_label_values(&[topic, &partition.to_string()]).set(i64::from(paused));
+    }
+
+    /// The partition left this member: its series stop (another member reports it).
+    pub fn kafka_released(&self, topic: &str, partition: i32) {
+        let p = partition.to_string();
+        for gauge in [&self.kafka.position, &self.kafka.committed, &self.kafka.lag, &self.kafka.paused] {
+            let _ = gauge.remove_label_values(&[topic, &p]);
+        }
+    }
+
+    pub fn kafka_commit(&self, ok: bool) {
+        self.kafka.commits.with_label_values(&[if ok { "ok" } else { "failed" }]).inc();
+    }
+
+    pub fn kafka_dropped_on_revoke(&self, events: usize) {
+        self.kafka.dropped_on_revoke.inc_by(events as u64);
+    }
+
+    pub fn kafka_client_error(&self) {
+        self.kafka.client_errors.inc();
     }
 
     pub fn set_ready(&self, ready: bool) {

@@ -58,7 +58,7 @@ async fn run(config: &Config, reuse: Option<(Stores, Arc<Metrics>)>) -> (RunTota
         }
     };
     let orchestrator = app::direct_over(config, &stores, metrics.clone()).unwrap();
-    let source = app::build_source(config).unwrap();
+    let source = app::build_source(config, metrics.clone()).unwrap();
     let totals =
         app::run_pipeline(config, source, orchestrator, metrics.clone(), CancellationToken::new(), |_| {})
             .await
@@ -236,11 +236,10 @@ async fn replay_writes_letters_that_parse_now_and_keeps_the_rest() {
     let orchestrator = app::direct_over(&config, &stores, Metrics::new()).unwrap();
     // A letter an older parser rejected although it is valid, and a real poison one.
     let valid = std::fs::read(fixtures().join("samsara/vehicle_location.json")).unwrap();
-    let raw = |payload: Vec<u8>, offset| apex_ingest::model::RawEvent {
-        format: apex_ingest::model::Format::Samsara,
-        origin: apex_ingest::model::Origin { topic: "samsara.telemetry.v1".into(), partition: 0, offset },
-        key: None,
-        payload,
+    let raw = |payload: Vec<u8>, offset| {
+        let origin =
+            apex_ingest::model::Origin { topic: "samsara.telemetry.v1".into(), partition: 0, offset };
+        apex_ingest::model::RawEvent::new(apex_ingest::model::Format::Samsara, origin, None, payload)
     };
     let old_reject = apex_ingest::saga::dlq::DeadLetter::poison(
         &raw(valid, 1),

@@ -11,12 +11,8 @@ use apex_ingest::pipeline::parse::parse;
 
 fn raw(format: Format, name: &str) -> RawEvent {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/samples").join(name);
-    RawEvent {
-        format,
-        origin: Origin { topic: "test".into(), partition: 0, offset: 0 },
-        key: None,
-        payload: std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
-    }
+    let payload = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    RawEvent::new(format, Origin { topic: "test".into(), partition: 0, offset: 0 }, None, payload)
 }
 
 fn one(format: Format, name: &str) -> Record {
@@ -203,12 +199,8 @@ fn jsonl_lines_parse_or_are_poison_with_reason() {
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
-            parse(&RawEvent {
-                format: Format::Samsara,
-                origin: Origin { topic: "t".into(), partition: 0, offset: 0 },
-                key: None,
-                payload: l.as_bytes().to_vec(),
-            })
+            let origin = Origin { topic: "t".into(), partition: 0, offset: 0 };
+            parse(&RawEvent::new(Format::Samsara, origin, None, l.as_bytes().to_vec()))
         })
         .collect();
     assert_eq!(results.len(), 5);

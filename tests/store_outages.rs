@@ -55,7 +55,7 @@ async fn outage(service: &'static str, breakers: &[&'static str]) {
     let stores = Stores::open(&config).await.unwrap();
     let metrics = Metrics::new();
     let orchestrator = app::direct_over(&config, &stores, metrics.clone()).unwrap();
-    let source = app::build_source(&config).unwrap();
+    let source = app::build_source(&config, metrics.clone()).unwrap();
     let run = {
         let (config, metrics) = (config.clone(), metrics.clone());
         tokio::spawn(async move {

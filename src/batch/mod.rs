@@ -131,12 +131,7 @@ mod tests {
     use crate::model::{Format, Origin};
 
     fn event(partition: i32, offset: i64) -> RawEvent {
-        RawEvent {
-            format: Format::Samsara,
-            origin: Origin { topic: "t".into(), partition, offset },
-            key: None,
-            payload: b"{}".to_vec(),
-        }
+        RawEvent::new(Format::Samsara, Origin { topic: "t".into(), partition, offset }, None, b"{}".to_vec())
     }
 
     fn start(max_events: usize, max_wait: Duration) -> (mpsc::Sender<RawEvent>, mpsc::Receiver<Batch>) {

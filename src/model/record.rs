@@ -41,6 +41,17 @@ pub struct RawEvent {
     pub origin: Origin,
     pub key: Option<String>,
     pub payload: Vec<u8>,
+    /// Message headers (Kafka); empty for other sources.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// When the message was produced (Kafka create or log-append time), if known.
+    pub timestamp: Option<DateTime<Utc>>,
+}
+
+impl RawEvent {
+    /// An event without headers or timestamp (generator, files, tests).
+    pub fn new(format: Format, origin: Origin, key: Option<String>, payload: Vec<u8>) -> Self {
+        RawEvent { format, origin, key, payload, headers: Vec::new(), timestamp: None }
+    }
 }
 
 /// Stable record identity: SHA-256 over the source and its natural key, hex encoded.

@@ -1,6 +1,7 @@
 //! Dead letters: raw events that cannot become records, kept with the reason,
 //! the raw bytes and where they came from, so they can be repaired and replayed.
 
+use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 
 use crate::batch::{Batch, CloseReason};
@@ -86,13 +87,17 @@ impl DeadLetter {
 
     /// The raw event as it first arrived, to run through the pipeline again.
     pub fn raw_event(&self) -> RawEvent {
-        RawEvent {
-            format: self.format,
-            origin: self.origin.clone(),
-            key: self.key.clone(),
-            payload: self.raw.clone(),
-        }
+        RawEvent::new(self.format, self.origin.clone(), self.key.clone(), self.raw.clone())
     }
+}
+
+/// Somewhere besides the table that dead letters are announced (the DLQ topic).
+#[async_trait]
+pub trait DeadLetterPublisher: Send + Sync {
+    /// Name of its breaker and retry metrics.
+    fn name(&self) -> &'static str;
+    /// Publishes every letter or fails; a transient failure retries the batch.
+    async fn publish(&self, letters: &[DeadLetter]) -> Result<(), StoreError>;
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]

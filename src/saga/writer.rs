@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use futures::future::join_all;
 
-use super::dlq::DeadLetter;
+use super::dlq::{DeadLetter, DeadLetterPublisher};
 use super::idempotency::batch_key;
 use super::retry::{GuardedStore, RetryPolicy};
 use crate::metrics::Metrics;
@@ -64,7 +64,9 @@ pub struct SagaWriter {
     stores: Vec<Arc<dyn BatchStore>>,
     relational: Arc<dyn RelationalStore>,
     coordinator: Arc<dyn Coordinator>,
-    /// Breaker and retries per store name, plus "coordinator".
+    /// The DLQ topic, when the source is Kafka; dead letters go there after the table.
+    dead_letter_topic: Option<Arc<dyn DeadLetterPublisher>>,
+    /// Breaker and retries per store name, plus "coordinator" and the DLQ topic.
     guards: BTreeMap<&'static str, GuardedStore>,
     metrics: Arc<Metrics>,
     settings: SagaSettings,
@@ -86,10 +88,19 @@ impl SagaWriter {
             stores: stores_all,
             relational: stores.relational.clone(),
             coordinator: stores.coordinator.clone(),
+            dead_letter_topic: None,
             guards,
             metrics,
             settings,
         }
+    }
+
+    /// Also publishes every dead letter to `topic`, with its own breaker and retries.
+    pub fn with_dead_letter_topic(mut self, topic: Arc<dyn DeadLetterPublisher>) -> Self {
+        self.guards
+            .insert(topic.name(), GuardedStore::new(topic.name(), self.settings.retry, self.metrics.clone()));
+        self.dead_letter_topic = Some(topic);
+        self
     }
 
     fn guard(&self, store: &str) -> &GuardedStore {
@@ -194,6 +205,9 @@ impl SagaWriter {
         let relational = self.guard(self.relational.name());
         if !dead.is_empty() {
             relational.call(|| self.relational.insert_dead_letters(dead)).await?;
+            if let Some(topic) = &self.dead_letter_topic {
+                self.guard(topic.name()).call(|| topic.publish(dead)).await?;
+            }
         }
         let mut ledger = LedgerEntry {
             batch_key: key.to_owned(),

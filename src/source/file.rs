@@ -60,12 +60,8 @@ impl FileSource {
 }
 
 fn event(path: &Path, format: Format, offset: i64, payload: Vec<u8>) -> RawEvent {
-    RawEvent {
-        format,
-        origin: Origin { topic: format!("file:{}", path.display()), partition: 0, offset },
-        key: None,
-        payload,
-    }
+    let origin = Origin { topic: format!("file:{}", path.display()), partition: 0, offset };
+    RawEvent::new(format, origin, None, payload)
 }
 
 #[async_trait]

@@ -153,7 +153,7 @@ impl Fleet {
         let offset = self.offsets.entry((topic, partition)).or_insert(0);
         let origin = Origin { topic: topic.to_owned(), partition, offset: *offset };
         *offset += 1;
-        RawEvent { format, origin, key: Some(key), payload }
+        RawEvent::new(format, origin, Some(key), payload)
     }
 
     fn event_id(&mut self) -> String {

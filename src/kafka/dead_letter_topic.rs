@@ -1,0 +1,89 @@
+//! Publishes dead letters to the DLQ topic beside the table: the raw bytes as
+//! the payload, the original key, and headers with the reason and the origin.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use futures::future::try_join_all;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use super::producer_config;
+use crate::saga::dlq::{DeadLetter, DeadLetterPublisher};
+use crate::store::StoreError;
+
+const NAME: &str = "dlq_topic";
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Header names a DLQ consumer reads.
+pub mod headers {
+    pub const ID: &str = "apex-dead-letter-id";
+    pub const REASON: &str = "apex-reason";
+    pub const DETAIL: &str = "apex-detail";
+    pub const FORMAT: &str = "apex-format";
+    pub const ORIGIN_TOPIC: &str = "apex-origin-topic";
+    pub const ORIGIN_PARTITION: &str = "apex-origin-partition";
+    pub const ORIGIN_OFFSET: &str = "apex-origin-offset";
+}
+
+pub struct DeadLetterTopic {
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl DeadLetterTopic {
+    pub fn new(brokers: &str, topic: &str) -> anyhow::Result<Self> {
+        let producer = producer_config(brokers)
+            .create()
+            .with_context(|| format!("creating the dead-letter producer for {brokers}"))?;
+        Ok(DeadLetterTopic { producer, topic: topic.to_owned() })
+    }
+}
+
+#[async_trait]
+impl DeadLetterPublisher for DeadLetterTopic {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn publish(&self, letters: &[DeadLetter]) -> Result<(), StoreError> {
+        try_join_all(letters.iter().map(|d| async move {
+            let partition = d.origin.partition.to_string();
+            let offset = d.origin.offset.to_string();
+            let headers = OwnedHeaders::new()
+                .insert(Header { key: headers::ID, value: Some(d.id.as_str()) })
+                .insert(Header { key: headers::REASON, value: Some(d.reason.as_str()) })
+                .insert(Header { key: headers::DETAIL, value: Some(d.detail.as_str()) })
+                .insert(Header { key: headers::FORMAT, value: Some(d.format.as_str()) })
+                .insert(Header { key: headers::ORIGIN_TOPIC, value: Some(d.origin.topic.as_str()) })
+                .insert(Header { key: headers::ORIGIN_PARTITION, value: Some(partition.as_str()) })
+                .insert(Header { key: headers::ORIGIN_OFFSET, value: Some(offset.as_str()) });
+            let mut record = FutureRecord::to(&self.topic).payload(&d.raw).headers(headers);
+            if let Some(key) = &d.key {
+                record = record.key(key);
+            }
+            self.producer.send(record, DELIVERY_TIMEOUT).await.map_err(|(e, _)| StoreError {
+                store: NAME,
+                message: format!("publishing dead letter {} to {}: {e}", d.id, self.topic),
+                // A full queue, a timeout or a broker outage passes; a rejected
+                // message (too large, unknown topic) does not.
+                transient: !matches!(e, KafkaError::MessageProduction(c) if is_permanent(c)),
+            })
+        }))
+        .await?;
+        Ok(())
+    }
+}
+
+fn is_permanent(code: rdkafka::types::RDKafkaErrorCode) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        code,
+        C::MessageSizeTooLarge
+            | C::InvalidMessageSize
+            | C::UnknownTopicOrPartition
+            | C::TopicAuthorizationFailed
+    )
+}

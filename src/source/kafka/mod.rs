@@ -1,0 +1,429 @@
+//! Kafka source: one member of a consumer group. Offsets are committed by hand
+//! (`enable.auto.commit=false`) and only up to the first event not yet written,
+//! so a crash anywhere means re-delivery, never loss. At `batch.max_in_flight`
+//! batches in flight the member pauses its partitions and keeps polling (so the
+//! group keeps it); below `kafka.resume_below` it resumes. On revocation it stops
+//! dispatching the revoked partitions' events, lets their running batches finish
+//! within `kafka.revoke_deadline`, commits what is written and lets go.
+
+mod offsets;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use self::offsets::{OffsetTracker, Tp};
+use super::{BatchProgress, Dispatched, Source};
+use crate::batch::Batch;
+use crate::config::Config;
+use crate::kafka::client_config;
+use crate::metrics::Metrics;
+use crate::model::{Format, Origin, RawEvent};
+
+/// What the member needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    pub brokers: String,
+    pub group_id: String,
+    /// Topic → the format its messages carry.
+    pub topics: HashMap<String, Format>,
+    pub auto_offset_reset: String,
+    pub session_timeout: Duration,
+    pub statistics_interval: Duration,
+    pub revoke_deadline: Duration,
+    pub max_in_flight: usize,
+    pub resume_below: usize,
+}
+
+impl KafkaSettings {
+    pub fn from_config(config: &Config) -> Self {
+        let k = &config.kafka;
+        KafkaSettings {
+            brokers: k.brokers.clone(),
+            group_id: k.group_id.clone(),
+            topics: HashMap::from([
+                (k.samsara_topic.clone(), Format::Samsara),
+                (k.edi_topic.clone(), Format::Edi),
+            ]),
+            auto_offset_reset: k.auto_offset_reset.clone(),
+            session_timeout: k.session_timeout,
+            statistics_interval: k.statistics_interval,
+            revoke_deadline: k.revoke_deadline,
+            max_in_flight: config.batch.max_in_flight,
+            resume_below: k.resume_below,
+        }
+    }
+}
+
+struct State {
+    tracker: OffsetTracker,
+    paused: bool,
+}
+
+/// Shared by the consumer's callbacks (poll thread) and the pipeline's hooks.
+struct Shared {
+    state: Mutex<State>,
+    /// Signalled whenever a batch finishes (a revocation may be waiting on it).
+    finished: Condvar,
+    metrics: Arc<Metrics>,
+    settings: KafkaSettings,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain bookkeeping behind; keep going.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_assigned(&self, assigned: usize) {
+        self.metrics.kafka_assigned(assigned);
+        self.metrics.set_ready(assigned > 0);
+    }
+
+    /// Waits until no running batch holds events of `tps`, at most the revoke deadline.
+    fn wait_for_batches_of(&self, tps: &[Tp]) {
+        let deadline = Instant::now() + self.settings.revoke_deadline;
+        let mut state = self.lock();
+        while state.tracker.in_flight_of(tps) > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            state = self.finished.wait_timeout(state, left).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
+    fn revoke(&self, consumer: &BaseConsumer<GroupContext>, tpl: &TopicPartitionList) {
+        self.metrics.kafka_rebalance("revoke");
+        let tps = partitions_of(tpl);
+        let running = {
+            let mut state = self.lock();
+            state.tracker.start_revoke(&tps);
+            state.tracker.in_flight_of(&tps)
+        };
+        if running > 0 {
+            tracing::info!(partitions = ?tps, batches = running, "revoked; waiting for their batches");
+            // The callback runs inside the poll of the source task; let the runtime
+            // move that worker's other tasks (the batches we wait for) elsewhere.
+            if is_multi_thread_runtime() {
+                tokio::task::block_in_place(|| self.wait_for_batches_of(&tps));
+            } else {
+                self.wait_for_batches_of(&tps);
+            }
+        }
+        let (abandoned, commits, assigned) = {
+            let mut state = self.lock();
+            let abandoned = state.tracker.in_flight_of(&tps);
+            let commits = state.tracker.revoke(&tps);
+            (abandoned, commits, state.tracker.assigned().len())
+        };
+        if abandoned > 0 {
+            tracing::warn!(partitions = ?tps, batches = abandoned,
+                "revoke deadline passed; batches abandoned uncommitted (the next owner re-reads them)");
+            (0..abandoned).for_each(|_| self.metrics.batch_abandoned());
+        }
+        commit(consumer, &commits, CommitMode::Sync);
+        for (topic, partition) in &tps {
+            self.metrics.kafka_released(topic, *partition);
+        }
+        self.set_assigned(assigned);
+        tracing::info!(partitions = ?tps, committed = ?commits, "partitions released");
+    }
+
+    fn assign(&self, consumer: &BaseConsumer<GroupContext>, tpl: &TopicPartitionList) {
+        self.metrics.kafka_rebalance("assign");
+        let tps = partitions_of(tpl);
+        let (paused, assigned) = {
+            let mut state = self.lock();
+            for tp in &tps {
+                state.tracker.assign(tp.clone());
+            }
+            (state.paused, state.tracker.assigned().len())
+        };
+        // New partitions join a paused member paused.
+        if paused && let Err(e) = consumer.pause(tpl) {
+            tracing::warn!(error = %e, "pausing newly assigned partitions failed");
+        }
+        for (topic, partition) in &tps {
+            self.metrics.kafka_paused(topic, *partition, paused);
+        }
+        self.set_assigned(assigned);
+        tracing::info!(partitions = ?tps, "partitions assigned");
+    }
+}
+
+fn is_multi_thread_runtime() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+}
+
+fn partitions_of(tpl: &TopicPartitionList) -> Vec<Tp> {
+    tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect()
+}
+
+fn list_of(tps: &[Tp]) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    for (topic, partition) in tps {
+        tpl.add_partition(topic, *partition);
+    }
+    tpl
+}
+
+/// Commits `positions` (the next offset to read, per partition). The outcome is
+/// counted in the commit callback.
+fn commit<C: Consumer<GroupContext>>(consumer: &C, positions: &[(Tp, i64)], mode: CommitMode) {
+    if positions.is_empty() {
+        return;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), offset) in positions {
+        if let Err(e) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset)) {
+            tracing::error!(error = %e, topic, partition, "cannot build a commit list");
+            return;
+        }
+    }
+    if let Err(e) = consumer.commit(&tpl, mode) {
+        tracing::warn!(error = %e, ?positions, "offset commit failed; the next commit covers it");
+    }
+}
+
+/// Callbacks librdkafka runs on the polling thread.
+struct GroupContext {
+    shared: Arc<Shared>,
+}
+
+impl ClientContext for GroupContext {
+    fn stats(&self, stats: Statistics) {
+        let positions = self.shared.lock().tracker.positions();
+        for ((topic, partition), next, committed) in positions {
+            let broker = stats.topics.get(&topic).and_then(|t| t.partitions.get(&partition));
+            let committed = broker.map(|p| p.committed_offset).filter(|c| *c >= 0).or(committed);
+            let lag = broker.filter(|p| p.hi_offset >= 0).map(|p| match committed {
+                Some(c) => (p.hi_offset - c).max(0),
+                // Nothing committed yet: everything retained is still to read.
+                None => (p.hi_offset - p.lo_offset.max(0)).max(0),
+            });
+            self.shared.metrics.kafka_partition(&topic, partition, next, committed, lag);
+        }
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.shared.metrics.kafka_client_error();
+        tracing::warn!(error = %error, reason, "kafka client error");
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => self.shared.revoke(consumer, tpl),
+            Rebalance::Assign(_) => {}
+            Rebalance::Error(e) => {
+                self.shared.metrics.kafka_rebalance("error");
+                tracing::error!(error = %e, "rebalance failed");
+            }
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            self.shared.assign(consumer, tpl);
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        self.shared.metrics.kafka_commit(result.is_ok());
+        if let Err(e) = result {
+            tracing::warn!(error = %e, partitions = ?partitions_of(offsets), "offset commit failed");
+        }
+    }
+}
+
+type GroupConsumer = StreamConsumer<GroupContext>;
+
+pub struct KafkaSource {
+    consumer: Arc<GroupConsumer>,
+    shared: Arc<Shared>,
+    topics: Vec<String>,
+}
+
+impl KafkaSource {
+    /// Creates the member and subscribes it; partitions arrive with the first rebalance.
+    pub fn connect(settings: KafkaSettings, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+        let mut cfg = client_config(&settings.brokers);
+        cfg.set("group.id", &settings.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set("auto.offset.reset", &settings.auto_offset_reset)
+            .set("session.timeout.ms", settings.session_timeout.as_millis().to_string())
+            .set("statistics.interval.ms", settings.statistics_interval.as_millis().to_string())
+            // Bounds what a paused member holds in memory besides its batches.
+            .set("queued.max.messages.kbytes", "16384")
+            .set("enable.partition.eof", "false");
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State { tracker: OffsetTracker::default(), paused: false }),
+            finished: Condvar::new(),
+            metrics,
+            settings: settings.clone(),
+        });
+        let consumer: GroupConsumer = cfg
+            .create_with_context(GroupContext { shared: shared.clone() })
+            .with_context(|| format!("creating a Kafka consumer for {}", settings.brokers))?;
+        let mut topics: Vec<String> = settings.topics.keys().cloned().collect();
+        topics.sort();
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&names).with_context(|| format!("subscribing to {names:?}"))?;
+        Ok(KafkaSource { consumer: Arc::new(consumer), shared, topics })
+    }
+
+    fn to_event(&self, m: &BorrowedMessage<'_>) -> Option<RawEvent> {
+        let format = *self.shared.settings.topics.get(m.topic())?;
+        let headers = m
+            .headers()
+            .map(|h| h.iter().map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec())).collect())
+            .unwrap_or_default();
+        Some(RawEvent {
+            format,
+            origin: Origin { topic: m.topic().to_owned(), partition: m.partition(), offset: m.offset() },
+            key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            // A message without a payload (a tombstone) is poison, not a crash.
+            payload: m.payload().unwrap_or_default().to_vec(),
+            headers,
+            timestamp: m.timestamp().to_millis().and_then(DateTime::<Utc>::from_timestamp_millis),
+        })
+    }
+}
+
+#[async_trait]
+impl Source for KafkaSource {
+    fn progress(&self) -> Arc<dyn BatchProgress> {
+        Arc::new(KafkaProgress { consumer: self.consumer.clone(), shared: self.shared.clone() })
+    }
+
+    /// Polls until shutdown, also while paused and while the queue to the batcher
+    /// is full (messages wait in a local buffer), so the group never evicts it.
+    async fn run(
+        self: Box<Self>,
+        tx: mpsc::Sender<RawEvent>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<u64> {
+        tracing::info!(topics = ?self.topics, group = %self.shared.settings.group_id, "consumer started");
+        let mut waiting: VecDeque<RawEvent> = VecDeque::new();
+        let mut sent = 0u64;
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                permit = tx.reserve(), if !waiting.is_empty() => {
+                    let Ok(permit) = permit else { break };
+                    if let Some(event) = waiting.pop_front() {
+                        permit.send(event);
+                        sent += 1;
+                    }
+                }
+                message = self.consumer.recv() => match message {
+                    Ok(m) => {
+                        let tp = (m.topic().to_owned(), m.partition());
+                        // Not ours any more (revoked between fetch and now): its next owner reads it.
+                        if self.shared.lock().tracker.delivered(&tp, m.offset())
+                            && let Some(event) = self.to_event(&m)
+                        {
+                            waiting.push_back(event);
+                        }
+                    }
+                    Err(e) => {
+                        self.shared.metrics.kafka_client_error();
+                        tracing::warn!(error = %e, "kafka receive failed; polling again");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+        }
+        tracing::info!(sent, undelivered = waiting.len(), "consumer stopped fetching");
+        Ok(sent)
+    }
+}
+
+/// The pipeline's hooks: commit written batches, pause and resume.
+struct KafkaProgress {
+    consumer: Arc<GroupConsumer>,
+    shared: Arc<Shared>,
+}
+
+impl KafkaProgress {
+    fn set_paused(&self, tps: &[Tp], paused: bool) {
+        if tps.is_empty() {
+            return;
+        }
+        let tpl = list_of(tps);
+        let result = if paused { self.consumer.pause(&tpl) } else { self.consumer.resume(&tpl) };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, paused, "pause/resume failed");
+        }
+        for (topic, partition) in tps {
+            self.shared.metrics.kafka_paused(topic, *partition, paused);
+        }
+        tracing::info!(partitions = tps.len(), paused, "backpressure");
+    }
+}
+
+impl BatchProgress for KafkaProgress {
+    fn ready_at_start(&self) -> bool {
+        false
+    }
+
+    fn dispatch(&self, batch: Batch) -> Dispatched {
+        let (kept, dropped, pause) = {
+            let mut state = self.shared.lock();
+            let (kept, dropped) = state.tracker.dispatch(batch);
+            let pause =
+                !state.paused && state.tracker.batches_in_flight() >= self.shared.settings.max_in_flight;
+            state.paused |= pause;
+            (kept, dropped, pause.then(|| state.tracker.assigned()))
+        };
+        if dropped > 0 {
+            self.shared.metrics.kafka_dropped_on_revoke(dropped);
+        }
+        if let Some(tps) = pause {
+            self.set_paused(&tps, true);
+        }
+        match kept {
+            Some((batch, ticket)) => Dispatched { batch: Some(batch), dropped, ticket },
+            None => Dispatched { batch: None, dropped, ticket: 0 },
+        }
+    }
+
+    fn finish(&self, ticket: u64, batch: &Batch, written: bool) {
+        let (commits, resume) = {
+            let mut state = self.shared.lock();
+            state.tracker.finish(ticket, batch, written);
+            let resume =
+                state.paused && state.tracker.batches_in_flight() <= self.shared.settings.resume_below;
+            state.paused &= !resume;
+            (state.tracker.take_commits(), resume.then(|| state.tracker.assigned()))
+        };
+        self.shared.finished.notify_all();
+        commit(self.consumer.as_ref(), &commits, CommitMode::Async);
+        if let Some(tps) = resume {
+            self.set_paused(&tps, false);
+        }
+    }
+
+    fn drained(&self) {
+        let commits = self.shared.lock().tracker.take_commits();
+        commit(self.consumer.as_ref(), &commits, CommitMode::Sync);
+        self.shared.metrics.set_ready(false);
+    }
+}
