@@ -7,12 +7,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use governor::{Quota, RateLimiter};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use super::producer_config;
-use crate::model::Format;
+use crate::model::{Format, RawEvent};
 use crate::source::generator::{Fleet, GeneratorSettings};
 
 /// Messages handed to librdkafka and not yet acknowledged, at most.
@@ -69,46 +70,52 @@ pub async fn produce(
     });
     let limiter = settings.rate.map(|r| RateLimiter::direct(Quota::per_second(r)));
     let started = Instant::now();
-    let events = futures::stream::iter(0..settings.events).then(|_| {
-        let limiter = limiter.as_ref();
-        let event = fleet.next_event();
-        async move {
-            if let Some(l) = limiter {
-                l.until_ready().await;
-            }
-            event
-        }
-    });
-    let deliveries = events
-        .map(|event| {
-            let producer = &producer;
-            let topic = settings.topic.as_str();
-            async move {
-                let headers = OwnedHeaders::new()
-                    .insert(Header { key: "apex-format", value: Some(event.format.as_str()) })
-                    .insert(Header { key: "apex-producer", value: Some("apex-ingest produce") });
-                let mut record = FutureRecord::to(topic).payload(&event.payload).headers(headers);
-                if let Some(key) = &event.key {
-                    record = record.key(key);
-                }
-                producer
-                    .send(record, DELIVERY_TIMEOUT)
-                    .await
-                    .map_err(|(e, _)| anyhow::anyhow!("producing to {topic}: {e}"))
-            }
-        })
-        .buffer_unordered(IN_FLIGHT);
-    let mut deliveries = std::pin::pin!(deliveries);
+    let mut deliveries = FuturesUnordered::new();
     let mut sent = 0;
-    while let Some(delivery) = deliveries.next().await {
-        delivery?;
-        sent += 1;
-        if sent % 1_000 == 0 {
-            progress(sent);
+    for _ in 0..settings.events {
+        if let Some(l) = &limiter {
+            l.until_ready().await;
         }
+        deliveries.push(send(producer.clone(), settings.topic.clone(), fleet.next_event()));
+        while deliveries.len() >= IN_FLIGHT {
+            acknowledged(deliveries.next().await, &mut sent, &progress)?;
+        }
+    }
+    while !deliveries.is_empty() {
+        acknowledged(deliveries.next().await, &mut sent, &progress)?;
     }
     progress(sent);
     Ok(ProduceReport { sent, elapsed: started.elapsed() })
+}
+
+async fn send(producer: FutureProducer, topic: String, event: RawEvent) -> anyhow::Result<()> {
+    let headers = OwnedHeaders::new()
+        .insert(Header { key: "apex-format", value: Some(event.format.as_str()) })
+        .insert(Header { key: "apex-producer", value: Some("apex-ingest produce") });
+    let mut record = FutureRecord::to(&topic).payload(&event.payload).headers(headers);
+    if let Some(key) = &event.key {
+        record = record.key(key);
+    }
+    producer
+        .send(record, DELIVERY_TIMEOUT)
+        .await
+        .map_err(|(e, _)| anyhow::anyhow!("producing to {topic}: {e}"))?;
+    Ok(())
+}
+
+fn acknowledged(
+    delivery: Option<anyhow::Result<()>>,
+    sent: &mut u64,
+    progress: &impl Fn(u64),
+) -> anyhow::Result<()> {
+    if let Some(result) = delivery {
+        result?;
+        *sent += 1;
+        if sent.is_multiple_of(1_000) {
+            progress(*sent);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ impl Format {
 }
 
 /// Where a raw event came from: enough to find it again and to commit past it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Origin {
     pub topic: String,
     pub partition: i32,

@@ -76,17 +76,29 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{:08x}", std::process::id(), rand::random::<u32>())
 }
 
-/// Wraps a real store and fails its writes while `failing` is set: a fault
-/// injected in front of the real store code, not a stand-in for it.
+/// Wraps a real store and fails its writes while `failing` is set, or holds
+/// them while `hold(true)` (a store that has become slow): a fault injected in
+/// front of the real store code, not a stand-in for it.
 pub struct Flaky<S> {
     pub inner: S,
     pub failing: AtomicBool,
     pub failing_removes: AtomicBool,
+    held: tokio::sync::watch::Sender<bool>,
 }
 
 impl<S> Flaky<S> {
     pub fn new(inner: S) -> Self {
-        Flaky { inner, failing: AtomicBool::new(false), failing_removes: AtomicBool::new(false) }
+        Flaky {
+            inner,
+            failing: AtomicBool::new(false),
+            failing_removes: AtomicBool::new(false),
+            held: tokio::sync::watch::Sender::new(false),
+        }
+    }
+
+    /// While held, writes wait (they neither fail nor finish).
+    pub fn hold(&self, held: bool) {
+        self.held.send_replace(held);
     }
 }
 
@@ -103,6 +115,7 @@ impl<S: BatchStore> BatchStore for Flaky<S> {
         self.inner.name()
     }
     async fn upsert_batch(&self, rows: &[ProcessedRecord]) -> Result<(), StoreError> {
+        let _ = self.held.subscribe().wait_for(|held| !held).await;
         if self.failing.load(Ordering::SeqCst) {
             return Err(StoreError {
                 store: self.inner.name(),

@@ -422,7 +422,7 @@ impl BatchProgress for KafkaProgress {
     }
 
     fn drained(&self) {
-        let commits = self.shared.lock().tracker.take_commits();
+        let commits = self.shared.lock().tracker.all_positions();
         commit(self.consumer.as_ref(), &commits, CommitMode::Sync);
         self.shared.metrics.set_ready(false);
     }

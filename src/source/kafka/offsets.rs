@@ -159,17 +159,24 @@ impl OffsetTracker {
         }
     }
 
-    /// Forgets these partitions; returns their final positions not yet committed.
+    /// Forgets these partitions; returns their final positions, to commit once
+    /// more whether or not handed out before (an earlier async commit may have failed).
     pub fn revoke(&mut self, tps: &[Tp]) -> Vec<(Tp, i64)> {
-        let mut out = Vec::new();
-        for tp in tps {
-            if let Some(p) = self.partitions.remove(tp)
-                && let Some(pos) = p.position()
-                && p.committed.is_none_or(|c| pos > c)
-            {
-                out.push((tp.clone(), pos));
-            }
-        }
+        tps.iter().filter_map(|tp| Some((tp.clone(), self.partitions.remove(tp)?.position()?))).collect()
+    }
+
+    /// Every assigned partition's current position, for the final commit.
+    pub fn all_positions(&mut self) -> Vec<(Tp, i64)> {
+        let mut out: Vec<(Tp, i64)> = self
+            .partitions
+            .iter_mut()
+            .filter_map(|(tp, p)| {
+                let pos = p.position()?;
+                p.committed = Some(pos);
+                Some((tp.clone(), pos))
+            })
+            .collect();
+        out.sort();
         out
     }
 

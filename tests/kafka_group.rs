@@ -1,0 +1,610 @@
+//! The Kafka consumer group against the real broker (`scripts/services up kafka`).
+//! Members run as child processes of the real binary (so they can be killed
+//! and restarted) except where a store must be made slow from the test. Each
+//! test has its own topics and group; every check compares the stores and the
+//! committed offsets with what was actually produced, read back from the topics.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use apex_ingest::kafka::dead_letter_topic::headers;
+use apex_ingest::kafka::producer::{ProduceSettings, produce};
+use apex_ingest::kafka::topics::{self, TopicSpec};
+use apex_ingest::model::{Format, Origin, RawEvent, RecordId};
+use apex_ingest::store::{DeadLetterFilter, Stores};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use support::kafka_brokers;
+
+/// One test at a time: they share two cores, and timing-sensitive steps
+/// (rebalances, pauses) should not compete with another test's members.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const WAIT: Duration = Duration::from_secs(180);
+
+type Tp = (String, i32);
+
+/// A test's own topics and consumer group.
+#[derive(Clone)]
+struct Names {
+    samsara: String,
+    edi: String,
+    dlq: String,
+    group: String,
+}
+
+impl Names {
+    fn inputs(&self) -> [&str; 2] {
+        [&self.samsara, &self.edi]
+    }
+}
+
+/// Creates the test's topics with `topics apply`, from the repository's own definitions.
+async fn create_topics(brokers: &str, samsara_partitions: i32, edi_partitions: i32) -> Names {
+    let u = support::unique("t");
+    let names = Names {
+        samsara: format!("samsara.telemetry.v1.{u}"),
+        edi: format!("edi.carrier.v1.{u}"),
+        dlq: format!("ingest.dlq.v1.{u}"),
+        group: format!("apex-test-{u}"),
+    };
+    let defined = topics::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("topics/topics.toml")).unwrap();
+    let spec = |base: &str, name: &str, partitions: i32| TopicSpec {
+        name: name.to_owned(),
+        partitions,
+        dlq: None,
+        ..defined.iter().find(|s| s.name == base).unwrap().clone()
+    };
+    let specs = [
+        spec("samsara.telemetry.v1", &names.samsara, samsara_partitions),
+        spec("edi.carrier.v1", &names.edi, edi_partitions),
+        spec("ingest.dlq.v1", &names.dlq, 1),
+    ];
+    let reports = topics::apply(brokers, &specs, Some(1)).await.unwrap();
+    assert!(reports.iter().all(|r| matches!(r.changes[..], [topics::Change::Created { .. }])), "{reports:?}");
+    // Applying again changes nothing.
+    let again = topics::apply(brokers, &specs, Some(1)).await.unwrap();
+    assert!(again.iter().all(|r| r.changes.is_empty()), "{again:?}");
+    names
+}
+
+async fn produce_to(brokers: &str, topic: &str, format: Format, events: u64, poison: f64, seed: u64) {
+    let settings =
+        ProduceSettings { topic: topic.into(), format, events, rate: None, poison_fraction: poison, seed };
+    let report = produce(brokers, &settings, |_| {}).await.unwrap();
+    assert_eq!(report.sent, events);
+}
+
+fn plain_consumer(brokers: &str, group: Option<&str>) -> BaseConsumer {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers).set("enable.auto.commit", "false");
+    if let Some(g) = group {
+        c.set("group.id", g);
+    }
+    c.create().unwrap()
+}
+
+fn partitions(consumer: &BaseConsumer, topic: &str) -> Vec<i32> {
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    md.topics()[0].partitions().iter().map(|p| p.id()).collect()
+}
+
+/// High watermark of every partition of `topics`.
+fn end_offsets(brokers: &str, topics: &[&str]) -> BTreeMap<Tp, i64> {
+    let c = plain_consumer(brokers, None);
+    let mut out = BTreeMap::new();
+    for t in topics {
+        for p in partitions(&c, t) {
+            let (_, high) = c.fetch_watermarks(t, p, Duration::from_secs(10)).unwrap();
+            out.insert((t.to_string(), p), high);
+        }
+    }
+    out
+}
+
+/// The group's committed offset of every partition of `topics` (absent: none committed).
+fn committed(brokers: &str, group: &str, topics: &[&str]) -> BTreeMap<Tp, i64> {
+    let c = plain_consumer(brokers, Some(group));
+    let mut tpl = TopicPartitionList::new();
+    for t in topics {
+        for p in partitions(&c, t) {
+            tpl.add_partition(t, p);
+        }
+    }
+    let offsets = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+    offsets
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some(((e.topic().to_owned(), e.partition()), o)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn committed_total(brokers: &str, names: &Names) -> i64 {
+    committed(brokers, &names.group, &names.inputs()).values().sum()
+}
+
+async fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !ok() {
+        assert!(started.elapsed() < WAIT, "timed out after {WAIT:?} waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Waits until the group has committed every partition up to its end.
+async fn wait_until_committed_to_end(brokers: &str, names: &Names) {
+    let end = end_offsets(brokers, &names.inputs());
+    wait_until("the group has committed every partition to its end", || {
+        committed(brokers, &names.group, &names.inputs()) == end
+    })
+    .await;
+}
+
+/// Every message of a topic, read from the beginning to the end.
+fn read_topic(brokers: &str, topic: &str, format: Format) -> Vec<RawEvent> {
+    // A group id is required to assign partitions; this reader never commits.
+    let c = plain_consumer(brokers, Some(&support::unique("reader")));
+    let end = end_offsets(brokers, &[topic]);
+    let mut tpl = TopicPartitionList::new();
+    for (t, p) in end.keys() {
+        tpl.add_partition_offset(t, *p, Offset::Beginning).unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let total: i64 = end.values().sum();
+    let mut out = Vec::new();
+    let started = Instant::now();
+    while (out.len() as i64) < total {
+        assert!(started.elapsed() < WAIT, "read {} of {total} messages of {topic}", out.len());
+        let Some(m) = c.poll(Duration::from_millis(500)) else { continue };
+        let m = m.unwrap();
+        let mut event = RawEvent::new(
+            format,
+            Origin { topic: m.topic().into(), partition: m.partition(), offset: m.offset() },
+            m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            m.payload().unwrap_or_default().to_vec(),
+        );
+        if let Some(h) = m.headers() {
+            event.headers =
+                h.iter().map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec())).collect();
+        }
+        out.push(event);
+    }
+    out
+}
+
+/// What the stores must hold: the record ids of every message produced, and
+/// the origins of the messages that are poison.
+struct Expected {
+    ids: BTreeSet<RecordId>,
+    poison: BTreeSet<Origin>,
+}
+
+fn expected(brokers: &str, names: &Names) -> Expected {
+    let mut ids = BTreeSet::new();
+    let mut poison = BTreeSet::new();
+    for (topic, format) in [(&names.samsara, Format::Samsara), (&names.edi, Format::Edi)] {
+        for event in read_topic(brokers, topic, format) {
+            match apex_ingest::pipeline::parse::parse(&event) {
+                Ok(records) => ids.extend(records.into_iter().map(|r| r.id)),
+                Err(_) => {
+                    poison.insert(event.origin);
+                }
+            }
+        }
+    }
+    Expected { ids, poison }
+}
+
+/// What one member's embedded stores hold, per durable store.
+struct Stored {
+    ids: BTreeMap<&'static str, Vec<RecordId>>,
+    dead: Vec<apex_ingest::saga::dlq::DeadLetter>,
+}
+
+async fn stored(dir: &Path) -> Stored {
+    let stores = Stores::open_embedded(dir, 384).await.unwrap();
+    let mut ids = BTreeMap::new();
+    for s in stores.all() {
+        // The in-process cache is empty in a new process by design.
+        if s.durable() {
+            ids.insert(s.name(), s.record_ids().await.unwrap());
+        }
+    }
+    let filter = DeadLetterFilter { reason: None, include_replayed: true, limit: 1_000_000 };
+    let dead = stores.relational.dead_letters(&filter).await.unwrap().into_iter().map(|d| d.letter).collect();
+    Stored { ids, dead }
+}
+
+/// Each durable store holds exactly the expected records, once each, and the
+/// dead-letter table exactly the poison messages.
+fn assert_exactly_once(stored: &Stored, want: &Expected) {
+    assert!(stored.ids.len() >= 3, "graph, records and vectors are checked: {:?}", stored.ids.keys());
+    for (store, ids) in &stored.ids {
+        let set: BTreeSet<RecordId> = ids.iter().cloned().collect();
+        assert_eq!(set.len(), ids.len(), "{store} holds a record twice");
+        let missing = want.ids.difference(&set).count();
+        let extra = set.difference(&want.ids).count();
+        assert!(missing == 0 && extra == 0, "{store}: {missing} records missing, {extra} unexpected");
+    }
+    let origins: BTreeSet<Origin> = stored.dead.iter().map(|d| d.origin.clone()).collect();
+    assert_eq!(origins.len(), stored.dead.len(), "a poison message was dead-lettered twice");
+    assert_eq!(origins, want.poison, "dead letters are exactly the poison messages");
+}
+
+/// A member process: `apex-ingest run` as one consumer of the group.
+struct Member {
+    child: Child,
+    metrics: String,
+    log: PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Member {
+    fn start(brokers: &str, names: &Names, data_dir: &Path, batch: &str) -> Member {
+        std::fs::create_dir_all(data_dir).unwrap();
+        let port = free_port();
+        let config = data_dir.join("member.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[source]\nkind = \"kafka\"\n\
+                 [batch]\n{batch}\n\
+                 [stores]\ndata_dir = {dir:?}\n\
+                 [metrics]\nlisten = \"127.0.0.1:{port}\"\n\
+                 [kafka]\nbrokers = {brokers:?}\ngroup_id = {group:?}\nsamsara_topic = {s:?}\n\
+                 edi_topic = {e:?}\ndlq_topic = {d:?}\nsession_timeout = \"6s\"\n\
+                 statistics_interval = \"1s\"\nresume_below = 0\n",
+                dir = data_dir.display().to_string(),
+                group = names.group,
+                s = names.samsara,
+                e = names.edi,
+                d = names.dlq,
+            ),
+        )
+        .unwrap();
+        let log = data_dir.join(format!("member-{port}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_apex-ingest"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "info,librdkafka=warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Member { child, metrics: format!("http://127.0.0.1:{port}"), log }
+    }
+
+    async fn get(&self, path: &str) -> Option<(u16, String)> {
+        let r = reqwest::get(format!("{}{path}", self.metrics)).await.ok()?;
+        Some((r.status().as_u16(), r.text().await.ok()?))
+    }
+
+    /// Series of a metric as (labels, value), e.g. `{partition="0",topic="t"}`.
+    async fn series(&self, name: &str) -> Vec<(String, i64)> {
+        let Some((_, text)) = self.get("/metrics").await else { return Vec::new() };
+        text.lines()
+            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+            .filter_map(|l| {
+                let (key, value) = l.rsplit_once(' ')?;
+                let labels = key.strip_prefix(name)?;
+                // `name_suffix` is another metric.
+                if labels.is_empty() || labels.starts_with('{') {
+                    Some((labels.to_owned(), value.parse::<f64>().ok()? as i64))
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
+
+    async fn value(&self, name: &str) -> i64 {
+        self.series(name).await.iter().map(|(_, v)| v).sum()
+    }
+
+    /// Partitions assigned to this member: each has a paused series from its assignment on.
+    async fn owned(&self) -> BTreeSet<String> {
+        self.series("apex_kafka_partition_paused").await.into_iter().map(|(l, _)| l).collect()
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then waits for the drain to finish.
+    async fn terminate(&mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "member did not stop:\n{}", self.logs());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn wait_ready(m: &Member) {
+    let started = Instant::now();
+    while m.get("/readyz").await.map(|(s, _)| s) != Some(200) {
+        assert!(started.elapsed() < WAIT, "member never became ready:\n{}", m.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_thousand_events_land_once_and_the_group_commits_to_the_end() {
+    let brokers = kafka_brokers();
+    let _serial = SERIAL.lock().await;
+    let names = create_topics(&brokers, 6, 3).await;
+    produce_to(&brokers, &names.samsara, Format::Samsara, 17_000, 0.01, 1).await;
+    produce_to(&brokers, &names.edi, Format::Edi, 3_000, 0.01, 2).await;
+    let want = expected(&brokers, &names);
+    assert!(!want.poison.is_empty());
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut member = Member::start(&brokers, &names, dir.path(), "max_wait = \"1s\"");
+    // Not ready before partitions are assigned is checked implicitly: ready needs an assignment.
+    wait_ready(&member).await;
+    assert_eq!(member.value("apex_kafka_assigned_partitions").await, 9);
+    wait_until_committed_to_end(&brokers, &names).await;
+    // The lag metric reaches zero once the statistics catch up.
+    let started = Instant::now();
+    while member.value("apex_kafka_consumer_lag").await != 0 || member.owned().await.len() != 9 {
+        assert!(started.elapsed() < Duration::from_secs(30), "lag metric did not reach 0");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(member.value("apex_kafka_commits_total{outcome=\"failed\"}").await, 0);
+    assert!(member.terminate().await.success(), "{}", member.logs());
+    assert!(member.logs().contains("partitions released"), "left the group cleanly");
+
+    assert_exactly_once(&stored(dir.path()).await, &want);
+    assert_eq!(committed(&brokers, &names.group, &names.inputs()), end_offsets(&brokers, &names.inputs()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_killed_mid_run_loses_nothing_and_duplicates_nothing_after_restart() {
+    let brokers = kafka_brokers();
+    let _serial = SERIAL.lock().await;
+    let names = create_topics(&brokers, 6, 3).await;
+    produce_to(&brokers, &names.samsara, Format::Samsara, 7_000, 0.01, 3).await;
+    produce_to(&brokers, &names.edi, Format::Edi, 1_000, 0.01, 4).await;
+    let want = expected(&brokers, &names);
+    let total: i64 = end_offsets(&brokers, &names.inputs()).values().sum();
+
+    let dir = tempfile::tempdir().unwrap();
+    // Small batches, one at a time: the run lasts long enough to be killed in the middle.
+    let batch = "max_events = 25\nmax_wait = \"1s\"\nmax_in_flight = 1";
+    let mut member = Member::start(&brokers, &names, dir.path(), batch);
+    wait_until("a quarter of the events are committed", || committed_total(&brokers, &names) >= total / 4)
+        .await;
+    member.child.kill().unwrap(); // SIGKILL: no drain, no final commit
+    member.child.wait().unwrap();
+    let at_kill = committed_total(&brokers, &names);
+    assert!(at_kill < total, "killed after the end ({at_kill} of {total}); the test proves nothing");
+
+    let restarted = Member::start(&brokers, &names, dir.path(), batch);
+    wait_until_committed_to_end(&brokers, &names).await;
+    drop(restarted);
+    assert_exactly_once(&stored(dir.path()).await, &want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_members_split_the_partitions_and_hand_them_over_without_loss_or_duplicates() {
+    let brokers = kafka_brokers();
+    let _serial = SERIAL.lock().await;
+    let names = create_topics(&brokers, 6, 3).await;
+    // Traffic keeps arriving while members join and leave.
+    let producing = {
+        let (brokers, names) = (brokers.clone(), names.clone());
+        tokio::spawn(async move {
+            let settings = |topic: &str, format: Format, events: u64, seed: u64| ProduceSettings {
+                topic: topic.into(),
+                format,
+                events,
+                rate: std::num::NonZeroU32::new(events as u32 / 20),
+                poison_fraction: 0.01,
+                seed,
+            };
+            let samsara = settings(&names.samsara, Format::Samsara, 8_000, 5);
+            let edi = settings(&names.edi, Format::Edi, 1_000, 6);
+            let (a, b) = tokio::join!(produce(&brokers, &samsara, |_| {}), produce(&brokers, &edi, |_| {}));
+            (a.unwrap().sent, b.unwrap().sent)
+        })
+    };
+    // Each member writes to its own embedded stores, so a record written by
+    // both would show up in both: the strictest check of "no duplicates".
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let batch = "max_events = 50\nmax_wait = \"1s\"\nmax_in_flight = 2";
+    let mut a = Member::start(&brokers, &names, dir_a.path(), batch);
+    wait_ready(&a).await;
+    wait_until("member a has committed something", || committed_total(&brokers, &names) > 0).await;
+    let b = Member::start(&brokers, &names, dir_b.path(), batch);
+    wait_ready(&b).await;
+    // The group settles with the nine partitions split between the two.
+    let started = Instant::now();
+    loop {
+        let (owned_a, owned_b) = (a.owned().await, b.owned().await);
+        if !owned_a.is_empty()
+            && !owned_b.is_empty()
+            && owned_a.len() + owned_b.len() == 9
+            && owned_a.is_disjoint(&owned_b)
+        {
+            break;
+        }
+        assert!(started.elapsed() < WAIT, "partitions not split: a {owned_a:?}, b {owned_b:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(a.value("apex_kafka_rebalances_total{kind=\"revoke\"}").await >= 1, "a gave partitions up");
+
+    // Member a leaves (SIGTERM) while traffic still flows: b takes everything over.
+    assert!(a.terminate().await.success(), "{}", a.logs());
+    let started = Instant::now();
+    while b.value("apex_kafka_assigned_partitions").await != 9 {
+        assert!(started.elapsed() < WAIT, "b did not take over:\n{}", b.logs());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let (samsara_sent, edi_sent) = producing.await.unwrap();
+    assert_eq!((samsara_sent, edi_sent), (8_000, 1_000));
+    wait_until_committed_to_end(&brokers, &names).await;
+    drop(b);
+
+    let want = expected(&brokers, &names);
+    let (in_a, in_b) = (stored(dir_a.path()).await, stored(dir_b.path()).await);
+    let ids = |s: &Stored| -> BTreeSet<RecordId> { s.ids["relational"].iter().cloned().collect() };
+    let (ids_a, ids_b) = (ids(&in_a), ids(&in_b));
+    assert!(!ids_a.is_empty() && !ids_b.is_empty(), "both members wrote");
+    assert_eq!(ids_a.intersection(&ids_b).count(), 0, "a record was written by both members");
+    let union: BTreeSet<RecordId> = ids_a.union(&ids_b).cloned().collect();
+    assert_eq!(union.len(), want.ids.len(), "records lost");
+    assert_eq!(union, want.ids);
+    let dead: BTreeSet<Origin> = in_a.dead.iter().chain(&in_b.dead).map(|d| d.origin.clone()).collect();
+    assert_eq!(dead.len(), in_a.dead.len() + in_b.dead.len(), "a poison message dead-lettered twice");
+    assert_eq!(dead, want.poison);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_store_pauses_the_partitions_and_the_lag_metric_is_the_real_lag() {
+    use apex_ingest::app;
+    use apex_ingest::config::SourceKind;
+    use apex_ingest::metrics::Metrics;
+    use apex_ingest::store::sqlite_graph::SqliteGraphStore;
+    use support::Flaky;
+
+    let brokers = kafka_brokers();
+    let _serial = SERIAL.lock().await;
+    let names = create_topics(&brokers, 4, 2).await;
+    produce_to(&brokers, &names.samsara, Format::Samsara, 2_000, 0.0, 7).await;
+    produce_to(&brokers, &names.edi, Format::Edi, 200, 0.0, 8).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = support::config();
+    config.source.kind = SourceKind::Kafka;
+    config.stores.data_dir = dir.path().to_path_buf();
+    config.batch.max_events = 50;
+    config.batch.max_wait = Duration::from_millis(500);
+    config.batch.max_in_flight = 2;
+    config.kafka.resume_below = 0;
+    config.kafka.group_id = names.group.clone();
+    config.kafka.samsara_topic = names.samsara.clone();
+    config.kafka.edi_topic = names.edi.clone();
+    config.kafka.dlq_topic = names.dlq.clone();
+    config.kafka.statistics_interval = Duration::from_secs(1);
+    config.kafka.session_timeout = Duration::from_secs(6);
+    let mut stores = Stores::open(&config).await.unwrap();
+    let graph_file = dir.path().join("graph.db");
+    let graph = Arc::new(Flaky::new(SqliteGraphStore::open(&graph_file).await.unwrap()));
+    graph.hold(true);
+    stores.graph = graph.clone();
+    let metrics = Metrics::new();
+    let orchestrator = app::direct_over(&config, &stores, metrics.clone()).unwrap();
+    let source = app::build_source(&config, metrics.clone()).unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let run = {
+        let (config, metrics, shutdown) = (config.clone(), metrics.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            app::run_pipeline(&config, source, orchestrator, metrics, shutdown, |_| {}).await
+        })
+    };
+
+    let paused = |m: &Metrics| {
+        let text = m.render();
+        let series: Vec<i64> = text
+            .lines()
+            .filter(|l| l.starts_with("apex_kafka_partition_paused{"))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse().ok())
+            .collect();
+        (series.len(), series.iter().sum::<i64>())
+    };
+    wait_until("all six partitions are paused", || paused(&metrics) == (6, 6)).await;
+    assert!(metrics.render().contains("apex_batches_in_flight 2"), "paused at max_in_flight");
+
+    // Held well past the session timeout: the paused member keeps polling and stays in the group.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert!(!metrics.render().contains("kind=\"revoke\""), "the paused member was not evicted");
+    // Nothing is written, so nothing moves: the metric must equal the real lag.
+    let end = end_offsets(&brokers, &names.inputs());
+    let done = committed(&brokers, &names.group, &names.inputs());
+    let text = metrics.render();
+    for ((topic, partition), high) in &end {
+        let real = high - done.get(&(topic.clone(), *partition)).copied().unwrap_or(0);
+        let line = format!("apex_kafka_consumer_lag{{partition=\"{partition}\",topic=\"{topic}\"}} {real}");
+        assert!(text.contains(&line), "want `{line}` in\n{text}");
+    }
+    assert!(end.values().sum::<i64>() - done.values().sum::<i64>() > 0, "there is real lag to compare");
+
+    // The store recovers: partitions resume and the group catches up.
+    graph.hold(false);
+    wait_until_committed_to_end(&brokers, &names).await;
+    assert_eq!(paused(&metrics), (6, 0), "resumed");
+    wait_until("the lag metric shows zero", || {
+        let text = metrics.render();
+        let lags: Vec<&str> = text.lines().filter(|l| l.starts_with("apex_kafka_consumer_lag{")).collect();
+        lags.len() == 6 && lags.iter().all(|l| l.ends_with(" 0"))
+    })
+    .await;
+    shutdown.cancel();
+    let totals = run.await.unwrap().unwrap();
+    assert_eq!(totals.events, 2_200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_messages_land_in_the_dlq_topic_and_table_with_reason_and_origin() {
+    let brokers = kafka_brokers();
+    let _serial = SERIAL.lock().await;
+    let names = create_topics(&brokers, 2, 1).await;
+    produce_to(&brokers, &names.samsara, Format::Samsara, 400, 0.2, 9).await;
+    produce_to(&brokers, &names.edi, Format::Edi, 100, 0.2, 10).await;
+    let want = expected(&brokers, &names);
+    assert!(want.poison.len() > 20, "{} poison messages", want.poison.len());
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut member = Member::start(&brokers, &names, dir.path(), "max_wait = \"1s\"");
+    wait_until_committed_to_end(&brokers, &names).await;
+    assert!(member.terminate().await.success(), "{}", member.logs());
+    let stored = stored(dir.path()).await;
+    assert_exactly_once(&stored, &want);
+
+    let table: BTreeMap<Origin, &apex_ingest::saga::dlq::DeadLetter> =
+        stored.dead.iter().map(|d| (d.origin.clone(), d)).collect();
+    let published = read_topic(&brokers, &names.dlq, Format::Samsara);
+    assert_eq!(published.len(), want.poison.len(), "one DLQ message per poison message");
+    for m in &published {
+        let header = |k: &str| {
+            let v = m.headers.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+            String::from_utf8(v.unwrap_or_else(|| panic!("header {k} missing"))).unwrap()
+        };
+        let origin = Origin {
+            topic: header(headers::ORIGIN_TOPIC),
+            partition: header(headers::ORIGIN_PARTITION).parse().unwrap(),
+            offset: header(headers::ORIGIN_OFFSET).parse().unwrap(),
+        };
+        let letter = table.get(&origin).unwrap_or_else(|| panic!("{origin:?} not in the table"));
+        assert_eq!(header(headers::REASON), letter.reason);
+        assert_eq!(header(headers::ID), letter.id);
+        assert_eq!(header(headers::FORMAT), letter.format.as_str());
+        assert!(!header(headers::DETAIL).is_empty());
+        assert_eq!(m.payload, letter.raw, "the raw bytes travel as the payload");
+        assert_eq!(m.key, letter.key);
+    }
+}
