@@ -31,7 +31,16 @@ fn help_explains_every_subcommand() {
     let demo = String::from_utf8_lossy(&apex().args(["demo", "--help"]).output().unwrap().stdout).to_string();
     assert!(demo.contains("--events") && demo.contains("--data-dir"), "{demo}");
     let run = String::from_utf8_lossy(&apex().args(["run", "--help"]).output().unwrap().stdout).to_string();
-    assert!(run.contains("--config") && run.contains("SIGTERM"), "{run}");
+    assert!(run.contains("--config") && run.contains("SIGTERM") && run.contains("kafka"), "{run}");
+    let topics =
+        String::from_utf8_lossy(&apex().args(["topics", "--help"]).output().unwrap().stdout).to_string();
+    assert!(topics.contains("apply") && topics.contains("list"), "{topics}");
+    let produce =
+        String::from_utf8_lossy(&apex().args(["produce", "--help"]).output().unwrap().stdout).to_string();
+    assert!(
+        produce.contains("--topic") && produce.contains("--events") && produce.contains("--rate"),
+        "{produce}"
+    );
 }
 
 #[test]

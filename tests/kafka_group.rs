@@ -279,6 +279,8 @@ impl Member {
             .args(["run", "--config"])
             .arg(&config)
             .env("RUST_LOG", "info,librdkafka=warn")
+            // The environment wins over the file (`scripts/services env` sets it).
+            .env("APEX_KAFKA_BROKERS", brokers)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -607,4 +609,97 @@ async fn poison_messages_land_in_the_dlq_topic_and_table_with_reason_and_origin(
         assert_eq!(m.payload, letter.raw, "the raw bytes travel as the payload");
         assert_eq!(m.key, letter.key);
     }
+}
+
+fn apex(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_apex-ingest")).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn topics_apply_creates_updates_and_reports_drift_and_produce_fills_a_topic() {
+    let brokers = kafka_brokers();
+    let u = support::unique("cli");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("topics.toml");
+    let define = |partitions: i32, retention: &str| {
+        let text = format!(
+            "[[topic]]\nname = \"samsara.telemetry.v1.{u}\"\npartitions = {partitions}\nreplication_factor = 3\n\
+             retention = \"{retention}\"\ncleanup_policy = \"delete\"\ndlq = \"ingest.dlq.v1.{u}\"\n\
+             [[topic]]\nname = \"ingest.dlq.v1.{u}\"\npartitions = 1\nreplication_factor = 3\n\
+             retention = \"30d\"\ncleanup_policy = \"delete\"\n"
+        );
+        std::fs::write(&file, text).unwrap();
+    };
+    let file_arg = file.to_str().unwrap();
+    define(2, "7d");
+    // Three replicas cannot be had from one broker: refused, with the way out named.
+    let (ok, _, err) = apex(&["topics", "apply", "--file", file_arg]);
+    assert!(!ok && err.contains("--replication-factor 1"), "{err}");
+
+    let apply = || apex(&["topics", "apply", "--file", file_arg, "--replication-factor", "1"]);
+    let (ok, out, err) = apply();
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains(&format!("changed   samsara.telemetry.v1.{u}: created (partitions=2 replication=1)")),
+        "{out}"
+    );
+    let (ok, out, _) = apply();
+    assert!(ok && out.contains(&format!("unchanged samsara.telemetry.v1.{u}")), "{out}");
+
+    define(4, "3d");
+    let (ok, out, _) = apply();
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("partitions 2 -> 4") && out.contains("retention.ms 604800000 -> 259200000"),
+        "{out}"
+    );
+
+    define(3, "3d");
+    let (ok, out, err) = apply();
+    assert!(!ok && out.contains("DRIFT has 4 partitions, definition says 3"), "{out}{err}");
+
+    let (ok, out, _) = apex(&["topics", "list"]);
+    let line = out.lines().find(|l| l.starts_with(&format!("samsara.telemetry.v1.{u} "))).unwrap_or_default();
+    assert!(ok && line.split_whitespace().collect::<Vec<_>>()[1..] == ["4", "1"], "{out}");
+
+    let topic = format!("samsara.telemetry.v1.{u}");
+    let (ok, out, err) = apex(&["produce", "--topic", &topic, "--events", "300", "--rate", "1000"]);
+    assert!(ok && out.contains(&format!("produced 300 samsara messages to {topic}")), "{out}{err}");
+    assert_eq!(end_offsets(&brokers, &[&topic]).values().sum::<i64>(), 300);
+    // Keys are vehicle ids: every message of a key is in one partition.
+    let mut partitions_of_key: BTreeMap<String, BTreeSet<i32>> = BTreeMap::new();
+    for m in read_topic(&brokers, &topic, Format::Samsara) {
+        partitions_of_key.entry(m.key.unwrap()).or_default().insert(m.origin.partition);
+    }
+    assert!(partitions_of_key.values().all(|p| p.len() == 1));
+    let (ok, _, err) = apex(&["produce", "--topic", &format!("ingest.dlq.v1.{u}"), "--events", "1"]);
+    assert!(!ok && err.contains("--format samsara|edi"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_is_not_ready_until_it_has_partitions() {
+    // A broker address where nothing listens: the member runs, but never gets partitions.
+    let names = Names {
+        samsara: "samsara.telemetry.v1".into(),
+        edi: "edi.carrier.v1".into(),
+        dlq: "ingest.dlq.v1".into(),
+        group: support::unique("unready"),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().to_string();
+    let member = Member::start(&format!("127.0.0.1:{port}"), &names, dir.path(), "max_wait = \"1s\"");
+    let started = Instant::now();
+    while member.get("/healthz").await.is_none() {
+        assert!(started.elapsed() < Duration::from_secs(30), "{}", member.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(member.get("/healthz").await.map(|(s, _)| s), Some(200), "alive");
+    assert_eq!(member.get("/readyz").await.map(|(s, _)| s), Some(503), "not ready without partitions");
+    assert!(member.value("apex_kafka_client_errors_total").await > 0, "the broker errors are counted");
 }
