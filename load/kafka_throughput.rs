@@ -124,12 +124,17 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = tokio_util::sync::CancellationToken::new();
     let started = Instant::now();
     let pipeline = {
-        let (config, shutdown) = (config.clone(), shutdown.clone());
+        let (config, shutdown, metrics) = (config.clone(), shutdown.clone(), metrics.clone());
         tokio::spawn(async move {
             app::run_pipeline(&config, source, orchestrator, metrics, shutdown, |_| {}).await
         })
     };
     let group = config.kafka.group_id.clone();
+    while !metrics.render().contains("apex_kafka_assigned_partitions 9") {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(60), "no partitions assigned");
+    }
+    let joined = started.elapsed().as_secs_f64();
     while !committed_to_end(&brokers, &group, &[&samsara, &edi], total as i64)? {
         tokio::time::sleep(Duration::from_millis(200)).await;
         anyhow::ensure!(started.elapsed() < Duration::from_secs(1800), "end to end did not finish");
@@ -138,10 +143,11 @@ async fn main() -> anyhow::Result<()> {
     shutdown.cancel();
     let totals = pipeline.await.context("pipeline task")??;
     println!(
-        "| end to end (Kafka → batches of 100 → embedded stores, committed to the end) | {total} | {secs:.2} | {:.0} | ({} records, {} dead letters)",
+        "| end to end (Kafka → batches of 100 → embedded stores, committed to the end) | {total} | {secs:.2} | {:.0} | ({} records, {} dead letters; joined the group after {joined:.2} s; {:.0} events/s after joining)",
         total as f64 / secs,
         totals.records,
-        totals.dead_letters
+        totals.dead_letters,
+        total as f64 / (secs - joined)
     );
     Ok(())
 }
