@@ -181,7 +181,7 @@ fn list_of(tps: &[Tp]) -> TopicPartitionList {
 }
 
 /// Commits `positions` (the next offset to read, per partition). The outcome is
-/// counted in the commit callback.
+/// counted in the commit callback; a failed commit is handed out again next time.
 fn commit<C: Consumer<GroupContext>>(consumer: &C, positions: &[(Tp, i64)], mode: CommitMode) {
     if positions.is_empty() {
         return;
@@ -194,7 +194,9 @@ fn commit<C: Consumer<GroupContext>>(consumer: &C, positions: &[(Tp, i64)], mode
         }
     }
     if let Err(e) = consumer.commit(&tpl, mode) {
-        tracing::warn!(error = %e, ?positions, "offset commit failed; the next commit covers it");
+        tracing::warn!(error = %e, ?positions, "offset commit failed; retried with the next commit");
+        let tps: Vec<Tp> = positions.iter().map(|(tp, _)| tp.clone()).collect();
+        consumer.context().shared.lock().tracker.commit_failed(&tps);
     }
 }
 
@@ -245,7 +247,9 @@ impl ConsumerContext for GroupContext {
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         self.shared.metrics.kafka_commit(result.is_ok());
         if let Err(e) = result {
-            tracing::warn!(error = %e, partitions = ?partitions_of(offsets), "offset commit failed");
+            let tps = partitions_of(offsets);
+            tracing::warn!(error = %e, partitions = ?tps, "offset commit failed; retried with the next commit");
+            self.shared.lock().tracker.commit_failed(&tps);
         }
     }
 }

@@ -150,6 +150,15 @@ impl OffsetTracker {
         out
     }
 
+    /// A commit of these partitions failed: hand their positions out again next time.
+    pub fn commit_failed(&mut self, tps: &[Tp]) {
+        for tp in tps {
+            if let Some(p) = self.partitions.get_mut(tp) {
+                p.committed = None;
+            }
+        }
+    }
+
     /// Stops dispatching events of these partitions.
     pub fn start_revoke(&mut self, tps: &[Tp]) {
         for tp in tps {
@@ -230,6 +239,9 @@ mod tests {
         t.finish(a, &first, true);
         assert_eq!(t.take_commits(), vec![(tp(0), 16)]);
         assert!(t.take_commits().is_empty(), "a position is handed out once");
+        // Unless its commit failed: then the next commit carries it again.
+        t.commit_failed(&[tp(0)]);
+        assert_eq!(t.take_commits(), vec![(tp(0), 16)]);
         assert_eq!(t.batches_in_flight(), 0);
     }
 
