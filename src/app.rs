@@ -229,7 +229,7 @@ impl BatchRun<'_> {
         self.metrics.batch_closed(batch.close_reason, batch.events.len());
         self.metrics.batch_started();
         let mut in_flight = InFlight { run: &self, ticket, batch: &batch, done: false };
-        let result = run_with_retries(self.orchestrator, &batch, self.shutdown).await;
+        let result = run_with_retries(self.orchestrator, &batch, self.metrics, self.shutdown).await;
         in_flight.finish(result.is_ok());
         let report = result.with_context(|| format!("batch {} ({} events)", batch.id, batch.events.len()))?;
         Ok(Finished { report: Some(report), dropped })
@@ -272,12 +272,24 @@ fn tokio_stream_of<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl futures
 /// Runs a batch; a transient failure (a store outage) is retried with growing
 /// waits until it passes, so an outage stalls the pipeline (backpressure)
 /// instead of losing the batch. Once shutdown is requested the batch is given
-/// up (and left uncommitted). A permanent failure ends the run.
+/// up (and left uncommitted): a wait between tries ends at once, so a drain
+/// during an outage does not sit out the backoff. A permanent failure ends the run.
 async fn run_with_retries(
     orchestrator: &dyn Orchestrator,
     batch: &Batch,
+    metrics: &Metrics,
     shutdown: &CancellationToken,
 ) -> Result<BatchReport, OrchestrateError> {
+    let token = shutdown.clone();
+    let wait_unless_shutdown = move |delay| {
+        let token = token.clone();
+        async move {
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = token.cancelled() => {}
+            }
+        }
+    };
     (|| orchestrator.run_batch(batch))
         .retry(
             ExponentialBuilder::default()
@@ -286,8 +298,12 @@ async fn run_with_retries(
                 .with_jitter()
                 .with_max_times(usize::MAX),
         )
+        .sleep(wait_unless_shutdown)
         .when(|e: &OrchestrateError| e.is_transient() && !shutdown.is_cancelled())
-        .notify(|e, after| tracing::warn!(batch = %batch.id, error = %e, ?after, "batch failed; retrying"))
+        .notify(|e, after| {
+            metrics.batch_retried();
+            tracing::warn!(batch = %batch.id, error = %e, ?after, "batch failed; retrying");
+        })
         .await
 }
 

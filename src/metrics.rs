@@ -42,6 +42,7 @@ pub struct Metrics {
     breaker_state: IntGaugeVec,
     breaker_opened: IntCounterVec,
     batches_abandoned: IntCounter,
+    batch_retries: IntCounter,
     kafka: KafkaMetrics,
     ready: AtomicBool,
 }
@@ -214,10 +215,18 @@ impl Metrics {
                 "Batches given up at shutdown or revocation, left uncommitted for re-delivery",
             ),
         );
+        let batch_retries = registered(
+            &registry,
+            IntCounter::new(
+                "apex_batch_retries_total",
+                "Batches run again after a transient failure (a store outage stalls the pipeline here)",
+            ),
+        );
         let kafka = KafkaMetrics::new(&registry);
         Arc::new(Metrics {
             registry,
             batches_abandoned,
+            batch_retries,
             kafka,
             events_in,
             records_written,
@@ -285,6 +294,10 @@ impl Metrics {
         if state == BreakerState::Open {
             self.breaker_opened.with_label_values(&[store]).inc();
         }
+    }
+
+    pub fn batch_retried(&self) {
+        self.batch_retries.inc();
     }
 
     pub fn batch_abandoned(&self) {

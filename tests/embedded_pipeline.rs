@@ -328,3 +328,44 @@ async fn a_failed_compensation_leaves_a_repair_letter() {
     assert_eq!(vector.count_records().await.unwrap(), rows.len() as u64);
     assert_eq!(stores.relational.count_records().await.unwrap(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_during_an_outage_ends_the_wait_between_tries_and_abandons_the_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.stores.data_dir = dir.path().to_path_buf();
+    config.source.events = 50;
+    config.batch.max_wait = Duration::from_millis(100);
+    config.saga.retries = 0;
+    let mut stores = Stores::open_embedded(dir.path(), 384).await.unwrap();
+    let flaky =
+        Arc::new(Flaky::new(SqliteGraphStore::open(&dir.path().join("graph-flaky.db")).await.unwrap()));
+    flaky.failing.store(true, Ordering::SeqCst);
+    stores.graph = flaky;
+    let metrics = Metrics::new();
+    let orchestrator = app::direct_over(&config, &stores, metrics.clone()).unwrap();
+    let source = app::build_source(&config, metrics.clone()).unwrap();
+    let shutdown = CancellationToken::new();
+    let run = {
+        let (config, metrics, shutdown) = (config.clone(), metrics.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            app::run_pipeline(&config, source, orchestrator, metrics, shutdown, |_| {}).await
+        })
+    };
+    // Five tries failed; the wait before the sixth is at least 3.2 s (0.2 s doubling).
+    let unlabelled = |name: &str| -> u64 {
+        let text = metrics.render();
+        let line = text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_default();
+        line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0)
+    };
+    while unlabelled("apex_batch_retries_total") < 5 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let cancelled = std::time::Instant::now();
+    shutdown.cancel();
+    let err = run.await.unwrap().unwrap_err();
+    assert!(cancelled.elapsed() < Duration::from_millis(1500), "the drain sat out the backoff");
+    assert!(format!("{err:#}").contains("failed in [StoreError { store: \"graph\""), "{err:#}");
+    assert_eq!(unlabelled("apex_batches_abandoned_total"), 1);
+    assert_eq!(stores.relational.count_records().await.unwrap(), 0, "nothing half-written stays");
+}
