@@ -23,7 +23,7 @@ use crate::pipeline::embed::{Embedder, HashingEmbedder, OpenAiEmbedder, OpenAiSe
 use crate::saga::SagaWriter;
 use crate::source::file::FileSource;
 use crate::source::generator::{GeneratorSettings, GeneratorSource};
-use crate::source::kafka::{KafkaSettings, KafkaSource};
+use crate::source::kafka::KafkaSource;
 use crate::source::{BatchProgress, Dispatched, Source};
 use crate::store::Stores;
 
@@ -76,7 +76,7 @@ pub fn build_source(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Bo
             seed: s.seed,
         })),
         SourceKind::File => Box::new(FileSource::new(&s.paths)?),
-        SourceKind::Kafka => Box::new(KafkaSource::connect(KafkaSettings::from_config(config), metrics)?),
+        SourceKind::Kafka => Box::new(KafkaSource::connect(config, metrics)?),
     })
 }
 
@@ -250,7 +250,7 @@ impl InFlight<'_> {
         self.done = true;
         self.run.metrics.batch_finished();
         if !written {
-            self.run.metrics.batch_abandoned();
+            self.run.metrics.batches_abandoned(1);
             self.run.abandoned.fetch_add(1, Ordering::Relaxed);
         }
         self.run.progress.finish(self.ticket, self.batch, written);

@@ -300,8 +300,8 @@ impl Metrics {
         self.batch_retries.inc();
     }
 
-    pub fn batch_abandoned(&self) {
-        self.batches_abandoned.inc();
+    pub fn batches_abandoned(&self, batches: usize) {
+        self.batches_abandoned.inc_by(batches as u64);
     }
 
     pub fn kafka_assigned(&self, partitions: usize) {

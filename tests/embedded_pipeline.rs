@@ -354,9 +354,7 @@ async fn shutdown_during_an_outage_ends_the_wait_between_tries_and_abandons_the_
     };
     // Five tries failed; the wait before the sixth is at least 3.2 s (0.2 s doubling).
     let unlabelled = |name: &str| -> u64 {
-        let text = metrics.render();
-        let line = text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_default();
-        line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0)
+        support::metric_series(&metrics.render(), name).first().map_or(0, |(_, v)| *v as u64)
     };
     while unlabelled("apex_batch_retries_total") < 5 {
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -296,19 +296,7 @@ impl Member {
     /// Series of a metric as (labels, value), e.g. `{partition="0",topic="t"}`.
     async fn series(&self, name: &str) -> Vec<(String, i64)> {
         let Some((_, text)) = self.get("/metrics").await else { return Vec::new() };
-        text.lines()
-            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-            .filter_map(|l| {
-                let (key, value) = l.rsplit_once(' ')?;
-                let labels = key.strip_prefix(name)?;
-                // `name_suffix` is another metric.
-                if labels.is_empty() || labels.starts_with('{') {
-                    Some((labels.to_owned(), value.parse::<f64>().ok()? as i64))
-                } else {
-                    None
-                }
-            })
-            .collect()
+        support::metric_series(&text, name)
     }
 
     async fn value(&self, name: &str) -> i64 {
@@ -530,13 +518,8 @@ async fn a_slow_store_pauses_the_partitions_and_the_lag_metric_is_the_real_lag()
     };
 
     let paused = |m: &Metrics| {
-        let text = m.render();
-        let series: Vec<i64> = text
-            .lines()
-            .filter(|l| l.starts_with("apex_kafka_partition_paused{"))
-            .filter_map(|l| l.rsplit_once(' ')?.1.parse().ok())
-            .collect();
-        (series.len(), series.iter().sum::<i64>())
+        let series = support::metric_series(&m.render(), "apex_kafka_partition_paused");
+        (series.len(), series.iter().map(|(_, v)| v).sum::<i64>())
     };
     wait_until("all six partitions are paused", || paused(&metrics) == (6, 6)).await;
     assert!(metrics.render().contains("apex_batches_in_flight 2"), "paused at max_in_flight");
@@ -560,9 +543,8 @@ async fn a_slow_store_pauses_the_partitions_and_the_lag_metric_is_the_real_lag()
     wait_until_committed_to_end(&brokers, &names).await;
     assert_eq!(paused(&metrics), (6, 0), "resumed");
     wait_until("the lag metric shows zero", || {
-        let text = metrics.render();
-        let lags: Vec<&str> = text.lines().filter(|l| l.starts_with("apex_kafka_consumer_lag{")).collect();
-        lags.len() == 6 && lags.iter().all(|l| l.ends_with(" 0"))
+        let lags = support::metric_series(&metrics.render(), "apex_kafka_consumer_lag");
+        lags.len() == 6 && lags.iter().all(|(_, lag)| *lag == 0)
     })
     .await;
     shutdown.cancel();

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
+use figment::providers::{Format as _, Toml};
 use rdkafka::admin::{
     AdminClient, AdminOptions, AlterConfig, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
 };
@@ -67,14 +68,11 @@ struct TopicsFile {
 /// Reads and checks a topics file.
 pub fn load(path: &Path) -> anyhow::Result<Vec<TopicSpec>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let file: TopicsFile = toml_from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let file: TopicsFile = figment::Figment::from(Toml::string(&text))
+        .extract()
+        .with_context(|| format!("parsing {}", path.display()))?;
     check(&file.topic).with_context(|| format!("checking {}", path.display()))?;
     Ok(file.topic)
-}
-
-fn toml_from_str(text: &str) -> anyhow::Result<TopicsFile> {
-    use figment::providers::{Format as _, Toml};
-    Ok(figment::Figment::from(Toml::string(text)).extract()?)
 }
 
 fn check(specs: &[TopicSpec]) -> anyhow::Result<()> {

@@ -71,6 +71,24 @@ pub fn temporal_url() -> String {
     url
 }
 
+/// The series of metric `name` in Prometheus text as (labels, value), labels
+/// like `{partition="0",topic="t"}` (empty for a metric without labels).
+pub fn metric_series(text: &str, name: &str) -> Vec<(String, i64)> {
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| {
+            let (key, value) = l.rsplit_once(' ')?;
+            let labels = key.strip_prefix(name)?;
+            // `name_suffix` is another metric.
+            if labels.is_empty() || labels.starts_with('{') {
+                Some((labels.to_owned(), value.parse::<f64>().ok()? as i64))
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
 /// A name no other test run uses, for topics, keys and groups.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{:08x}", std::process::id(), rand::random::<u32>())
@@ -109,6 +127,14 @@ impl<S: apex_ingest::store::VectorStore> apex_ingest::store::VectorStore for Fla
     }
 }
 
+/// The transient error a set `switch` injects.
+fn injected(switch: &AtomicBool, store: &'static str) -> Result<(), StoreError> {
+    if switch.load(Ordering::SeqCst) {
+        return Err(StoreError { store, message: "injected outage".into(), transient: true });
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl<S: BatchStore> BatchStore for Flaky<S> {
     fn name(&self) -> &'static str {
@@ -116,23 +142,11 @@ impl<S: BatchStore> BatchStore for Flaky<S> {
     }
     async fn upsert_batch(&self, rows: &[ProcessedRecord]) -> Result<(), StoreError> {
         let _ = self.held.subscribe().wait_for(|held| !held).await;
-        if self.failing.load(Ordering::SeqCst) {
-            return Err(StoreError {
-                store: self.inner.name(),
-                message: "injected outage".into(),
-                transient: true,
-            });
-        }
+        injected(&self.failing, self.inner.name())?;
         self.inner.upsert_batch(rows).await
     }
     async fn remove_records(&self, ids: &[RecordId]) -> Result<(), StoreError> {
-        if self.failing_removes.load(Ordering::SeqCst) {
-            return Err(StoreError {
-                store: self.inner.name(),
-                message: "injected outage".into(),
-                transient: true,
-            });
-        }
+        injected(&self.failing_removes, self.inner.name())?;
         self.inner.remove_records(ids).await
     }
     async fn count_records(&self) -> Result<u64, StoreError> {

@@ -26,45 +26,10 @@ use tokio_util::sync::CancellationToken;
 use self::offsets::{OffsetTracker, Tp};
 use super::{BatchProgress, Dispatched, Source};
 use crate::batch::Batch;
-use crate::config::Config;
+use crate::config::{Config, KafkaConfig};
 use crate::kafka::client_config;
 use crate::metrics::Metrics;
 use crate::model::{Format, Origin, RawEvent};
-
-/// What the member needs from the configuration.
-#[derive(Debug, Clone)]
-pub struct KafkaSettings {
-    pub brokers: String,
-    pub group_id: String,
-    /// Topic → the format its messages carry.
-    pub topics: HashMap<String, Format>,
-    pub auto_offset_reset: String,
-    pub session_timeout: Duration,
-    pub statistics_interval: Duration,
-    pub revoke_deadline: Duration,
-    pub max_in_flight: usize,
-    pub resume_below: usize,
-}
-
-impl KafkaSettings {
-    pub fn from_config(config: &Config) -> Self {
-        let k = &config.kafka;
-        KafkaSettings {
-            brokers: k.brokers.clone(),
-            group_id: k.group_id.clone(),
-            topics: HashMap::from([
-                (k.samsara_topic.clone(), Format::Samsara),
-                (k.edi_topic.clone(), Format::Edi),
-            ]),
-            auto_offset_reset: k.auto_offset_reset.clone(),
-            session_timeout: k.session_timeout,
-            statistics_interval: k.statistics_interval,
-            revoke_deadline: k.revoke_deadline,
-            max_in_flight: config.batch.max_in_flight,
-            resume_below: k.resume_below,
-        }
-    }
-}
 
 struct State {
     tracker: OffsetTracker,
@@ -77,7 +42,11 @@ struct Shared {
     /// Signalled whenever a batch finishes (a revocation may be waiting on it).
     finished: Condvar,
     metrics: Arc<Metrics>,
-    settings: KafkaSettings,
+    kafka: KafkaConfig,
+    /// Partitions pause at this many batches in flight (`batch.max_in_flight`).
+    max_in_flight: usize,
+    /// Topic → the format its messages carry.
+    formats: HashMap<String, Format>,
 }
 
 impl Shared {
@@ -93,7 +62,7 @@ impl Shared {
 
     /// Waits until no running batch holds events of `tps`, at most the revoke deadline.
     fn wait_for_batches_of(&self, tps: &[Tp]) {
-        let deadline = Instant::now() + self.settings.revoke_deadline;
+        let deadline = Instant::now() + self.kafka.revoke_deadline;
         let mut state = self.lock();
         while state.tracker.in_flight_of(tps) > 0 {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -131,7 +100,7 @@ impl Shared {
         if abandoned > 0 {
             tracing::warn!(partitions = ?tps, batches = abandoned,
                 "revoke deadline passed; batches abandoned uncommitted (the next owner re-reads them)");
-            (0..abandoned).for_each(|_| self.metrics.batch_abandoned());
+            self.metrics.batches_abandoned(abandoned);
         }
         commit(consumer, &commits, CommitMode::Sync);
         for (topic, partition) in &tps {
@@ -152,12 +121,7 @@ impl Shared {
             (state.paused, state.tracker.assigned().len())
         };
         // New partitions join a paused member paused.
-        if paused && let Err(e) = consumer.pause(tpl) {
-            tracing::warn!(error = %e, "pausing newly assigned partitions failed");
-        }
-        for (topic, partition) in &tps {
-            self.metrics.kafka_paused(topic, *partition, paused);
-        }
+        set_paused(consumer, &self.metrics, &tps, paused);
         self.set_assigned(assigned);
         tracing::info!(partitions = ?tps, "partitions assigned");
     }
@@ -172,12 +136,22 @@ fn partitions_of(tpl: &TopicPartitionList) -> Vec<Tp> {
     tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect()
 }
 
-fn list_of(tps: &[Tp]) -> TopicPartitionList {
+/// Pauses or resumes `tps` and shows it in their paused metric.
+fn set_paused<C: Consumer<GroupContext>>(consumer: &C, metrics: &Metrics, tps: &[Tp], paused: bool) {
+    if tps.is_empty() {
+        return;
+    }
     let mut tpl = TopicPartitionList::new();
     for (topic, partition) in tps {
         tpl.add_partition(topic, *partition);
     }
-    tpl
+    let result = if paused { consumer.pause(&tpl) } else { consumer.resume(&tpl) };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, paused, "pause/resume failed");
+    }
+    for (topic, partition) in tps {
+        metrics.kafka_paused(topic, *partition, paused);
+    }
 }
 
 /// Commits `positions` (the next offset to read, per partition). The outcome is
@@ -263,16 +237,18 @@ pub struct KafkaSource {
 }
 
 impl KafkaSource {
-    /// Creates the member and subscribes it; partitions arrive with the first rebalance.
-    pub fn connect(settings: KafkaSettings, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
-        let mut cfg = client_config(&settings.brokers);
-        cfg.set("group.id", &settings.group_id)
+    /// Creates the member of `config.kafka` and subscribes it; partitions arrive
+    /// with the first rebalance.
+    pub fn connect(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+        let k = &config.kafka;
+        let mut cfg = client_config(&k.brokers);
+        cfg.set("group.id", &k.group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("partition.assignment.strategy", "cooperative-sticky")
-            .set("auto.offset.reset", &settings.auto_offset_reset)
-            .set("session.timeout.ms", settings.session_timeout.as_millis().to_string())
-            .set("statistics.interval.ms", settings.statistics_interval.as_millis().to_string())
+            .set("auto.offset.reset", &k.auto_offset_reset)
+            .set("session.timeout.ms", k.session_timeout.as_millis().to_string())
+            .set("statistics.interval.ms", k.statistics_interval.as_millis().to_string())
             // Bounds what a paused member holds in memory besides its batches.
             .set("queued.max.messages.kbytes", "16384")
             .set("enable.partition.eof", "false");
@@ -280,12 +256,17 @@ impl KafkaSource {
             state: Mutex::new(State { tracker: OffsetTracker::default(), paused: false }),
             finished: Condvar::new(),
             metrics,
-            settings: settings.clone(),
+            kafka: k.clone(),
+            max_in_flight: config.batch.max_in_flight,
+            formats: HashMap::from([
+                (k.samsara_topic.clone(), Format::Samsara),
+                (k.edi_topic.clone(), Format::Edi),
+            ]),
         });
         let consumer: GroupConsumer = cfg
             .create_with_context(GroupContext { shared: shared.clone() })
-            .with_context(|| format!("creating a Kafka consumer for {}", settings.brokers))?;
-        let mut topics: Vec<String> = settings.topics.keys().cloned().collect();
+            .with_context(|| format!("creating a Kafka consumer for {}", k.brokers))?;
+        let mut topics: Vec<String> = shared.formats.keys().cloned().collect();
         topics.sort();
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&names).with_context(|| format!("subscribing to {names:?}"))?;
@@ -293,7 +274,7 @@ impl KafkaSource {
     }
 
     fn to_event(&self, m: &BorrowedMessage<'_>) -> Option<RawEvent> {
-        let format = *self.shared.settings.topics.get(m.topic())?;
+        let format = *self.shared.formats.get(m.topic())?;
         let headers = m
             .headers()
             .map(|h| h.iter().map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec())).collect())
@@ -323,7 +304,7 @@ impl Source for KafkaSource {
         tx: mpsc::Sender<RawEvent>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<u64> {
-        tracing::info!(topics = ?self.topics, group = %self.shared.settings.group_id, "consumer started");
+        tracing::info!(topics = ?self.topics, group = %self.shared.kafka.group_id, "consumer started");
         let mut waiting: VecDeque<RawEvent> = VecDeque::new();
         let mut sent = 0u64;
         loop {
@@ -367,18 +348,8 @@ struct KafkaProgress {
 }
 
 impl KafkaProgress {
-    fn set_paused(&self, tps: &[Tp], paused: bool) {
-        if tps.is_empty() {
-            return;
-        }
-        let tpl = list_of(tps);
-        let result = if paused { self.consumer.pause(&tpl) } else { self.consumer.resume(&tpl) };
-        if let Err(e) = result {
-            tracing::warn!(error = %e, paused, "pause/resume failed");
-        }
-        for (topic, partition) in tps {
-            self.shared.metrics.kafka_paused(topic, *partition, paused);
-        }
+    fn backpressure(&self, tps: &[Tp], paused: bool) {
+        set_paused(self.consumer.as_ref(), &self.shared.metrics, tps, paused);
         tracing::info!(partitions = tps.len(), paused, "backpressure");
     }
 }
@@ -392,8 +363,7 @@ impl BatchProgress for KafkaProgress {
         let (kept, dropped, pause) = {
             let mut state = self.shared.lock();
             let (kept, dropped) = state.tracker.dispatch(batch);
-            let pause =
-                !state.paused && state.tracker.batches_in_flight() >= self.shared.settings.max_in_flight;
+            let pause = !state.paused && state.tracker.batches_in_flight() >= self.shared.max_in_flight;
             state.paused |= pause;
             (kept, dropped, pause.then(|| state.tracker.assigned()))
         };
@@ -401,7 +371,7 @@ impl BatchProgress for KafkaProgress {
             self.shared.metrics.kafka_dropped_on_revoke(dropped);
         }
         if let Some(tps) = pause {
-            self.set_paused(&tps, true);
+            self.backpressure(&tps, true);
         }
         match kept {
             Some((batch, ticket)) => Dispatched { batch: Some(batch), dropped, ticket },
@@ -413,21 +383,19 @@ impl BatchProgress for KafkaProgress {
         let (commits, resume) = {
             let mut state = self.shared.lock();
             state.tracker.finish(ticket, batch, written);
-            let resume =
-                state.paused && state.tracker.batches_in_flight() <= self.shared.settings.resume_below;
+            let resume = state.paused && state.tracker.batches_in_flight() <= self.shared.kafka.resume_below;
             state.paused &= !resume;
             (state.tracker.take_commits(), resume.then(|| state.tracker.assigned()))
         };
         self.shared.finished.notify_all();
         commit(self.consumer.as_ref(), &commits, CommitMode::Async);
         if let Some(tps) = resume {
-            self.set_paused(&tps, false);
+            self.backpressure(&tps, false);
         }
     }
 
     fn drained(&self) {
         let commits = self.shared.lock().tracker.all_positions();
         commit(self.consumer.as_ref(), &commits, CommitMode::Sync);
-        self.shared.metrics.set_ready(false);
     }
 }

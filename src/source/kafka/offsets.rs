@@ -137,15 +137,26 @@ impl OffsetTracker {
 
     /// Positions that moved since they were last handed out, to commit now.
     pub fn take_commits(&mut self) -> Vec<(Tp, i64)> {
-        let mut out = Vec::new();
-        for (tp, p) in &mut self.partitions {
-            if let Some(pos) = p.position()
-                && p.committed.is_none_or(|c| pos > c)
-            {
+        self.hand_out(false)
+    }
+
+    /// Every assigned partition's current position, for the final commit.
+    pub fn all_positions(&mut self) -> Vec<(Tp, i64)> {
+        self.hand_out(true)
+    }
+
+    /// Positions to commit (all, or those that moved), marked as handed out.
+    fn hand_out(&mut self, all: bool) -> Vec<(Tp, i64)> {
+        let mut out: Vec<(Tp, i64)> = self
+            .partitions
+            .iter_mut()
+            .filter_map(|(tp, p)| {
+                let pos = p.position()?;
+                let moved = p.committed.is_none_or(|c| pos > c);
                 p.committed = Some(pos);
-                out.push((tp.clone(), pos));
-            }
-        }
+                (all || moved).then(|| (tp.clone(), pos))
+            })
+            .collect();
         out.sort();
         out
     }
@@ -172,21 +183,6 @@ impl OffsetTracker {
     /// more whether or not handed out before (an earlier async commit may have failed).
     pub fn revoke(&mut self, tps: &[Tp]) -> Vec<(Tp, i64)> {
         tps.iter().filter_map(|tp| Some((tp.clone(), self.partitions.remove(tp)?.position()?))).collect()
-    }
-
-    /// Every assigned partition's current position, for the final commit.
-    pub fn all_positions(&mut self) -> Vec<(Tp, i64)> {
-        let mut out: Vec<(Tp, i64)> = self
-            .partitions
-            .iter_mut()
-            .filter_map(|(tp, p)| {
-                let pos = p.position()?;
-                p.committed = Some(pos);
-                Some((tp.clone(), pos))
-            })
-            .collect();
-        out.sort();
-        out
     }
 
     /// Per assigned partition: (position delivered up to, position committable).
