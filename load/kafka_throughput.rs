@@ -119,7 +119,8 @@ async fn main() -> anyhow::Result<()> {
     config.kafka.edi_topic = edi.clone();
     config.kafka.dlq_topic = dlq;
     let metrics = Metrics::new();
-    let (_stores, orchestrator) = app::build_direct(&config, metrics.clone()).await?;
+    let stores = apex_ingest::store::Stores::open(&config).await?;
+    let orchestrator = app::direct_over(&config, &stores, metrics.clone())?;
     let source = app::build_source(&config, metrics.clone())?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let started = Instant::now();

@@ -18,6 +18,8 @@ use crate::config::{Config, EmbedKind, SourceKind};
 use crate::kafka::dead_letter_topic::DeadLetterTopic;
 use crate::metrics::Metrics;
 use crate::orchestrate::direct::DirectOrchestrator;
+use crate::orchestrate::rollout::RolloutOrchestrator;
+use crate::orchestrate::temporal::{self, TemporalOrchestrator};
 use crate::orchestrate::{BatchReport, OrchestrateError, Orchestrator};
 use crate::pipeline::embed::{Embedder, HashingEmbedder, OpenAiEmbedder, OpenAiSettings};
 use crate::saga::SagaWriter;
@@ -80,14 +82,23 @@ pub fn build_source(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Bo
     })
 }
 
-/// The configured stores and the direct orchestrator over them.
-pub async fn build_direct(
+/// The configured stores and the orchestrator `run` uses over them: direct,
+/// or with `temporal.rollout_percent` above 0 the rollout between direct and
+/// Temporal (whose workers must run `apex-ingest worker`).
+pub async fn build_orchestrator(
     config: &Config,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<(Stores, Arc<dyn Orchestrator>)> {
     let stores = Stores::open(config).await?;
-    let orchestrator = direct_over(config, &stores, metrics)?;
-    Ok((stores, orchestrator))
+    let direct = direct_over(config, &stores, metrics.clone())?;
+    let percent = config.temporal.rollout_percent;
+    if percent == 0 {
+        return Ok((stores, direct));
+    }
+    let client = temporal::connect(&config.temporal).await?;
+    let on_temporal = Arc::new(TemporalOrchestrator::new(client, config.temporal.clone(), metrics.clone()));
+    tracing::info!(percent, task_queue = %config.temporal.task_queue, "rollout: share of batches on Temporal");
+    Ok((stores, Arc::new(RolloutOrchestrator::new(direct, on_temporal, percent, metrics))))
 }
 
 /// The direct orchestrator writing to `stores`.
@@ -96,13 +107,21 @@ pub fn direct_over(
     stores: &Stores,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<Arc<dyn Orchestrator>> {
+    Ok(Arc::new(DirectOrchestrator::new(build_embedder(config)?, saga_writer(config, stores, metrics)?)))
+}
+
+/// The saga writer over `stores`; a Kafka deployment also publishes dead letters to its DLQ topic.
+pub fn saga_writer(
+    config: &Config,
+    stores: &Stores,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<Arc<SagaWriter>> {
     let mut writer = SagaWriter::new(stores, metrics, config.saga_settings());
     if config.source.kind == SourceKind::Kafka {
         let topic = DeadLetterTopic::new(&config.kafka.brokers, &config.kafka.dlq_topic)?;
         writer = writer.with_dead_letter_topic(Arc::new(topic));
     }
-    let writer = Arc::new(writer);
-    Ok(Arc::new(DirectOrchestrator::new(build_embedder(config)?, writer)))
+    Ok(Arc::new(writer))
 }
 
 /// Runs the pipeline until the source is exhausted or `shutdown` fires, then

@@ -100,7 +100,26 @@ pub struct Neo4jConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TemporalConfig {
+    /// gRPC URL of the Temporal frontend.
     pub url: String,
+    pub namespace: String,
+    /// Task queue the consumer starts batch workflows on and workers poll.
+    pub task_queue: String,
+    /// Build id the worker reports (shown in the UI per task it ran).
+    pub build_id: String,
+    /// Share of batches (by a stable hash of the batch id) run on Temporal,
+    /// 0–100; the rest take the direct path. 0 needs no Temporal at all.
+    pub rollout_percent: u8,
+    /// Worker: workflow tasks (batch and event workflows) run at once.
+    pub max_concurrent_workflow_tasks: usize,
+    /// Worker: activities (parse, extract_entities, embed, write_batch) run at once.
+    pub max_concurrent_activities: usize,
+    /// Worker: workflows kept in memory between tasks (sticky cache).
+    pub max_cached_workflows: usize,
+    /// A batch workflow still running after this is timed out; the consumer
+    /// then runs the batch again.
+    #[serde(with = "humantime_serde")]
+    pub workflow_timeout: Duration,
 }
 
 impl Default for KafkaConfig {
@@ -140,7 +159,17 @@ impl Default for Neo4jConfig {
 
 impl Default for TemporalConfig {
     fn default() -> Self {
-        TemporalConfig { url: "http://127.0.0.1:7233".into() }
+        TemporalConfig {
+            url: "http://127.0.0.1:7233".into(),
+            namespace: "default".into(),
+            task_queue: "apex-ingest".into(),
+            build_id: concat!("apex-ingest-", env!("CARGO_PKG_VERSION")).into(),
+            rollout_percent: 0,
+            max_concurrent_workflow_tasks: 100,
+            max_concurrent_activities: 100,
+            max_cached_workflows: 1000,
+            workflow_timeout: Duration::from_secs(30 * 60),
+        }
     }
 }
 
@@ -418,6 +447,23 @@ impl Config {
                 "must be \"earliest\" or \"latest\"",
             ),
             (!self.kafka.group_id.is_empty(), "kafka.group_id", "must not be empty"),
+            (self.temporal.rollout_percent <= 100, "temporal.rollout_percent", "must be between 0 and 100"),
+            (!self.temporal.task_queue.is_empty(), "temporal.task_queue", "must not be empty"),
+            (
+                self.temporal.max_concurrent_workflow_tasks >= 2,
+                "temporal.max_concurrent_workflow_tasks",
+                "must be at least 2 (a batch workflow and its children take turns)",
+            ),
+            (
+                self.temporal.max_concurrent_activities > 0,
+                "temporal.max_concurrent_activities",
+                "must be at least 1",
+            ),
+            (
+                !self.temporal.workflow_timeout.is_zero(),
+                "temporal.workflow_timeout",
+                "must be longer than 0 s",
+            ),
             (self.embed.dims > 0, "embed.dims", "must be at least 1"),
             (self.embed.max_attempts > 0, "embed.max_attempts", "must be at least 1"),
             (self.embed.requests_per_second > 0, "embed.requests_per_second", "must be at least 1"),

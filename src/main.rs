@@ -40,8 +40,13 @@ enum Command {
     /// Needs nothing installed. Its data lands in --data-dir (default ./apex-demo),
     /// whose store files are replaced at every run.
     Demo(DemoArgs),
-    /// Runs the long-lived service from a config file: source, batcher, direct
+    /// Runs the long-lived service from a config file: source, batcher,
     /// orchestrator and stores as configured, with /metrics, /healthz and /readyz.
+    ///
+    /// Batches take the direct path, or with temporal.rollout_percent above 0 that
+    /// share of them (by a stable hash of the batch id) runs as a BatchIngestWorkflow
+    /// on Temporal; `apex-ingest worker` processes must run it. A batch is
+    /// committed only once it is written, on either path.
     ///
     /// With source.kind = "kafka" it is one member of the [kafka] consumer group:
     /// offsets are committed only for fully written batches, partitions pause at
@@ -52,6 +57,19 @@ enum Command {
         /// TOML configuration file; APEX_* environment variables override it.
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Runs a Temporal worker: polls temporal.task_queue and runs batch workflows,
+    /// their per-event child workflows and the activities (parse,
+    /// extract_entities, embed, write_batch) against the configured stores.
+    ///
+    /// Concurrency: temporal.max_concurrent_workflow_tasks and
+    /// temporal.max_concurrent_activities; reports temporal.build_id. At SIGTERM /
+    /// Ctrl-C it stops polling and lets running tasks finish; workflows it was
+    /// running resume on any other worker.
+    Worker {
+        /// TOML configuration file; APEX_* environment variables override it.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
     },
     /// Checks that every record id is present in every configured store and
     /// prints the differences; exits non-zero when there are any.
@@ -189,6 +207,10 @@ async fn main() -> ExitCode {
             telemetry::init("info");
             run(&config).await
         }
+        Command::Worker { config } => {
+            telemetry::init("info");
+            worker(config.as_deref()).await
+        }
         Command::Verify { config, since, until } => {
             telemetry::init("warn,sqlx=error");
             verify(config.as_deref(), since.zip(until)).await
@@ -243,7 +265,8 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     if let Some(addr) = config.metrics_addr()? {
         metrics::serve(addr, metrics.clone()).await?;
     }
-    let (stores, orchestrator) = app::build_direct(&config, metrics.clone()).await?;
+    let stores = Stores::open(&config).await?;
+    let orchestrator = app::direct_over(&config, &stores, metrics.clone())?;
     let bar = ProgressBar::new(args.events);
     bar.set_style(
         ProgressStyle::with_template(
@@ -341,7 +364,7 @@ async fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
         let bound = metrics::serve(addr, metrics.clone()).await?;
         tracing::info!(addr = %bound, "serving /metrics, /healthz, /readyz");
     }
-    let (_stores, orchestrator) = app::build_direct(&config, metrics.clone()).await?;
+    let (_stores, orchestrator) = app::build_orchestrator(&config, metrics.clone()).await?;
     let shutdown = CancellationToken::new();
     app::cancel_on_signal(shutdown.clone());
     let source = app::build_source(&config, metrics.clone())?;
@@ -359,6 +382,27 @@ async fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
         "pipeline finished"
     );
     Ok(())
+}
+
+async fn worker(config_path: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
+    let metrics = Metrics::new();
+    if let Some(addr) = config.metrics_addr()? {
+        let bound = metrics::serve(addr, metrics.clone()).await?;
+        tracing::info!(addr = %bound, "serving /metrics, /healthz, /readyz");
+    }
+    let stores = Stores::open(&config).await?;
+    let writer = app::saga_writer(&config, &stores, metrics.clone())?;
+    let shutdown = CancellationToken::new();
+    app::cancel_on_signal(shutdown.clone());
+    apex_ingest::orchestrate::temporal::worker::run_worker(
+        &config,
+        app::build_embedder(&config)?,
+        writer,
+        &metrics,
+        shutdown,
+    )
+    .await
 }
 
 async fn topics(config: Option<&std::path::Path>, action: TopicsAction) -> anyhow::Result<()> {

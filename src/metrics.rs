@@ -44,7 +44,52 @@ pub struct Metrics {
     batches_abandoned: IntCounter,
     batch_retries: IntCounter,
     kafka: KafkaMetrics,
+    workflows: WorkflowMetrics,
     ready: AtomicBool,
+}
+
+/// Batches run on Temporal, and the rollout between the two paths.
+struct WorkflowMetrics {
+    routed: IntCounterVec,
+    starts: IntCounterVec,
+    results: IntCounterVec,
+    seconds: Histogram,
+}
+
+impl WorkflowMetrics {
+    fn new(registry: &Registry) -> Self {
+        WorkflowMetrics {
+            routed: counter_vec(
+                registry,
+                "apex_orchestrator_batches_total",
+                "Batches the rollout sent to each path (direct or temporal)",
+                &["path"],
+            ),
+            starts: counter_vec(
+                registry,
+                "apex_workflow_starts_total",
+                "Batch workflow starts: started (new, or attached to a running one) or \
+                 completed_before (a re-delivered batch whose workflow had completed)",
+                &["outcome"],
+            ),
+            results: counter_vec(
+                registry,
+                "apex_workflow_results_total",
+                "Batch workflow outcomes: completed, failed, timed_out, cancelled, terminated, unreachable",
+                &["outcome"],
+            ),
+            seconds: registered(
+                registry,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "apex_workflow_seconds",
+                        "From start (or attach) to result of a batch workflow",
+                    )
+                    .buckets(prometheus::exponential_buckets(0.25, 2.0, 12).expect("valid buckets")),
+                ),
+            ),
+        }
+    }
 }
 
 /// The consumer-group member's view of its partitions.
@@ -223,8 +268,10 @@ impl Metrics {
             ),
         );
         let kafka = KafkaMetrics::new(&registry);
+        let workflows = WorkflowMetrics::new(&registry);
         Arc::new(Metrics {
             registry,
+            workflows,
             batches_abandoned,
             batch_retries,
             kafka,
@@ -302,6 +349,19 @@ impl Metrics {
 
     pub fn batches_abandoned(&self, batches: usize) {
         self.batches_abandoned.inc_by(batches as u64);
+    }
+
+    pub fn batch_routed(&self, path: &str) {
+        self.workflows.routed.with_label_values(&[path]).inc();
+    }
+
+    pub fn workflow_started(&self, outcome: &str) {
+        self.workflows.starts.with_label_values(&[outcome]).inc();
+    }
+
+    pub fn workflow_finished(&self, outcome: &str, took: Duration) {
+        self.workflows.results.with_label_values(&[outcome]).inc();
+        self.workflows.seconds.observe(took.as_secs_f64());
     }
 
     pub fn kafka_assigned(&self, partitions: usize) {

@@ -5,6 +5,7 @@ pub mod edi;
 pub mod entity;
 pub mod record;
 pub mod samsara;
+pub mod wire;
 
 pub use entity::{Entity, EntityKey, Label, RelType, Relation};
 pub use record::{Format, Origin, PoisonReason, RawEvent, Record, RecordBody, RecordId};

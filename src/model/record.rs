@@ -35,13 +35,15 @@ pub struct Origin {
 }
 
 /// One message as a source delivered it, before any parsing.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RawEvent {
     pub format: Format,
     pub origin: Origin,
     pub key: Option<String>,
+    #[serde(with = "super::wire::bytes")]
     pub payload: Vec<u8>,
     /// Message headers (Kafka); empty for other sources.
+    #[serde(with = "super::wire::headers")]
     pub headers: Vec<(String, Vec<u8>)>,
     /// When the message was produced (Kafka create or log-append time), if known.
     pub timestamp: Option<DateTime<Utc>>,

@@ -1,7 +1,11 @@
 //! Orchestrators run one batch: parse, extract and embed every event, then write
-//! the batch through the saga. `direct` does it in process.
+//! the batch through the saga. `direct` does it in process, `temporal` as a
+//! batch workflow with a child workflow per event, and `rollout` picks one of
+//! the two per batch.
 
 pub mod direct;
+pub mod rollout;
+pub mod temporal;
 
 use async_trait::async_trait;
 
@@ -26,6 +30,8 @@ pub enum OrchestrateError {
     Embed(#[from] EmbedError),
     #[error(transparent)]
     Saga(#[from] SagaError),
+    #[error("Temporal: {detail}")]
+    Temporal { detail: String, transient: bool },
 }
 
 impl OrchestrateError {
@@ -34,6 +40,7 @@ impl OrchestrateError {
         match self {
             OrchestrateError::Embed(e) => e.is_transient(),
             OrchestrateError::Saga(e) => e.is_transient(),
+            OrchestrateError::Temporal { transient, .. } => *transient,
         }
     }
 }

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use crate::model::edi::EdiTransaction;
 use crate::model::samsara::{SamsaraData, SamsaraEvent};
 use crate::model::{Entity, EntityKey, Label, Record, RecordBody, RelType, Relation};
@@ -9,7 +11,7 @@ use crate::model::{Entity, EntityKey, Label, Record, RecordBody, RelType, Relati
 /// Geohash precision for Location cells: 5 characters is roughly 5 km x 5 km.
 const LOCATION_PRECISION: usize = 5;
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Extraction {
     pub entities: Vec<Entity>,
     pub relations: Vec<Relation>,

@@ -6,14 +6,17 @@ pub mod embed;
 pub mod extract;
 pub mod parse;
 
+use serde::{Deserialize, Serialize};
+
 use crate::model::Record;
 pub use extract::Extraction;
 
 /// A record with everything the stores need: entities, relations and its vector.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProcessedRecord {
     pub record: Record,
     pub summary: String,
     pub extraction: Extraction,
+    #[serde(with = "crate::model::wire::floats")]
     pub embedding: Vec<f32>,
 }

@@ -2,6 +2,7 @@
 //! the raw bytes and where they came from, so they can be repaired and replayed.
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::batch::{Batch, CloseReason};
@@ -10,7 +11,7 @@ use crate::orchestrate::{OrchestrateError, Orchestrator};
 use crate::pipeline::parse::parse;
 use crate::store::{DeadLetterFilter, RelationalStore, StoreError};
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeadLetter {
     /// SHA-256 over origin and payload: a re-delivered poison event is one letter.
     pub id: String,
@@ -20,11 +21,18 @@ pub struct DeadLetter {
     /// Bounded label (see [`PoisonReason::label`]).
     pub reason: String,
     pub detail: String,
+    #[serde(with = "crate::model::wire::bytes")]
     pub raw: Vec<u8>,
 }
 
 impl DeadLetter {
     pub fn poison(raw: &RawEvent, reason: &PoisonReason) -> Self {
+        Self::rejected(raw, reason.label(), &reason.to_string())
+    }
+
+    /// A poison event known by its reason's label and detail (how a reason
+    /// arrives back from a failed child workflow).
+    pub fn rejected(raw: &RawEvent, label: &str, detail: &str) -> Self {
         let mut h = Sha256::new();
         h.update(raw.origin.topic.as_bytes());
         h.update(raw.origin.partition.to_be_bytes());
@@ -35,8 +43,8 @@ impl DeadLetter {
             format: raw.format,
             origin: raw.origin.clone(),
             key: raw.key.clone(),
-            reason: reason.label().to_owned(),
-            detail: reason.to_string(),
+            reason: label.to_owned(),
+            detail: detail.to_owned(),
             raw: raw.payload.clone(),
         }
     }

@@ -42,7 +42,7 @@ impl SagaError {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WriteOutcome {
     pub batch_key: String,
     pub records: u64,

@@ -1,0 +1,131 @@
+//! The activities: the same stage functions the direct orchestrator calls,
+//! with their errors sorted into retryable and non-retryable failures.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use temporalio_macros::activities;
+use temporalio_sdk::ApplicationFailure;
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+
+use super::workflows::POISON_FAILURE_TYPE;
+use crate::model::{RawEvent, Record};
+use crate::pipeline::embed::Embedder;
+use crate::pipeline::{Extraction, extract::extract, parse::parse};
+use crate::saga::SagaWriter;
+use crate::saga::dlq::DeadLetter;
+use crate::saga::writer::WriteOutcome;
+
+/// How often a long activity tells the server it is alive (heartbeat timeouts
+/// are 10 s for embed, 20 s for write_batch; the SDK throttles what it sends).
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
+
+/// One embedding, compact on the wire.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Vector(#[serde(with = "crate::model::wire::floats")] pub Vec<f32>);
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WriteBatchInput {
+    pub batch_id: String,
+    pub rows: Vec<crate::pipeline::ProcessedRecord>,
+    pub dead: Vec<DeadLetter>,
+}
+
+pub struct IngestActivities {
+    embedder: Arc<dyn Embedder>,
+    writer: Arc<SagaWriter>,
+}
+
+impl IngestActivities {
+    pub fn new(embedder: Arc<dyn Embedder>, writer: Arc<SagaWriter>) -> Self {
+        IngestActivities { embedder, writer }
+    }
+}
+
+/// A failure Temporal retries only when `transient`.
+fn failure(error: impl std::error::Error + Send + Sync + 'static, transient: bool) -> ActivityError {
+    ActivityError::application(if transient {
+        ApplicationFailure::new(error)
+    } else {
+        ApplicationFailure::non_retryable(error)
+    })
+}
+
+/// Runs `work`, heartbeating until it finishes.
+async fn heartbeating<T>(ctx: &ActivityContext, work: impl Future<Output = T>) -> T {
+    let mut work = std::pin::pin!(work);
+    let mut beat = tokio::time::interval(HEARTBEAT_EVERY);
+    let mut beats: u64 = 0;
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = beat.tick() => {
+                beats += 1;
+                if let Err(e) = ctx.record_heartbeat(beats).await {
+                    tracing::warn!(error = %e, "heartbeat not recorded");
+                }
+            }
+        }
+    }
+}
+
+#[activities]
+impl IngestActivities {
+    /// Raw bytes to records. A poison event fails non-retryably, typed
+    /// `PoisonEvent:<label>` with the detail as message.
+    #[activity(name = "parse")]
+    pub async fn parse(_ctx: ActivityContext, event: RawEvent) -> Result<Vec<Record>, ActivityError> {
+        parse(&event).map_err(|reason| {
+            let type_name = format!("{POISON_FAILURE_TYPE}{}", reason.label());
+            ActivityError::application(
+                ApplicationFailure::builder(reason).type_name(type_name).non_retryable(true).build(),
+            )
+        })
+    }
+
+    /// Summary and graph entities of each record, in order.
+    #[activity(name = "extract_entities")]
+    pub async fn extract_entities(
+        _ctx: ActivityContext,
+        records: Vec<Record>,
+    ) -> Result<Vec<(String, Extraction)>, ActivityError> {
+        Ok(records
+            .iter()
+            .map(|record| {
+                let summary = record.summary();
+                let extraction = extract(record, &summary);
+                (summary, extraction)
+            })
+            .collect())
+    }
+
+    /// One vector per summary, in order.
+    #[activity(name = "embed")]
+    pub async fn embed(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        summaries: Vec<String>,
+    ) -> Result<Vec<Vector>, ActivityError> {
+        let vectors = heartbeating(&ctx, self.embedder.embed(&summaries)).await.map_err(|e| {
+            let transient = e.is_transient();
+            failure(e, transient)
+        })?;
+        Ok(vectors.into_iter().map(Vector).collect())
+    }
+
+    /// The whole batch through the saga writer (idempotent by batch id).
+    #[activity(name = "write_batch")]
+    pub async fn write_batch(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: WriteBatchInput,
+    ) -> Result<WriteOutcome, ActivityError> {
+        let written = self.writer.write(&input.batch_id, &input.rows, &input.dead);
+        heartbeating(&ctx, written).await.map_err(|e| {
+            let transient = e.is_transient();
+            failure(e, transient)
+        })
+    }
+}

@@ -1,0 +1,145 @@
+//! Temporal orchestrator: a batch runs as a `BatchIngestWorkflow` on a worker
+//! (`apex-ingest worker`); this side starts it and waits for its result, so the
+//! source commits the batch's offsets only once the workflow has completed.
+//!
+//! A re-delivered batch (same offsets and payloads, same workflow id) does not
+//! run twice: a running execution is attached to (`UseExisting`), a completed
+//! one is not started again (`AllowDuplicateFailedOnly`; its result is read
+//! instead), and only a failed, timed-out or terminated one is run anew.
+
+pub mod activities;
+pub mod worker;
+pub mod workflows;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use temporalio_client::errors::{WorkflowGetResultError, WorkflowStartError};
+use temporalio_client::{
+    Client, ClientOptions, Connection, ConnectionOptions, WorkflowGetResultOptions, WorkflowIdConflictPolicy,
+    WorkflowIdReusePolicy, WorkflowStartOptions,
+};
+use temporalio_common::search_attributes::SearchAttributes;
+
+use super::{BatchReport, OrchestrateError, Orchestrator};
+use crate::batch::Batch;
+use crate::config::TemporalConfig;
+use crate::metrics::Metrics;
+pub use workflows::{BatchIngestWorkflow, BatchInput, BatchStatus, BatchSummary, Phase, batch_workflow_id};
+
+/// A client of the configured namespace.
+pub async fn connect(config: &TemporalConfig) -> anyhow::Result<Client> {
+    let url: temporalio_client::Url =
+        config.url.parse().with_context(|| format!("temporal.url {:?} is not a URL", config.url))?;
+    let identity = format!("apex-ingest@{}:{}", hostname(), std::process::id());
+    let connection = Connection::connect(ConnectionOptions::new(url).identity(identity).build())
+        .await
+        .with_context(|| {
+            format!(
+                "cannot reach Temporal at {} (start a dev server with `scripts/services up temporal`)",
+                config.url
+            )
+        })?;
+    Client::new(connection, ClientOptions::new(config.namespace.clone()).build())
+        .context("creating the Temporal client")
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into())
+}
+
+pub struct TemporalOrchestrator {
+    client: Client,
+    config: TemporalConfig,
+    metrics: Arc<Metrics>,
+}
+
+impl TemporalOrchestrator {
+    pub fn new(client: Client, config: TemporalConfig, metrics: Arc<Metrics>) -> Self {
+        TemporalOrchestrator { client, config, metrics }
+    }
+
+    fn start_options(&self, batch: &Batch) -> WorkflowStartOptions {
+        let attributes = SearchAttributes::new([
+            workflows::SOURCE.value_set(source_of(batch)),
+            workflows::BATCH_ID.value_set(batch.id.clone()),
+            workflows::STATUS.value_set(Phase::Starting.as_str().to_owned()),
+        ]);
+        WorkflowStartOptions::new(self.config.task_queue.clone(), batch_workflow_id(batch))
+            .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
+            .id_reuse_policy(WorkflowIdReusePolicy::AllowDuplicateFailedOnly)
+            .execution_timeout(self.config.workflow_timeout)
+            .search_attributes(attributes)
+            .build()
+    }
+}
+
+/// `samsara`, `edi`, or `mixed` when a batch holds both.
+fn source_of(batch: &Batch) -> String {
+    let mut formats: Vec<&str> = batch.events.iter().map(|e| e.format.as_str()).collect();
+    formats.sort_unstable();
+    formats.dedup();
+    match formats.as_slice() {
+        [one] => (*one).to_owned(),
+        _ => "mixed".to_owned(),
+    }
+}
+
+#[async_trait]
+impl Orchestrator for TemporalOrchestrator {
+    async fn run_batch(&self, batch: &Batch) -> Result<BatchReport, OrchestrateError> {
+        let started = Instant::now();
+        let input = BatchInput { batch_id: batch.id.clone(), events: batch.events.clone() };
+        let id = batch_workflow_id(batch);
+        match self.client.start_workflow(BatchIngestWorkflow::run, input, self.start_options(batch)).await {
+            Ok(_) => self.metrics.workflow_started("started"),
+            // Only a completed execution refuses a start under AllowDuplicateFailedOnly.
+            Err(WorkflowStartError::AlreadyStarted { .. }) => {
+                self.metrics.workflow_started("completed_before")
+            }
+            Err(e) => {
+                self.metrics.workflow_finished("unreachable", started.elapsed());
+                return Err(OrchestrateError::Temporal {
+                    detail: format!("starting {id}: {e}"),
+                    transient: true,
+                });
+            }
+        }
+        // By id, not run: the latest run is the one started, attached to or completed.
+        let handle = self.client.get_workflow_handle::<BatchIngestWorkflow>(id.clone());
+        let result = handle.get_result(WorkflowGetResultOptions::default()).await;
+        let outcome = match &result {
+            Ok(_) => "completed",
+            Err(WorkflowGetResultError::Failed(_)) => "failed",
+            Err(WorkflowGetResultError::TimedOut) => "timed_out",
+            Err(WorkflowGetResultError::Cancelled { .. }) => "cancelled",
+            Err(WorkflowGetResultError::Terminated { .. }) => "terminated",
+            Err(_) => "unreachable",
+        };
+        self.metrics.workflow_finished(outcome, started.elapsed());
+        match result {
+            Ok(summary) => Ok(BatchReport {
+                batch_id: batch.id.clone(),
+                close_reason: batch.close_reason,
+                events: batch.events.len(),
+                records: summary.outcome.records,
+                dead_letters: summary.outcome.dead_letters,
+                already_written: summary.outcome.already_written,
+            }),
+            Err(e) => {
+                // A failure marked non-retryable (a permanent store or embed error)
+                // would fail again; anything else (retries spent in an outage, a
+                // timeout, a termination) may pass when the batch is run anew.
+                let transient = match &e {
+                    WorkflowGetResultError::Failed(f) => {
+                        !workflows::application_failures(f.failure()).any(|(_, info)| info.non_retryable)
+                    }
+                    _ => true,
+                };
+                Err(OrchestrateError::Temporal { detail: format!("workflow {id}: {e}"), transient })
+            }
+        }
+    }
+}

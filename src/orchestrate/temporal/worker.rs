@@ -1,0 +1,64 @@
+//! `apex-ingest worker`: polls the task queue and runs the batch and event
+//! workflows and their activities against the configured stores.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use temporalio_common::worker::WorkerDeploymentOptions;
+use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
+use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+use tokio_util::sync::CancellationToken;
+
+use super::activities::IngestActivities;
+use super::workflows::{BatchIngestWorkflow, IngestEventWorkflow};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::pipeline::embed::Embedder;
+use crate::saga::SagaWriter;
+
+/// Runs a worker until `shutdown` fires; then it stops polling, lets running
+/// tasks finish and returns. Workflows it was running resume on any other
+/// worker. Ready (`/readyz`) while it polls.
+pub async fn run_worker(
+    config: &Config,
+    embedder: Arc<dyn Embedder>,
+    writer: Arc<SagaWriter>,
+    metrics: &Metrics,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let t = &config.temporal;
+    let client = super::connect(t).await?;
+    let runtime = Runtime::from_current_tokio(Default::default()).context("Temporal runtime")?;
+    let tuner = TunerHolder::builder()
+        .workflow_task_slot_supplier(FixedSizeSlotSupplier::new(t.max_concurrent_workflow_tasks))
+        .activity_task_slot_supplier(FixedSizeSlotSupplier::new(t.max_concurrent_activities))
+        .local_activity_task_slot_supplier(FixedSizeSlotSupplier::new(t.max_concurrent_activities))
+        .nexus_task_slot_supplier(FixedSizeSlotSupplier::new(1))
+        .build();
+    let options = WorkerOptions::new(t.task_queue.clone())
+        .register_workflow::<BatchIngestWorkflow>()
+        .context("registering BatchIngestWorkflow")?
+        .register_workflow::<IngestEventWorkflow>()
+        .context("registering IngestEventWorkflow")?
+        .register_activities(IngestActivities::new(embedder, writer))
+        .deployment_options(WorkerDeploymentOptions::from_build_id(t.build_id.clone()))
+        .max_cached_workflows(t.max_cached_workflows)
+        .tuner(tuner)
+        .build();
+    let mut worker = Worker::new(&runtime, client, options).context("creating the Temporal worker")?;
+    let stop = worker.shutdown_handle();
+    tracing::info!(task_queue = %t.task_queue, build_id = %t.build_id, url = %t.url, "worker polling");
+    metrics.set_ready(true);
+    // The worker's future is not Send: it runs on this task, not a spawned one.
+    let mut run = std::pin::pin!(worker.run());
+    let ran = tokio::select! {
+        ran = &mut run => ran,
+        () = shutdown.cancelled() => {
+            tracing::info!("worker stopping: running tasks finish, new ones are left to other workers");
+            stop();
+            run.await
+        }
+    };
+    metrics.set_ready(false);
+    ran.context("Temporal worker")
+}

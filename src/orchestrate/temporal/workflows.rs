@@ -1,0 +1,447 @@
+//! The workflows: `BatchIngestWorkflow` fans a batch out to one
+//! `IngestEventWorkflow` child per event (parse → extract_entities → embed),
+//! then writes every processed record in one `write_batch` activity.
+//!
+//! Workflow code must replay identically: it only orders activities and
+//! children and folds their results; all I/O is in the activities.
+
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::{LocalBoxFuture, join_all};
+use serde::{Deserialize, Serialize};
+use temporalio_common::RetryPolicy;
+use temporalio_common::protos::temporal::api::failure::v1::{
+    ApplicationFailureInfo, Failure, failure::FailureInfo,
+};
+use temporalio_common::search_attributes::SearchAttributeKey;
+use temporalio_macros::{workflow, workflow_methods};
+use temporalio_sdk::{
+    ActivityOptions, ChildWorkflowExecutionError, ChildWorkflowOptions, WorkflowContext, WorkflowContextView,
+    WorkflowResult,
+};
+
+use sha2::{Digest, Sha256};
+
+use super::activities::{IngestActivities, Vector, WriteBatchInput};
+use crate::batch::Batch;
+use crate::model::{RawEvent, Record};
+use crate::pipeline::ProcessedRecord;
+use crate::saga::dlq::DeadLetter;
+use crate::saga::writer::WriteOutcome;
+
+/// Search attributes (Keyword) a batch can be found by in the Temporal UI;
+/// `scripts/services` registers them on the dev server.
+pub const SOURCE: SearchAttributeKey<String> = SearchAttributeKey::keyword("Source");
+pub const BATCH_ID: SearchAttributeKey<String> = SearchAttributeKey::keyword("BatchId");
+pub const STATUS: SearchAttributeKey<String> = SearchAttributeKey::keyword("Status");
+
+/// Futures `futures::future::join_all` polls in place. `join_all` polls up
+/// to 30 futures in place; above 30 it switches to `FuturesOrdered`, whose own
+/// wakers the SDK's nondeterminism check rejects (TMPRL1100): every workflow
+/// task of a 50-child parent then fails and the batch hangs.
+const IN_PLACE: usize = 30;
+
+/// Awaits every future, in order, polling each in place with the workflow's
+/// own waker: groups of at most [`IN_PLACE`], nested as deep as needed (two
+/// levels cover 900 children), so `join_all` never switches to `FuturesOrdered`.
+fn join_in_place<'a, T: 'a>(futures: Vec<LocalBoxFuture<'a, T>>) -> LocalBoxFuture<'a, Vec<T>> {
+    if futures.len() <= IN_PLACE {
+        return join_all(futures).boxed_local();
+    }
+    let per_group = futures.len().div_ceil(IN_PLACE);
+    let mut rest = futures.into_iter();
+    let groups: Vec<_> = std::iter::from_fn(|| {
+        let group: Vec<_> = rest.by_ref().take(per_group).collect();
+        (!group.is_empty()).then(|| join_in_place(group))
+    })
+    .collect();
+    join_all(groups).map(|outputs| outputs.into_iter().flatten().collect()).boxed_local()
+}
+
+/// Type of the non-retryable failure `parse` raises for a poison event; the
+/// reason's label follows, the failure message is its detail.
+pub const POISON_FAILURE_TYPE: &str = "PoisonEvent:";
+
+/// What a batch workflow is given: the events and the batch's id (its
+/// idempotency key in the saga).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BatchInput {
+    pub batch_id: String,
+    pub events: Vec<RawEvent>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    #[default]
+    Starting,
+    /// Child workflows are parsing, extracting and embedding.
+    Processing,
+    /// `write_batch` is running.
+    Writing,
+    Completed,
+    Failed,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Starting => "starting",
+            Phase::Processing => "processing",
+            Phase::Writing => "writing",
+            Phase::Completed => "completed",
+            Phase::Failed => "failed",
+        }
+    }
+}
+
+/// Answer of the `get_status` query.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchStatus {
+    pub phase: Phase,
+    pub events: usize,
+    pub children_started: usize,
+    /// Children that finished, with records or as poison.
+    pub children_done: usize,
+    pub poison: usize,
+    pub records: usize,
+    /// `write_batch` activities the batch is written in (1 unless it is too
+    /// large for one Temporal payload).
+    pub write_parts: usize,
+}
+
+/// Result of a batch workflow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchSummary {
+    pub batch_id: String,
+    pub events: usize,
+    pub outcome: WriteOutcome,
+}
+
+/// The workflow id of a batch: its batch id (the offsets it covers) and a
+/// digest of its payloads. A re-delivered batch attaches to the execution that
+/// exists instead of starting a second one; other events at the same offsets
+/// (a topic deleted and created again) get another id, so they are never taken
+/// for a batch that completed before.
+pub fn batch_workflow_id(batch: &Batch) -> String {
+    let mut h = Sha256::new();
+    for e in &batch.events {
+        h.update((e.payload.len() as u64).to_be_bytes());
+        h.update(&e.payload);
+    }
+    let digest = hex::encode(h.finalize());
+    format!("apex-batch-{}-{}", &batch.id[..32.min(batch.id.len())], &digest[..16])
+}
+
+/// The child workflow id of one event of a batch, from where the event came from.
+pub fn event_workflow_id(batch_workflow_id: &str, event: &RawEvent) -> String {
+    let o = &event.origin;
+    format!("{batch_workflow_id}/{}/{}/{}", o.topic, o.partition, o.offset)
+}
+
+fn seconds(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn retries(attempts: u32, first: Duration, backoff: f64) -> RetryPolicy {
+    RetryPolicy::builder()
+        .maximum_attempts(attempts)
+        .initial_interval(first)
+        .backoff_coefficient(backoff)
+        .build()
+}
+
+/// parse and extract_entities: 3 attempts from 1 s; poison is non-retryable.
+/// Both take milliseconds: a lost worker's attempt is retried after 10 s.
+fn quick_activity() -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(seconds(10))
+        .retry_policy(retries(3, seconds(1), 2.0))
+        .build()
+}
+
+/// embed may call a rate-limited provider: 5 attempts, heartbeats.
+fn embed_activity() -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(seconds(120))
+        .heartbeat_timeout(seconds(10))
+        .retry_policy(retries(5, seconds(1), 2.0))
+        .build()
+}
+
+/// write_batch: 3 attempts from 5 s, backoff 2.0 (the saga also retries each
+/// store inside one attempt); heartbeats while the stores write.
+fn write_activity() -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(seconds(600))
+        .heartbeat_timeout(seconds(20))
+        .retry_policy(retries(3, seconds(5), 2.0))
+        .build()
+}
+
+#[workflow]
+#[derive(Default)]
+pub struct IngestEventWorkflow;
+
+#[workflow_methods]
+impl IngestEventWorkflow {
+    /// One event: parse, extract entities, embed. Fails non-retryably (from
+    /// `parse`) when the event is poison.
+    #[run(name = "IngestEventWorkflow")]
+    pub async fn run(
+        ctx: &mut WorkflowContext<Self>,
+        event: RawEvent,
+    ) -> WorkflowResult<Vec<ProcessedRecord>> {
+        let records: Vec<Record> =
+            ctx.execute_activity(IngestActivities::parse, event, quick_activity()).await?;
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let extracted = ctx
+            .execute_activity(IngestActivities::extract_entities, records.clone(), quick_activity())
+            .await?;
+        let summaries: Vec<String> = extracted.iter().map(|(summary, _)| summary.clone()).collect();
+        let vectors: Vec<Vector> =
+            ctx.execute_activity(IngestActivities::embed, summaries, embed_activity()).await?;
+        Ok(records
+            .into_iter()
+            .zip(extracted)
+            .zip(vectors)
+            .map(|((record, (summary, extraction)), Vector(embedding))| ProcessedRecord {
+                record,
+                summary,
+                extraction,
+                embedding,
+            })
+            .collect())
+    }
+}
+
+#[workflow]
+#[derive(Default)]
+pub struct BatchIngestWorkflow {
+    status: BatchStatus,
+}
+
+#[workflow_methods]
+impl BatchIngestWorkflow {
+    #[run(name = "BatchIngestWorkflow")]
+    pub async fn run(ctx: &mut WorkflowContext<Self>, input: BatchInput) -> WorkflowResult<BatchSummary> {
+        let own_id = ctx.workflow_id().to_owned();
+        set_phase(ctx, Phase::Processing);
+        ctx.state_mut(|s| s.status.events = input.events.len());
+
+        // Every child at once, started in one workflow task.
+        let view: &WorkflowContext<Self> = ctx;
+        let starts = input.events.iter().map(|event| {
+            let id = event_workflow_id(&own_id, event);
+            view.start_child_workflow(
+                IngestEventWorkflow::run,
+                event.clone(),
+                ChildWorkflowOptions::workflow_id(id),
+            )
+            .boxed_local()
+        });
+        let mut started = Vec::with_capacity(input.events.len());
+        for child in join_in_place(starts.collect()).await {
+            started.push(child?);
+        }
+        ctx.state_mut(|s| s.status.children_started = started.len());
+
+        let view: &WorkflowContext<Self> = ctx;
+        let results = started.into_iter().map(|child| {
+            child
+                .result()
+                .map(move |result| {
+                    view.state_mut(|s| s.status.children_done += 1);
+                    result
+                })
+                .boxed_local()
+        });
+        let mut rows = Vec::new();
+        let mut dead = Vec::new();
+        for (event, result) in input.events.iter().zip(join_in_place(results.collect()).await) {
+            match result {
+                Ok(records) => rows.extend(records),
+                Err(e) => match poison_reason(&e) {
+                    Some((label, detail)) => dead.push(DeadLetter::rejected(event, &label, &detail)),
+                    None => {
+                        set_phase(ctx, Phase::Failed);
+                        return Err(e.into());
+                    }
+                },
+            }
+        }
+        let (poison, records) = (dead.len(), rows.len());
+        ctx.state_mut(|s| {
+            s.status.poison = poison;
+            s.status.records = records;
+        });
+
+        set_phase(ctx, Phase::Writing);
+        let parts = write_parts(&input.batch_id, rows, dead);
+        ctx.state_mut(|s| s.status.write_parts = parts.len());
+        let mut outcome =
+            WriteOutcome { batch_key: String::new(), records: 0, dead_letters: 0, already_written: true };
+        for part in parts {
+            let written = ctx.execute_activity(IngestActivities::write_batch, part, write_activity()).await;
+            match written {
+                Ok(w) => {
+                    outcome.batch_key = w.batch_key;
+                    outcome.records += w.records;
+                    outcome.dead_letters += w.dead_letters;
+                    outcome.already_written &= w.already_written;
+                }
+                Err(e) => {
+                    set_phase(ctx, Phase::Failed);
+                    return Err(e.into());
+                }
+            }
+        }
+        set_phase(ctx, Phase::Completed);
+        Ok(BatchSummary { batch_id: input.batch_id, events: input.events.len(), outcome })
+    }
+
+    #[query]
+    pub fn get_status(&self, _ctx: &WorkflowContextView) -> BatchStatus {
+        self.status.clone()
+    }
+}
+
+/// Largest `write_batch` input: Temporal refuses payloads above 2 MB.
+const WRITE_PART_BYTES: usize = 1_500_000;
+
+/// The batch's rows and dead letters as `write_batch` inputs under
+/// [`WRITE_PART_BYTES`] each: one for a batch of ordinary size (100 events are
+/// about 0.5 MB); a larger one (500 EDI-heavy events pass 2 MB) is written in
+/// several parts, each its own idempotent saga. The batch still completes, and
+/// its offsets are committed, only once every part is written.
+fn write_parts(batch_id: &str, rows: Vec<ProcessedRecord>, dead: Vec<DeadLetter>) -> Vec<WriteBatchInput> {
+    let part = |dead| WriteBatchInput { batch_id: batch_id.to_owned(), rows: Vec::new(), dead };
+    // Dead letters (few, small) ride in the first part.
+    let mut size: usize = dead.iter().map(json_size).sum();
+    let mut parts = vec![part(dead)];
+    for row in rows {
+        let row_size = json_size(&row);
+        if size + row_size > WRITE_PART_BYTES && parts.last().is_some_and(|p| !p.rows.is_empty()) {
+            parts.push(part(Vec::new()));
+            size = 0;
+        }
+        size += row_size;
+        parts.last_mut().expect("there is always a part").rows.push(row);
+    }
+    parts
+}
+
+fn json_size<T: Serialize>(value: &T) -> usize {
+    serde_json::to_vec(value).map_or(0, |v| v.len())
+}
+
+fn set_phase(ctx: &mut WorkflowContext<BatchIngestWorkflow>, phase: Phase) {
+    ctx.state_mut(|s| s.status.phase = phase);
+    ctx.upsert_search_attributes([STATUS.value_set(phase.as_str().to_owned())]);
+}
+
+/// A failure and its causes, outermost first.
+pub fn causes(failure: &Failure) -> impl Iterator<Item = &Failure> {
+    std::iter::successors(Some(failure), |f| f.cause.as_deref())
+}
+
+/// The application failures along a failure's causes.
+pub fn application_failures(failure: &Failure) -> impl Iterator<Item = (&Failure, &ApplicationFailureInfo)> {
+    causes(failure).filter_map(|f| match &f.failure_info {
+        Some(FailureInfo::ApplicationFailureInfo(info)) => Some((f, info)),
+        _ => None,
+    })
+}
+
+/// The poison reason (label, detail) a child failed with: child failure →
+/// activity failure → application failure typed `PoisonEvent:<label>`.
+pub fn poison_reason(error: &ChildWorkflowExecutionError) -> Option<(String, String)> {
+    application_failures(error.failure()?).find_map(|(f, info)| {
+        let label = info.r#type.strip_prefix(POISON_FAILURE_TYPE)?;
+        Some((label.to_owned(), f.message.clone()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::CloseReason;
+    use crate::orchestrate::direct::{parse_batch, process_records};
+    use crate::pipeline::embed::HashingEmbedder;
+    use crate::source::generator::{Fleet, GeneratorSettings};
+
+    /// Temporal refuses a payload above 2 MB (its default blob size limit).
+    const PAYLOAD_LIMIT: usize = 2 * 1024 * 1024;
+
+    async fn batch_rows(events: usize, edi_fraction: f64) -> (Batch, Vec<ProcessedRecord>, Vec<DeadLetter>) {
+        let mut fleet = Fleet::new(GeneratorSettings {
+            edi_fraction,
+            poison_fraction: 0.02,
+            ..GeneratorSettings::clean(7)
+        });
+        let batch = Batch::new((0..events).map(|_| fleet.next_event()).collect(), CloseReason::Size);
+        let (records, dead) = parse_batch(&batch);
+        let rows = process_records(&HashingEmbedder::new(384), records).await.unwrap();
+        (batch, rows, dead)
+    }
+
+    #[tokio::test]
+    async fn a_hundred_event_batch_is_written_in_one_part() {
+        let (batch, rows, dead) = batch_rows(100, 0.5).await;
+        let parts = write_parts(&batch.id, rows.clone(), dead.clone());
+        assert_eq!(parts.len(), 1);
+        assert_eq!((parts[0].rows.len(), parts[0].dead.len()), (rows.len(), dead.len()));
+    }
+
+    #[tokio::test]
+    async fn a_500_event_batch_fits_temporal_payload_limits() {
+        // EDI-heavy: interchanges hold several transactions, so more records.
+        let (batch, rows, dead) = batch_rows(500, 0.5).await;
+        let start = json_size(&BatchInput { batch_id: batch.id.clone(), events: batch.events.clone() });
+        assert!(start < PAYLOAD_LIMIT, "workflow input is {start} bytes");
+        let whole = json_size(&WriteBatchInput {
+            batch_id: batch.id.clone(),
+            rows: rows.clone(),
+            dead: dead.clone(),
+        });
+        assert!(whole > PAYLOAD_LIMIT, "the case this guards: one write input of {whole} bytes");
+
+        let parts = write_parts(&batch.id, rows.clone(), dead.clone());
+        assert!(parts.len() > 1);
+        for p in &parts {
+            let bytes = serde_json::to_vec(p).unwrap();
+            assert!(bytes.len() < PAYLOAD_LIMIT, "a part is {} bytes", bytes.len());
+            let back: WriteBatchInput = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(back.rows.len(), p.rows.len());
+        }
+        let ids: Vec<_> = parts.iter().flat_map(|p| p.rows.iter().map(|r| r.record.id.clone())).collect();
+        assert_eq!(ids, rows.iter().map(|r| r.record.id.clone()).collect::<Vec<_>>());
+        assert_eq!(parts[0].dead, dead);
+        assert!(parts[1..].iter().all(|p| p.dead.is_empty()));
+    }
+
+    #[test]
+    fn join_in_place_keeps_order_at_any_size() {
+        for n in [0usize, 1, 30, 31, 100, 900, 901, 2000] {
+            let futures = (0..n).map(|i| async move { i }.boxed_local()).collect();
+            assert_eq!(futures::executor::block_on(join_in_place(futures)), (0..n).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn ids_follow_offsets_and_payloads() {
+        let mut fleet = Fleet::new(GeneratorSettings::clean(1));
+        let events: Vec<RawEvent> = (0..5).map(|_| fleet.next_event()).collect();
+        let batch = Batch::new(events.clone(), CloseReason::Size);
+        let same = Batch::new(events.clone(), CloseReason::Timeout);
+        assert_eq!(batch_workflow_id(&batch), batch_workflow_id(&same));
+        // Other bytes at the same offsets (a topic created again): another workflow.
+        let mut other = events;
+        other[0].payload.push(b' ');
+        assert_ne!(batch_workflow_id(&batch), batch_workflow_id(&Batch::new(other, CloseReason::Size)));
+        let id = batch_workflow_id(&batch);
+        let child = event_workflow_id(&id, &batch.events[2]);
+        let o = &batch.events[2].origin;
+        assert_eq!(child, format!("{id}/{}/{}/{}", o.topic, o.partition, o.offset));
+    }
+}

@@ -1,0 +1,393 @@
+//! Batches on the real Temporal dev server (`scripts/services up temporal`):
+//! a batch workflow with one child workflow per event, a worker killed
+//! mid-batch, re-delivery, poison events and the rollout between paths.
+//! Workers write to embedded stores in a temporary directory; each test has
+//! its own task queue, so no worker runs another test's workflows.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use apex_ingest::app;
+use apex_ingest::batch::{Batch, CloseReason};
+use apex_ingest::config::{CacheKind, Config};
+use apex_ingest::metrics::Metrics;
+use apex_ingest::orchestrate::Orchestrator;
+use apex_ingest::orchestrate::direct::parse_batch;
+use apex_ingest::orchestrate::rollout::{Path as Route, RolloutOrchestrator, path_for};
+use apex_ingest::orchestrate::temporal::worker::run_worker;
+use apex_ingest::orchestrate::temporal::{
+    BatchIngestWorkflow, BatchStatus, Phase, TemporalOrchestrator, batch_workflow_id, connect,
+};
+use apex_ingest::source::generator::{Fleet, GeneratorSettings};
+use apex_ingest::store::{DeadLetterFilter, Stores};
+use temporalio_client::{Client, WorkflowCountOptions, WorkflowQueryOptions};
+use tokio_util::sync::CancellationToken;
+
+/// One test at a time: each runs a worker, and two cores are shared.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const WAIT: Duration = Duration::from_secs(180);
+
+/// Settings of one test: its own task queue and store directory.
+fn test_config(dir: &Path, name: &str) -> Config {
+    let mut c = support::config();
+    support::require("temporal", "APEX_TEMPORAL_URL", &c.temporal.url);
+    c.temporal.task_queue = format!("apex-test-{name}-{}-{}", std::process::id(), nanos());
+    c.stores = Config::default().stores;
+    c.stores.data_dir = dir.to_path_buf();
+    c.metrics.listen = String::new();
+    c
+}
+
+fn nanos() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+}
+
+/// A batch of generated traffic; seeds differ per test so batch ids do too.
+fn batch(events: usize, seed: u64, poison: f64) -> Batch {
+    support::generated_batch(events, seed ^ (nanos() as u64), poison)
+}
+
+/// Runs `body` while an in-process worker polls the test's task queue.
+async fn with_worker<T>(config: &Config, stores: &Stores, body: impl Future<Output = T>) -> T {
+    let metrics = Metrics::new();
+    let writer = app::saga_writer(config, stores, metrics.clone()).unwrap();
+    let shutdown = CancellationToken::new();
+    let worker = run_worker(config, app::build_embedder(config).unwrap(), writer, &metrics, shutdown.clone());
+    let body = async {
+        let out = body.await;
+        shutdown.cancel();
+        out
+    };
+    let (ran, out) = tokio::join!(worker, body);
+    ran.expect("worker ran and stopped cleanly");
+    out
+}
+
+async fn executions(client: &Client, query: &str) -> usize {
+    client.count_workflows(query, WorkflowCountOptions::default()).await.expect("count workflows").count()
+}
+
+/// Visibility trails the history a little: waits until `query` counts `expected`.
+async fn assert_count(client: &Client, query: &str, expected: usize) {
+    let started = Instant::now();
+    loop {
+        let n = executions(client, query).await;
+        if n == expected {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{query}: {n} executions, expected {expected}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn status(client: &Client, batch: &Batch) -> Option<BatchStatus> {
+    client
+        .get_workflow_handle::<BatchIngestWorkflow>(batch_workflow_id(batch))
+        .query(BatchIngestWorkflow::get_status, (), WorkflowQueryOptions::default())
+        .await
+        .ok()
+}
+
+/// Every store holds exactly the records the batch parses into.
+async fn assert_landed_once(stores: &Stores, batch: &Batch) -> usize {
+    let (records, _) = parse_batch(batch);
+    let mut expected: Vec<String> = records.iter().map(|r| r.id.to_string()).collect();
+    expected.sort();
+    for store in stores.all() {
+        let mut ids: Vec<String> = store.record_ids().await.unwrap().iter().map(|i| i.to_string()).collect();
+        ids.sort();
+        assert_eq!(ids, expected, "{} holds other records than the batch parses into", store.name());
+    }
+    records.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_event_batch_runs_through_child_workflows_and_lands_once() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path(), "hundred");
+    let stores = Stores::open(&config).await.unwrap();
+    let client = connect(&config.temporal).await.unwrap();
+    let metrics = Metrics::new();
+    let orchestrator = TemporalOrchestrator::new(client.clone(), config.temporal.clone(), metrics.clone());
+    let batch = batch(100, 1, 0.0);
+
+    let report = with_worker(&config, &stores, async {
+        let report = tokio::time::timeout(WAIT, orchestrator.run_batch(&batch)).await.unwrap().unwrap();
+        let status = status(&client, &batch).await.expect("get_status answers after completion");
+        assert_eq!(status.phase, Phase::Completed);
+        assert_eq!((status.events, status.children_started, status.children_done), (100, 100, 100));
+        report
+    })
+    .await;
+
+    let records = assert_landed_once(&stores, &batch).await;
+    assert_eq!(report.records, records as u64);
+    assert_eq!((report.events, report.dead_letters, report.already_written), (100, 0, false));
+    let id = batch_workflow_id(&batch);
+    assert_count(
+        &client,
+        &format!("WorkflowType = 'IngestEventWorkflow' AND WorkflowId STARTS_WITH '{id}/'"),
+        100,
+    )
+    .await;
+    // Findable in the UI by its search attributes.
+    assert_count(&client, &format!("BatchId = '{}' AND `Status` = 'completed'", batch.id), 1).await;
+    assert_eq!(metrics.counter("apex_workflow_results_total", "completed"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_500_event_batch_completes_and_is_written_in_parts_under_the_payload_limit() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path(), "five-hundred");
+    let stores = Stores::open(&config).await.unwrap();
+    let client = connect(&config.temporal).await.unwrap();
+    let orchestrator = TemporalOrchestrator::new(client.clone(), config.temporal.clone(), Metrics::new());
+    // EDI-heavy: more records per event, so the rows pass one 2 MB payload.
+    let mut fleet =
+        Fleet::new(GeneratorSettings { edi_fraction: 0.5, ..GeneratorSettings::clean(nanos() as u64) });
+    let batch = Batch::new((0..500).map(|_| fleet.next_event()).collect(), CloseReason::Size);
+
+    let (report, done) = with_worker(&config, &stores, async {
+        let report = tokio::time::timeout(WAIT, orchestrator.run_batch(&batch)).await.unwrap().unwrap();
+        (report, status(&client, &batch).await.unwrap())
+    })
+    .await;
+
+    assert_eq!((done.phase, done.children_done), (Phase::Completed, 500));
+    assert!(done.write_parts > 1, "{done:?}");
+    let records = assert_landed_once(&stores, &batch).await;
+    assert_eq!(report.records, records as u64);
+}
+
+/// Runs `apex-ingest worker` on the test's task queue, store directory and Redis prefix.
+struct WorkerProcess {
+    child: Child,
+    log: PathBuf,
+}
+
+impl WorkerProcess {
+    fn start(config: &Config, name: &str) -> WorkerProcess {
+        let log = config.stores.data_dir.join(format!("worker-{name}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_apex-ingest"))
+            .arg("worker")
+            .env("APEX_TEMPORAL_URL", &config.temporal.url)
+            .env("APEX_TEMPORAL_TASK_QUEUE", &config.temporal.task_queue)
+            .env("APEX_STORES_DATA_DIR", &config.stores.data_dir)
+            .env("APEX_STORES_CACHE", "redis")
+            .env("APEX_STORES_REDIS_PREFIX", &config.stores.redis_prefix)
+            .env("APEX_REDIS_URL", &config.redis.url)
+            .env("APEX_METRICS_LISTEN", "")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        WorkerProcess { child, log }
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_batch_is_replaced_and_the_batch_lands_once() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path(), "kill");
+    // The cache role (with the batch locks and idempotency records) must outlive
+    // a worker process: real Redis under a prefix of this test's own.
+    config.redis.url = support::redis_url();
+    config.stores.cache = CacheKind::Redis;
+    config.stores.redis_prefix = format!("apex-test-kill-{}", nanos());
+    let client = connect(&config.temporal).await.unwrap();
+    let orchestrator =
+        Arc::new(TemporalOrchestrator::new(client.clone(), config.temporal.clone(), Metrics::new()));
+    let batch = batch(100, 2, 0.0);
+
+    let mut first = WorkerProcess::start(&config, "first");
+    let running = tokio::spawn({
+        let (orchestrator, batch) = (orchestrator.clone(), batch.clone());
+        async move { orchestrator.run_batch(&batch).await }
+    });
+    // Kill once some children are done and the batch is not yet written.
+    let started = Instant::now();
+    let seen = loop {
+        if let Some(s) = status(&client, &batch).await
+            && s.children_done >= 30
+        {
+            break s;
+        }
+        assert!(started.elapsed() < WAIT, "the batch never got going:\n{}", first.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    assert_eq!(seen.phase, Phase::Processing, "killed too late to be mid-batch: {seen:?}");
+    assert!(seen.children_done < 100, "{seen:?}");
+
+    let second = WorkerProcess::start(&config, "second");
+    let report = tokio::time::timeout(WAIT, running)
+        .await
+        .unwrap_or_else(|_| panic!("the batch did not finish on the new worker:\n{}", second.logs()))
+        .unwrap()
+        .unwrap();
+    let done = status(&client, &batch).await.unwrap();
+    assert_eq!((done.phase, done.children_done), (Phase::Completed, 100));
+    drop(second);
+
+    let stores = Stores::open(&config).await.unwrap();
+    let records = assert_landed_once(&stores, &batch).await;
+    assert_eq!(report.records, records as u64);
+    assert_count(&client, &format!("WorkflowId = '{}'", batch_workflow_id(&batch)), 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_batch_attaches_to_its_workflow_and_writes_nothing_twice() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path(), "redeliver");
+    let stores = Stores::open(&config).await.unwrap();
+    let client = connect(&config.temporal).await.unwrap();
+    let metrics = Metrics::new();
+    let orchestrator = TemporalOrchestrator::new(client.clone(), config.temporal.clone(), metrics.clone());
+    let batch = batch(40, 3, 0.0);
+
+    let (a, b, again) = with_worker(&config, &stores, async {
+        // Delivered twice at once (a rebalance), then once more after it completed.
+        let (a, b) = tokio::join!(orchestrator.run_batch(&batch), orchestrator.run_batch(&batch));
+        let again = orchestrator.run_batch(&batch).await;
+        (a.unwrap(), b.unwrap(), again.unwrap())
+    })
+    .await;
+
+    assert_eq!(a, b);
+    assert_eq!(again.records, a.records);
+    assert_eq!(metrics.counter("apex_workflow_starts_total", "started"), 2);
+    assert_eq!(metrics.counter("apex_workflow_starts_total", "completed_before"), 1);
+    let id = batch_workflow_id(&batch);
+    assert_count(&client, &format!("WorkflowId = '{id}'"), 1).await;
+    assert_count(
+        &client,
+        &format!("WorkflowType = 'IngestEventWorkflow' AND WorkflowId STARTS_WITH '{id}/'"),
+        40,
+    )
+    .await;
+    let records = assert_landed_once(&stores, &batch).await;
+    assert_eq!(a.records, records as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_event_fails_its_child_and_goes_to_the_dead_letters_while_the_rest_lands() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path(), "poison");
+    let stores = Stores::open(&config).await.unwrap();
+    let client = connect(&config.temporal).await.unwrap();
+    let orchestrator = TemporalOrchestrator::new(client.clone(), config.temporal.clone(), Metrics::new());
+    let batch = batch(60, 4, 0.1);
+    let (_, expected_dead) = parse_batch(&batch);
+    assert!(!expected_dead.is_empty(), "the generated batch holds poison");
+
+    let report = with_worker(&config, &stores, async {
+        tokio::time::timeout(WAIT, orchestrator.run_batch(&batch)).await.unwrap().unwrap()
+    })
+    .await;
+
+    assert_landed_once(&stores, &batch).await;
+    assert_eq!(report.dead_letters, expected_dead.len() as u64);
+    // Each poison event's letter carries the same id, reason and detail as on the direct path.
+    let stored =
+        stores.relational.dead_letters(&DeadLetterFilter { limit: 1000, ..Default::default() }).await;
+    let stored: BTreeMap<String, (String, String)> = stored
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.letter.id.clone(), (d.letter.reason.clone(), d.letter.detail.clone())))
+        .collect();
+    let expected: BTreeMap<String, (String, String)> =
+        expected_dead.iter().map(|d| (d.id.clone(), (d.reason.clone(), d.detail.clone()))).collect();
+    assert_eq!(stored, expected);
+    // The poison children failed (non-retryably: one attempt, no retries waited out).
+    let id = batch_workflow_id(&batch);
+    let failed = format!(
+        "WorkflowType = 'IngestEventWorkflow' AND WorkflowId STARTS_WITH '{id}/' AND ExecutionStatus = 'Failed'"
+    );
+    assert_count(&client, &failed, expected_dead.len()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rollout_routes_each_batch_as_its_hash_says() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path(), "rollout");
+    let stores = Stores::open(&config).await.unwrap();
+    let client = connect(&config.temporal).await.unwrap();
+    let batches: Vec<Batch> = (0..8).map(|i| batch(3, 100 + i, 0.0)).collect();
+
+    with_worker(&config, &stores, async {
+        for percent in [0u8, 50, 100] {
+            let metrics = Metrics::new();
+            let direct = app::direct_over(&config, &stores, metrics.clone()).unwrap();
+            let temporal =
+                Arc::new(TemporalOrchestrator::new(client.clone(), config.temporal.clone(), metrics.clone()));
+            let rollout = RolloutOrchestrator::new(direct, temporal, percent, metrics.clone());
+            // Fresh batch ids per percentage, so a workflow can only come from this round.
+            let round: Vec<Batch> =
+                batches.iter().map(|b| Batch::new(shifted(&b.events, percent), b.close_reason)).collect();
+            let mut routed = BTreeMap::<&str, u64>::new();
+            for b in &round {
+                rollout.run_batch(b).await.unwrap();
+                let route = path_for(&b.id, percent);
+                *routed.entry(route.as_str()).or_default() += 1;
+                let on_temporal = usize::from(route == Route::Temporal);
+                assert_count(&client, &format!("WorkflowId = '{}'", batch_workflow_id(b)), on_temporal).await;
+            }
+            for path in ["direct", "temporal"] {
+                let expected = routed.get(path).copied().unwrap_or(0);
+                assert_eq!(
+                    metrics.counter("apex_orchestrator_batches_total", path),
+                    expected,
+                    "{percent}% {path}"
+                );
+            }
+            match percent {
+                0 => assert_eq!(routed.get("temporal"), None),
+                100 => assert_eq!(routed.get("direct"), None),
+                _ => {}
+            }
+        }
+    })
+    .await;
+    // Whichever path took a batch, its records are in every store.
+    let written = stores.all()[0].count_records().await.unwrap();
+    for store in stores.all() {
+        assert_eq!(store.count_records().await.unwrap(), written, "{}", store.name());
+    }
+}
+
+/// The same events at other offsets: another batch id, the same records.
+fn shifted(events: &[apex_ingest::model::RawEvent], by: u8) -> Vec<apex_ingest::model::RawEvent> {
+    events
+        .iter()
+        .map(|e| {
+            let mut e = e.clone();
+            e.origin.offset += 1_000_000 * i64::from(by);
+            e
+        })
+        .collect()
+}
