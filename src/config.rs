@@ -114,6 +114,8 @@ pub struct TemporalConfig {
     pub max_concurrent_workflow_tasks: usize,
     /// Worker: activities (parse, extract_entities, embed, write_batch) run at once.
     pub max_concurrent_activities: usize,
+    /// Worker: long polls open at once for workflow tasks and for activity tasks.
+    pub max_pollers: usize,
     /// Worker: workflows kept in memory between tasks (sticky cache).
     pub max_cached_workflows: usize,
     /// A batch workflow still running after this is timed out; the consumer
@@ -167,6 +169,7 @@ impl Default for TemporalConfig {
             rollout_percent: 0,
             max_concurrent_workflow_tasks: 100,
             max_concurrent_activities: 100,
+            max_pollers: 20,
             max_cached_workflows: 1000,
             workflow_timeout: Duration::from_secs(30 * 60),
         }

@@ -32,6 +32,10 @@ fn help_explains_every_subcommand() {
     assert!(demo.contains("--events") && demo.contains("--data-dir"), "{demo}");
     let run = String::from_utf8_lossy(&apex().args(["run", "--help"]).output().unwrap().stdout).to_string();
     assert!(run.contains("--config") && run.contains("SIGTERM") && run.contains("kafka"), "{run}");
+    assert!(run.contains("rollout_percent"), "{run}");
+    let worker =
+        String::from_utf8_lossy(&apex().args(["worker", "--help"]).output().unwrap().stdout).to_string();
+    assert!(worker.contains("task_queue") && worker.contains("max_concurrent_activities"), "{worker}");
     let topics =
         String::from_utf8_lossy(&apex().args(["topics", "--help"]).output().unwrap().stdout).to_string();
     assert!(topics.contains("apply") && topics.contains("list"), "{topics}");
@@ -55,6 +59,26 @@ fn bad_config_fails_at_start_naming_the_key() {
 
     let missing = apex().args(["run", "--config", "/nonexistent/apex.toml"]).output().unwrap();
     assert!(String::from_utf8_lossy(&missing.stderr).contains("does not exist"));
+
+    std::fs::write(&file, "[temporal]\nrollout_percent = 150\n").unwrap();
+    let out = apex().args(["run", "--config"]).arg(&file).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("temporal.rollout_percent must be between 0 and 100"), "{err}");
+}
+
+#[test]
+fn a_worker_without_temporal_fails_and_says_how_to_start_it() {
+    let out = apex()
+        .arg("worker")
+        .env("APEX_TEMPORAL_URL", "http://127.0.0.1:1")
+        .env("APEX_METRICS_LISTEN", "")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot reach Temporal at http://127.0.0.1:1"), "{err}");
+    assert!(err.contains("scripts/services up temporal"), "{err}");
 }
 
 #[test]

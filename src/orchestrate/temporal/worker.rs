@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use temporalio_common::worker::WorkerDeploymentOptions;
+use temporalio_sdk::runtime::PollerBehavior;
 use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 use tokio_util::sync::CancellationToken;
@@ -43,6 +44,8 @@ pub async fn run_worker(
         .register_activities(IngestActivities::new(embedder, writer))
         .deployment_options(WorkerDeploymentOptions::from_build_id(t.build_id.clone()))
         .max_cached_workflows(t.max_cached_workflows)
+        .workflow_task_poller_behavior(PollerBehavior::SimpleMaximum(t.max_pollers.max(2)))
+        .activity_task_poller_behavior(PollerBehavior::SimpleMaximum(t.max_pollers))
         .tuner(tuner)
         .build();
     let mut worker = Worker::new(&runtime, client, options).context("creating the Temporal worker")?;
