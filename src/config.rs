@@ -463,6 +463,11 @@ impl Config {
                 "must be at least 1",
             ),
             (
+                self.temporal.max_pollers >= 2,
+                "temporal.max_pollers",
+                "must be at least 2 (the SDK's least for workflow tasks)",
+            ),
+            (
                 !self.temporal.workflow_timeout.is_zero(),
                 "temporal.workflow_timeout",
                 "must be longer than 0 s",

@@ -44,7 +44,7 @@ pub async fn run_worker(
         .register_activities(IngestActivities::new(embedder, writer))
         .deployment_options(WorkerDeploymentOptions::from_build_id(t.build_id.clone()))
         .max_cached_workflows(t.max_cached_workflows)
-        .workflow_task_poller_behavior(PollerBehavior::SimpleMaximum(t.max_pollers.max(2)))
+        .workflow_task_poller_behavior(PollerBehavior::SimpleMaximum(t.max_pollers))
         .activity_task_poller_behavior(PollerBehavior::SimpleMaximum(t.max_pollers))
         .tuner(tuner)
         .build();
