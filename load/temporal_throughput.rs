@@ -17,12 +17,11 @@ use apex_ingest::batch::{Batch, CloseReason};
 use apex_ingest::config::Config;
 use apex_ingest::metrics::Metrics;
 use apex_ingest::orchestrate::Orchestrator;
-use apex_ingest::orchestrate::temporal::worker::run_worker;
+use apex_ingest::orchestrate::temporal::worker::while_working;
 use apex_ingest::orchestrate::temporal::{TemporalOrchestrator, connect};
 use apex_ingest::source::generator::{Fleet, GeneratorSettings};
 use apex_ingest::store::Stores;
 use futures::StreamExt;
-use tokio_util::sync::CancellationToken;
 
 struct Figures {
     wall: Duration,
@@ -119,16 +118,8 @@ async fn main() -> anyhow::Result<()> {
     let direct = app::direct_over(&direct_config, &direct_stores, Metrics::new())?;
 
     let writer = app::saga_writer(&config, &stores, metrics.clone())?;
-    let shutdown = CancellationToken::new();
-    let worker = run_worker(&config, app::build_embedder(&config)?, writer, &metrics, shutdown.clone());
-    let load = async {
-        let measured = measure(&temporal, direct.as_ref(), unique, (events, count, in_flight)).await;
-        shutdown.cancel();
-        measured
-    };
-    let (ran, loaded) = tokio::join!(worker, load);
-    loaded?;
-    ran
+    let measured = measure(&temporal, direct.as_ref(), unique, (events, count, in_flight));
+    while_working(&config, app::build_embedder(&config)?, writer, &metrics, measured).await?
 }
 
 async fn measure(

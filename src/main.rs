@@ -261,10 +261,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         }
     }
 
-    let metrics = Metrics::new();
-    if let Some(addr) = config.metrics_addr()? {
-        metrics::serve(addr, metrics.clone()).await?;
-    }
+    let metrics = serve_metrics(&config).await?;
     let stores = Stores::open(&config).await?;
     let orchestrator = app::direct_over(&config, &stores, metrics.clone())?;
     let bar = ProgressBar::new(args.events);
@@ -359,11 +356,7 @@ async fn print_summary(
 
 async fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
     let config = Config::load(Some(config_path))?;
-    let metrics = Metrics::new();
-    if let Some(addr) = config.metrics_addr()? {
-        let bound = metrics::serve(addr, metrics.clone()).await?;
-        tracing::info!(addr = %bound, "serving /metrics, /healthz, /readyz");
-    }
+    let metrics = serve_metrics(&config).await?;
     let (_stores, orchestrator) = app::build_orchestrator(&config, metrics.clone()).await?;
     let shutdown = CancellationToken::new();
     app::cancel_on_signal(shutdown.clone());
@@ -384,13 +377,19 @@ async fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn worker(config_path: Option<&std::path::Path>) -> anyhow::Result<()> {
-    let config = Config::load(config_path)?;
+/// Metrics, served on `metrics.listen` unless it is empty.
+async fn serve_metrics(config: &Config) -> anyhow::Result<Arc<Metrics>> {
     let metrics = Metrics::new();
     if let Some(addr) = config.metrics_addr()? {
         let bound = metrics::serve(addr, metrics.clone()).await?;
         tracing::info!(addr = %bound, "serving /metrics, /healthz, /readyz");
     }
+    Ok(metrics)
+}
+
+async fn worker(config_path: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
+    let metrics = serve_metrics(&config).await?;
     let stores = Stores::open(&config).await?;
     let writer = app::saga_writer(&config, &stores, metrics.clone())?;
     let shutdown = CancellationToken::new();

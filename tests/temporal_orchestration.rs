@@ -18,15 +18,14 @@ use apex_ingest::config::{CacheKind, Config};
 use apex_ingest::metrics::Metrics;
 use apex_ingest::orchestrate::Orchestrator;
 use apex_ingest::orchestrate::direct::parse_batch;
-use apex_ingest::orchestrate::rollout::{Path as Route, RolloutOrchestrator, path_for};
-use apex_ingest::orchestrate::temporal::worker::run_worker;
+use apex_ingest::orchestrate::rollout::{RolloutOrchestrator, Route, route_for};
+use apex_ingest::orchestrate::temporal::worker::while_working;
 use apex_ingest::orchestrate::temporal::{
     BatchIngestWorkflow, BatchStatus, Phase, TemporalOrchestrator, batch_workflow_id, connect,
 };
 use apex_ingest::source::generator::{Fleet, GeneratorSettings};
 use apex_ingest::store::{DeadLetterFilter, Stores};
 use temporalio_client::{Client, WorkflowCountOptions, WorkflowQueryOptions};
-use tokio_util::sync::CancellationToken;
 
 /// One test at a time: each runs a worker, and two cores are shared.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -57,16 +56,8 @@ fn batch(events: usize, seed: u64, poison: f64) -> Batch {
 async fn with_worker<T>(config: &Config, stores: &Stores, body: impl Future<Output = T>) -> T {
     let metrics = Metrics::new();
     let writer = app::saga_writer(config, stores, metrics.clone()).unwrap();
-    let shutdown = CancellationToken::new();
-    let worker = run_worker(config, app::build_embedder(config).unwrap(), writer, &metrics, shutdown.clone());
-    let body = async {
-        let out = body.await;
-        shutdown.cancel();
-        out
-    };
-    let (ran, out) = tokio::join!(worker, body);
-    ran.expect("worker ran and stopped cleanly");
-    out
+    let embedder = app::build_embedder(config).unwrap();
+    while_working(config, embedder, writer, &metrics, body).await.expect("worker ran and stopped cleanly")
 }
 
 async fn executions(client: &Client, query: &str) -> usize {
@@ -353,7 +344,7 @@ async fn the_rollout_routes_each_batch_as_its_hash_says() {
             let mut routed = BTreeMap::<&str, u64>::new();
             for b in &round {
                 rollout.run_batch(b).await.unwrap();
-                let route = path_for(&b.id, percent);
+                let route = route_for(&b.id, percent);
                 *routed.entry(route.as_str()).or_default() += 1;
                 let on_temporal = usize::from(route == Route::Temporal);
                 assert_count(client, &format!("WorkflowId = '{}'", batch_workflow_id(b)), on_temporal).await;

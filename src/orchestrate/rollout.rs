@@ -12,16 +12,16 @@ use crate::batch::Batch;
 use crate::metrics::Metrics;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Path {
+pub enum Route {
     Direct,
     Temporal,
 }
 
-impl Path {
+impl Route {
     pub fn as_str(self) -> &'static str {
         match self {
-            Path::Direct => "direct",
-            Path::Temporal => "temporal",
+            Route::Direct => "direct",
+            Route::Temporal => "temporal",
         }
     }
 }
@@ -33,8 +33,8 @@ pub fn bucket(batch_id: &str) -> u8 {
 
 /// Temporal for buckets below `percent`: 0 sends nothing, 100 everything, and
 /// raising the percentage only moves batches from direct to Temporal.
-pub fn path_for(batch_id: &str, percent: u8) -> Path {
-    if bucket(batch_id) < percent { Path::Temporal } else { Path::Direct }
+pub fn route_for(batch_id: &str, percent: u8) -> Route {
+    if bucket(batch_id) < percent { Route::Temporal } else { Route::Direct }
 }
 
 pub struct RolloutOrchestrator {
@@ -58,11 +58,11 @@ impl RolloutOrchestrator {
 #[async_trait]
 impl Orchestrator for RolloutOrchestrator {
     async fn run_batch(&self, batch: &Batch) -> Result<BatchReport, OrchestrateError> {
-        let path = path_for(&batch.id, self.percent);
-        self.metrics.batch_routed(path.as_str());
-        match path {
-            Path::Direct => self.direct.run_batch(batch).await,
-            Path::Temporal => self.temporal.run_batch(batch).await,
+        let route = route_for(&batch.id, self.percent);
+        self.metrics.batch_routed(route.as_str());
+        match route {
+            Route::Direct => self.direct.run_batch(batch).await,
+            Route::Temporal => self.temporal.run_batch(batch).await,
         }
     }
 }
@@ -78,8 +78,8 @@ mod tests {
     #[test]
     fn edges_send_all_or_nothing() {
         for id in ids() {
-            assert_eq!(path_for(&id, 0), Path::Direct);
-            assert_eq!(path_for(&id, 100), Path::Temporal);
+            assert_eq!(route_for(&id, 0), Route::Direct);
+            assert_eq!(route_for(&id, 100), Route::Temporal);
         }
     }
 
@@ -87,14 +87,14 @@ mod tests {
     fn share_follows_the_percentage_and_only_grows() {
         let ids = ids();
         for percent in [10u8, 50, 90] {
-            let temporal = ids.iter().filter(|id| path_for(id, percent) == Path::Temporal).count();
+            let temporal = ids.iter().filter(|id| route_for(id, percent) == Route::Temporal).count();
             let share = temporal as f64 / ids.len() as f64 * 100.0;
             assert!((share - f64::from(percent)).abs() < 2.0, "{percent}%: {share:.1}%");
         }
         // A batch on Temporal at 50 % stays there at 90 %.
         for id in &ids {
-            if path_for(id, 50) == Path::Temporal {
-                assert_eq!(path_for(id, 90), Path::Temporal);
+            if route_for(id, 50) == Route::Temporal {
+                assert_eq!(route_for(id, 90), Route::Temporal);
             }
         }
     }

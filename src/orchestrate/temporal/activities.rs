@@ -45,7 +45,7 @@ impl IngestActivities {
 }
 
 /// A failure Temporal retries only when `transient`.
-fn failure(error: impl std::error::Error + Send + Sync + 'static, transient: bool) -> ActivityError {
+fn failure(transient: bool, error: impl std::error::Error + Send + Sync + 'static) -> ActivityError {
     ActivityError::application(if transient {
         ApplicationFailure::new(error)
     } else {
@@ -108,10 +108,9 @@ impl IngestActivities {
         ctx: ActivityContext,
         summaries: Vec<String>,
     ) -> Result<Vec<Vector>, ActivityError> {
-        let vectors = heartbeating(&ctx, self.embedder.embed(&summaries)).await.map_err(|e| {
-            let transient = e.is_transient();
-            failure(e, transient)
-        })?;
+        let vectors = heartbeating(&ctx, self.embedder.embed(&summaries))
+            .await
+            .map_err(|e| failure(e.is_transient(), e))?;
         Ok(vectors.into_iter().map(Vector).collect())
     }
 
@@ -123,9 +122,6 @@ impl IngestActivities {
         input: WriteBatchInput,
     ) -> Result<WriteOutcome, ActivityError> {
         let written = self.writer.write(&input.batch_id, &input.rows, &input.dead);
-        heartbeating(&ctx, written).await.map_err(|e| {
-            let transient = e.is_transient();
-            failure(e, transient)
-        })
+        heartbeating(&ctx, written).await.map_err(|e| failure(e.is_transient(), e))
     }
 }

@@ -65,3 +65,28 @@ pub async fn run_worker(
     metrics.set_ready(false);
     ran.context("Temporal worker")
 }
+
+/// Runs `work` while a worker polls beside it in this task, then stops the
+/// worker (tests and load runs that start batches and need a worker to run them).
+pub async fn while_working<T>(
+    config: &Config,
+    embedder: Arc<dyn Embedder>,
+    writer: Arc<SagaWriter>,
+    metrics: &Metrics,
+    work: impl Future<Output = T>,
+) -> anyhow::Result<T> {
+    let shutdown = CancellationToken::new();
+    let mut worker = std::pin::pin!(run_worker(config, embedder, writer, metrics, shutdown.clone()));
+    let mut work = std::pin::pin!(work);
+    tokio::select! {
+        ran = &mut worker => {
+            ran?;
+            anyhow::bail!("the worker stopped before the work was done")
+        }
+        out = &mut work => {
+            shutdown.cancel();
+            worker.await?;
+            Ok(out)
+        }
+    }
+}

@@ -225,85 +225,83 @@ pub struct BatchIngestWorkflow {
 impl BatchIngestWorkflow {
     #[run(name = "BatchIngestWorkflow")]
     pub async fn run(ctx: &mut WorkflowContext<Self>, input: BatchInput) -> WorkflowResult<BatchSummary> {
-        let own_id = ctx.workflow_id().to_owned();
         set_phase(ctx, Phase::Processing);
-        ctx.state_mut(|s| s.status.events = input.events.len());
-
-        // Every child at once, started in one workflow task.
-        let view: &WorkflowContext<Self> = ctx;
-        let starts = input.events.iter().map(|event| {
-            let id = event_workflow_id(&own_id, event);
-            view.start_child_workflow(
-                IngestEventWorkflow::run,
-                event.clone(),
-                ChildWorkflowOptions::workflow_id(id),
-            )
-            .boxed_local()
-        });
-        let mut started = Vec::with_capacity(input.events.len());
-        for child in join_in_place(starts.collect()).await {
-            started.push(child?);
-        }
-        ctx.state_mut(|s| s.status.children_started = started.len());
-
-        let view: &WorkflowContext<Self> = ctx;
-        let results = started.into_iter().map(|child| {
-            child
-                .result()
-                .map(move |result| {
-                    view.state_mut(|s| s.status.children_done += 1);
-                    result
-                })
-                .boxed_local()
-        });
-        let mut rows = Vec::new();
-        let mut dead = Vec::new();
-        for (event, result) in input.events.iter().zip(join_in_place(results.collect()).await) {
-            match result {
-                Ok(records) => rows.extend(records),
-                Err(e) => match poison_reason(&e) {
-                    Some((label, detail)) => dead.push(DeadLetter::rejected(event, &label, &detail)),
-                    None => {
-                        set_phase(ctx, Phase::Failed);
-                        return Err(e.into());
-                    }
-                },
-            }
-        }
-        let (poison, records) = (dead.len(), rows.len());
-        ctx.state_mut(|s| {
-            s.status.poison = poison;
-            s.status.records = records;
-        });
-
-        set_phase(ctx, Phase::Writing);
-        let parts = write_parts(&input.batch_id, rows, dead);
-        ctx.state_mut(|s| s.status.write_parts = parts.len());
-        let mut outcome =
-            WriteOutcome { batch_key: String::new(), records: 0, dead_letters: 0, already_written: true };
-        for part in parts {
-            let written = ctx.execute_activity(IngestActivities::write_batch, part, write_activity()).await;
-            match written {
-                Ok(w) => {
-                    outcome.batch_key = w.batch_key;
-                    outcome.records += w.records;
-                    outcome.dead_letters += w.dead_letters;
-                    outcome.already_written &= w.already_written;
-                }
-                Err(e) => {
-                    set_phase(ctx, Phase::Failed);
-                    return Err(e.into());
-                }
-            }
-        }
-        set_phase(ctx, Phase::Completed);
-        Ok(BatchSummary { batch_id: input.batch_id, events: input.events.len(), outcome })
+        let ingested = ingest_batch(ctx, input).await;
+        set_phase(ctx, if ingested.is_ok() { Phase::Completed } else { Phase::Failed });
+        ingested
     }
 
     #[query]
     pub fn get_status(&self, _ctx: &WorkflowContextView) -> BatchStatus {
         self.status.clone()
     }
+}
+
+/// The batch workflow's work: children for every event, then the writes.
+async fn ingest_batch(
+    ctx: &mut WorkflowContext<BatchIngestWorkflow>,
+    input: BatchInput,
+) -> WorkflowResult<BatchSummary> {
+    let own_id = ctx.workflow_id().to_owned();
+    ctx.state_mut(|s| s.status.events = input.events.len());
+
+    // Every child at once, started in one workflow task.
+    let view: &WorkflowContext<BatchIngestWorkflow> = ctx;
+    let starts = input.events.iter().map(|event| {
+        let id = event_workflow_id(&own_id, event);
+        view.start_child_workflow(
+            IngestEventWorkflow::run,
+            event.clone(),
+            ChildWorkflowOptions::workflow_id(id),
+        )
+        .boxed_local()
+    });
+    let mut started = Vec::with_capacity(input.events.len());
+    for child in join_in_place(starts.collect()).await {
+        started.push(child?);
+    }
+    ctx.state_mut(|s| s.status.children_started = started.len());
+
+    let view: &WorkflowContext<BatchIngestWorkflow> = ctx;
+    let results = started.into_iter().map(|child| {
+        child
+            .result()
+            .map(move |result| {
+                view.state_mut(|s| s.status.children_done += 1);
+                result
+            })
+            .boxed_local()
+    });
+    let mut rows = Vec::new();
+    let mut dead = Vec::new();
+    for (event, result) in input.events.iter().zip(join_in_place(results.collect()).await) {
+        match result {
+            Ok(records) => rows.extend(records),
+            Err(e) => {
+                let (label, detail) = poison_reason(&e).ok_or(e)?;
+                dead.push(DeadLetter::rejected(event, &label, &detail));
+            }
+        }
+    }
+    let (poison, records) = (dead.len(), rows.len());
+    ctx.state_mut(|s| {
+        s.status.poison = poison;
+        s.status.records = records;
+    });
+
+    set_phase(ctx, Phase::Writing);
+    let parts = write_parts(&input.batch_id, rows, dead);
+    ctx.state_mut(|s| s.status.write_parts = parts.len());
+    let mut outcome =
+        WriteOutcome { batch_key: String::new(), records: 0, dead_letters: 0, already_written: true };
+    for part in parts {
+        let written = ctx.execute_activity(IngestActivities::write_batch, part, write_activity()).await?;
+        outcome.batch_key = written.batch_key;
+        outcome.records += written.records;
+        outcome.dead_letters += written.dead_letters;
+        outcome.already_written &= written.already_written;
+    }
+    Ok(BatchSummary { batch_id: input.batch_id, events: input.events.len(), outcome })
 }
 
 /// Largest `write_batch` input: Temporal refuses payloads above 2 MB.
