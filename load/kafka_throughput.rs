@@ -17,22 +17,11 @@ use anyhow::Context;
 use apex_ingest::app;
 use apex_ingest::config::{Config, SourceKind};
 use apex_ingest::kafka::producer::{ProduceSettings, produce};
-use apex_ingest::kafka::topics::{self, CleanupPolicy, TopicSpec};
+use apex_ingest::kafka::topics::{self, TopicSpec};
 use apex_ingest::metrics::Metrics;
 use apex_ingest::model::Format;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-
-fn spec(name: &str, partitions: i32) -> TopicSpec {
-    TopicSpec {
-        name: name.into(),
-        partitions,
-        replication_factor: 1,
-        retention: Duration::from_secs(3600),
-        cleanup_policy: CleanupPolicy::Delete,
-        dlq: None,
-    }
-}
 
 fn consumer(brokers: &str, group: &str) -> anyhow::Result<BaseConsumer> {
     Ok(ClientConfig::new()
@@ -71,7 +60,12 @@ async fn main() -> anyhow::Result<()> {
     let run = format!("{:08x}", rand::random::<u32>());
     let (samsara, edi, dlq) =
         (format!("load.samsara.{run}"), format!("load.edi.{run}"), format!("load.dlq.{run}"));
-    topics::apply(&brokers, &[spec(&samsara, 6), spec(&edi, 3), spec(&dlq, 1)], Some(1)).await?;
+    topics::apply(
+        &brokers,
+        &[TopicSpec::scratch(&samsara, 6), TopicSpec::scratch(&edi, 3), TopicSpec::scratch(&dlq, 1)],
+        Some(1),
+    )
+    .await?;
 
     let started = Instant::now();
     for (topic, format, n, seed) in

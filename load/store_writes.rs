@@ -14,7 +14,7 @@ use apex_ingest::config::{CacheKind, Config, GraphKind, RelationalKind, VectorKi
 use apex_ingest::metrics::Metrics;
 use apex_ingest::orchestrate::direct::{parse_batch, process_records};
 use apex_ingest::pipeline::ProcessedRecord;
-use apex_ingest::pipeline::embed::HashingEmbedder;
+use apex_ingest::pipeline::embed::{EmbedPolicy, HashingEmbedder};
 use apex_ingest::saga::SagaWriter;
 use apex_ingest::source::generator::{Fleet, GeneratorSettings};
 use apex_ingest::store::{BatchStore, Stores};
@@ -29,7 +29,7 @@ async fn batches(n: usize) -> anyhow::Result<Vec<(String, Vec<ProcessedRecord>)>
         let batch =
             Batch::new((0..EVENTS_PER_BATCH).map(|_| fleet.next_event()).collect(), CloseReason::Size);
         let (records, _) = parse_batch(&batch);
-        out.push((batch.id, process_records(&embedder, records).await?));
+        out.push((batch.id, process_records(&embedder, &EmbedPolicy::default(), records).await?));
     }
     Ok(out)
 }

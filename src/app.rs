@@ -21,7 +21,7 @@ use crate::orchestrate::direct::DirectOrchestrator;
 use crate::orchestrate::rollout::RolloutOrchestrator;
 use crate::orchestrate::temporal::{self, TemporalOrchestrator};
 use crate::orchestrate::{BatchReport, OrchestrateError, Orchestrator};
-use crate::pipeline::embed::{Embedder, HashingEmbedder, OpenAiEmbedder, OpenAiSettings};
+use crate::pipeline::embed::{EmbedPolicy, Embedder, HashingEmbedder, OpenAiEmbedder, OpenAiSettings};
 use crate::saga::SagaWriter;
 use crate::source::file::FileSource;
 use crate::source::generator::{GeneratorSettings, GeneratorSource};
@@ -44,6 +44,9 @@ pub struct RunTotals {
     /// Batches given up at the drain deadline (left uncommitted).
     pub abandoned: u64,
     pub elapsed: Duration,
+    /// Per written batch: its first event reaching the batcher → written and
+    /// handed to the source to commit.
+    pub batch_latencies: Vec<Duration>,
 }
 
 pub fn build_embedder(config: &Config) -> anyhow::Result<Arc<dyn Embedder>> {
@@ -107,7 +110,11 @@ pub fn direct_over(
     stores: &Stores,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<Arc<dyn Orchestrator>> {
-    Ok(Arc::new(DirectOrchestrator::new(build_embedder(config)?, saga_writer(config, stores, metrics)?)))
+    Ok(Arc::new(DirectOrchestrator::new(
+        build_embedder(config)?,
+        EmbedPolicy::for_config(config),
+        saga_writer(config, stores, metrics)?,
+    )))
 }
 
 /// The saga writer over `stores`; a Kafka deployment also publishes dead letters to its DLQ topic.
@@ -140,7 +147,9 @@ pub async fn run_pipeline(
     let progress = source.progress();
     metrics.set_ready(progress.ready_at_start());
     let (event_tx, event_rx) = mpsc::channel(config.source.queue);
-    let (batch_tx, batch_rx) = mpsc::channel::<Batch>(config.batch.max_in_flight);
+    // One closed batch waits for a free slot at most: a longer queue here would
+    // only add to every batch's latency (they are already bounded in flight).
+    let (batch_tx, batch_rx) = mpsc::channel::<Batch>(1);
     let source_task = tokio::spawn(source.run(event_tx, shutdown.clone()));
     let batcher = Batcher { max_events: config.batch.max_events, max_wait: config.batch.max_wait };
     let batcher_task = tokio::spawn(batcher.run(event_rx, batch_tx));
@@ -180,7 +189,7 @@ pub async fn run_pipeline(
             }
         };
         match result {
-            Ok(Finished { report, dropped }) => {
+            Ok(Finished { report, dropped, latency }) => {
                 totals.dropped += dropped as u64;
                 if let Some(report) = report {
                     totals.events += report.events as u64;
@@ -188,6 +197,7 @@ pub async fn run_pipeline(
                     totals.dead_letters += report.dead_letters;
                     totals.already_written += u64::from(report.already_written);
                     *totals.batches.entry(report.close_reason.as_str()).or_default() += 1;
+                    totals.batch_latencies.push(latency);
                     on_batch(&report);
                 }
             }
@@ -236,12 +246,15 @@ struct Finished {
     /// `None`: nothing of the batch was left to run.
     report: Option<BatchReport>,
     dropped: usize,
+    latency: Duration,
 }
 
 impl BatchRun<'_> {
     async fn run(self, batch: Batch) -> anyhow::Result<Finished> {
         let Dispatched { batch, dropped, ticket } = self.progress.dispatch(batch);
-        let Some(batch) = batch else { return Ok(Finished { report: None, dropped }) };
+        let Some(batch) = batch else {
+            return Ok(Finished { report: None, dropped, latency: Duration::ZERO });
+        };
         for e in &batch.events {
             self.metrics.event_in(e.format.as_str());
         }
@@ -250,8 +263,10 @@ impl BatchRun<'_> {
         let mut in_flight = InFlight { run: &self, ticket, batch: &batch, done: false };
         let result = run_with_retries(self.orchestrator, &batch, self.metrics, self.shutdown).await;
         in_flight.finish(result.is_ok());
+        let latency = batch.opened_at.elapsed();
         let report = result.with_context(|| format!("batch {} ({} events)", batch.id, batch.events.len()))?;
-        Ok(Finished { report: Some(report), dropped })
+        self.metrics.batch_written(latency);
+        Ok(Finished { report: Some(report), dropped, latency })
     }
 }
 

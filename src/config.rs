@@ -80,6 +80,13 @@ pub struct KafkaConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct PostgresConfig {
     pub url: String,
+    /// Connections in the pool; batches in flight write in parallel up to this.
+    pub max_connections: u32,
+    /// HNSW index of the embeddings (only with `stores.vector = "pgvector"`):
+    /// links per node. Higher is better recall and slower inserts.
+    pub hnsw_m: u16,
+    /// HNSW candidate list while building; higher is better recall, slower inserts.
+    pub hnsw_ef_construction: u16,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -136,14 +143,20 @@ impl Default for KafkaConfig {
             session_timeout: Duration::from_secs(30),
             statistics_interval: Duration::from_secs(5),
             revoke_deadline: Duration::from_secs(20),
-            resume_below: 2,
+            resume_below: 24,
         }
     }
 }
 
 impl Default for PostgresConfig {
     fn default() -> Self {
-        PostgresConfig { url: "postgres://postgres@127.0.0.1:5432/apex".into() }
+        PostgresConfig {
+            url: "postgres://postgres@127.0.0.1:5432/apex".into(),
+            max_connections: 8,
+            // pgvector's defaults.
+            hnsw_m: 16,
+            hnsw_ef_construction: 64,
+        }
     }
 }
 
@@ -242,6 +255,12 @@ pub struct EmbedConfig {
     pub first_backoff: Duration,
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// Record kinds (`VehicleLocation`, `214`, …) that get no embedding: they
+    /// are written to every other store, but not to the vector role. Location
+    /// and stats pings are most of the volume and carry no text worth a vector;
+    /// `["VehicleLocation", "VehicleStats"]` raises the write ceiling several
+    /// times (load/RESULTS.md). Empty (the default) embeds every record.
+    pub skip_kinds: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -249,6 +268,8 @@ pub struct EmbedConfig {
 pub enum GraphKind {
     Embedded,
     Neo4j,
+    /// No graph store: entities are still kept in the relational `entities` table.
+    None,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -266,6 +287,8 @@ pub enum VectorKind {
     Pgvector,
     /// A Qdrant server (`[qdrant] url`).
     Qdrant,
+    /// No vector store (and no embedding is computed).
+    None,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -273,6 +296,9 @@ pub enum VectorKind {
 pub enum CacheKind {
     Embedded,
     Redis,
+    /// No cache: locks and idempotency records are kept in process only, so
+    /// a re-delivery after a restart is written again (harmless: upserts).
+    None,
 }
 
 /// Which implementation serves each store role; the pipeline does not know.
@@ -306,6 +332,12 @@ pub struct SagaConfig {
     pub breaker_threshold: u32,
     #[serde(with = "humantime_serde")]
     pub breaker_cooldown: Duration,
+    /// Group commit: batches in flight that reach a store together are written
+    /// in one store call of at most this many records (1 writes every batch
+    /// alone). Raises throughput when `batch.max_in_flight` is above 1.
+    pub group_commit_records: usize,
+    /// Store calls per store running at once (parallel transactions).
+    pub writers_per_store: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -337,7 +369,8 @@ impl Default for BatchConfig {
         BatchConfig {
             max_events: 100,
             max_wait: Duration::from_secs(30),
-            max_in_flight: 4,
+            // Group commit needs batches in flight to group (load/RESULTS.md).
+            max_in_flight: 32,
             drain_deadline: Duration::from_secs(25),
         }
     }
@@ -356,6 +389,7 @@ impl Default for EmbedConfig {
             max_attempts: 5,
             first_backoff: Duration::from_millis(500),
             timeout: Duration::from_secs(30),
+            skip_kinds: Vec::new(),
         }
     }
 }
@@ -382,6 +416,8 @@ impl Default for SagaConfig {
             retries: 3,
             breaker_threshold: 5,
             breaker_cooldown: Duration::from_secs(30),
+            group_commit_records: 2_000,
+            writers_per_store: 2,
         }
     }
 }
@@ -478,6 +514,15 @@ impl Config {
             (self.embed.max_inputs_per_request > 0, "embed.max_inputs_per_request", "must be at least 1"),
             (!self.saga.lock_ttl.is_zero(), "saga.lock_ttl", "must be longer than 0 s"),
             (self.saga.breaker_threshold > 0, "saga.breaker_threshold", "must be at least 1"),
+            (self.saga.group_commit_records > 0, "saga.group_commit_records", "must be at least 1"),
+            (self.saga.writers_per_store > 0, "saga.writers_per_store", "must be at least 1"),
+            (self.postgres.max_connections > 0, "postgres.max_connections", "must be at least 1"),
+            (self.postgres.hnsw_m >= 2, "postgres.hnsw_m", "must be at least 2"),
+            (
+                self.postgres.hnsw_ef_construction >= 2 * self.postgres.hnsw_m,
+                "postgres.hnsw_ef_construction",
+                "must be at least twice postgres.hnsw_m (pgvector's rule)",
+            ),
             (
                 self.stores.vector != VectorKind::Pgvector
                     || self.stores.relational == RelationalKind::Postgres,
@@ -518,6 +563,10 @@ impl Config {
                 retries: s.retries,
                 breaker_threshold: s.breaker_threshold,
                 breaker_cooldown: s.breaker_cooldown,
+            },
+            group_commit: crate::saga::group_commit::GroupCommitSettings {
+                max_records: s.group_commit_records,
+                writers: s.writers_per_store,
             },
         }
     }

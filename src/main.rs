@@ -475,7 +475,7 @@ async fn verify(
 ) -> anyhow::Result<()> {
     let config = Config::load(config)?;
     let stores = Stores::open(&config).await?;
-    let diff = apex_ingest::verify::reconcile(&stores, window).await?;
+    let diff = apex_ingest::verify::reconcile(&stores, window, &config.embed.skip_kinds).await?;
     println!("checked {} record ids", diff.checked);
     for store in &diff.skipped {
         println!("  {store:<12} not checked: in-process, empty in a new process by design");

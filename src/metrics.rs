@@ -32,6 +32,7 @@ pub struct Metrics {
     records_written: IntCounterVec,
     batches: IntCounterVec,
     batch_size: Histogram,
+    batch_latency: Histogram,
     batches_in_flight: IntGauge,
     store_write_seconds: HistogramVec,
     store_write_errors: IntCounterVec,
@@ -194,6 +195,17 @@ impl Metrics {
                     .buckets(vec![1.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0]),
             ),
         );
+        let batch_latency = registered(
+            &registry,
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "apex_batch_latency_seconds",
+                    "From a batch's first event reaching the batcher to the batch written and \
+                     handed to the source to commit",
+                )
+                .buckets(prometheus::exponential_buckets(0.01, 2.0, 14).expect("valid buckets")),
+            ),
+        );
         let batches_in_flight = registered(
             &registry,
             IntGauge::new(
@@ -279,6 +291,7 @@ impl Metrics {
             records_written,
             batches,
             batch_size,
+            batch_latency,
             batches_in_flight,
             store_write_seconds,
             store_write_errors,
@@ -307,6 +320,10 @@ impl Metrics {
 
     pub fn batch_finished(&self) {
         self.batches_in_flight.dec();
+    }
+
+    pub fn batch_written(&self, latency: Duration) {
+        self.batch_latency.observe(latency.as_secs_f64());
     }
 
     pub fn store_written(&self, store: &str, records: usize, took: Duration) {
@@ -431,6 +448,11 @@ impl Metrics {
     pub fn mean_write_seconds(&self, store: &str) -> f64 {
         let h = self.store_write_seconds.with_label_values(&[store]);
         if h.get_sample_count() == 0 { 0.0 } else { h.get_sample_sum() / h.get_sample_count() as f64 }
+    }
+
+    /// Total batch write time of one store so far.
+    pub fn write_seconds_total(&self, store: &str) -> f64 {
+        self.store_write_seconds.with_label_values(&[store]).get_sample_sum()
     }
 
     /// Sum over the series of `name` that carry `label_value`, for summaries and tests.

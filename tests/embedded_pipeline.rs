@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use apex_ingest::app::{self, RunTotals};
-use apex_ingest::config::{Config, SourceKind};
+use apex_ingest::config::{CacheKind, Config, GraphKind, SourceKind, VectorKind};
 use apex_ingest::metrics::Metrics;
 use apex_ingest::model::{Label, RecordId};
 use apex_ingest::saga::SagaWriter;
@@ -32,6 +32,7 @@ fn quick_saga() -> SagaSettings {
             breaker_threshold: 5,
             breaker_cooldown: Duration::from_secs(1),
         },
+        group_commit: Config::default().saga_settings().group_commit,
     }
 }
 
@@ -185,7 +186,7 @@ async fn failed_store_compensates_the_others_then_the_retry_lands_once() {
     let flaky =
         Arc::new(Flaky::new(SqliteGraphStore::open(&dir.path().join("graph-flaky.db")).await.unwrap()));
     flaky.failing.store(true, Ordering::SeqCst);
-    stores.graph = flaky.clone();
+    stores.graph = Some(flaky.clone());
     let metrics = Metrics::new();
     let writer = SagaWriter::new(&stores, metrics.clone(), quick_saga());
     let batch = generated_batch(100, 9, 0.0);
@@ -215,7 +216,7 @@ async fn nearest_neighbour_of_a_written_record_is_itself() {
     let (rows, dead) = processed(&batch).await;
     writer.write(&batch.id, &rows, &dead).await.unwrap();
     for r in rows.iter().step_by(17) {
-        let hits = stores.vector.search(&r.embedding, 3).await.unwrap();
+        let hits = stores.vector.as_ref().unwrap().search(&r.embedding, 3).await.unwrap();
         assert!((hits[0].1 - 1.0).abs() < 1e-4, "{:?}", hits[0]);
         // Ties are possible only for records with identical summaries.
         let top: Vec<&RecordId> = hits.iter().filter(|h| (h.1 - 1.0).abs() < 1e-4).map(|h| &h.0).collect();
@@ -224,7 +225,7 @@ async fn nearest_neighbour_of_a_written_record_is_itself() {
     // Vectors survive a reopen (persisted, not only in memory).
     drop(stores);
     let reopened = Stores::open_embedded(dir.path(), 384).await.unwrap();
-    assert_eq!(reopened.vector.count_records().await.unwrap(), rows.len() as u64);
+    assert_eq!(reopened.vector.as_ref().unwrap().count_records().await.unwrap(), rows.len() as u64);
 }
 
 #[tokio::test]
@@ -271,11 +272,11 @@ async fn verify_reports_a_record_missing_from_one_store() {
     let batch = generated_batch(50, 11, 0.0);
     let (rows, dead) = processed(&batch).await;
     writer.write(&batch.id, &rows, &dead).await.unwrap();
-    assert!(apex_ingest::verify::reconcile(&stores, None).await.unwrap().is_clean());
+    assert!(apex_ingest::verify::reconcile(&stores, None, &[]).await.unwrap().is_clean());
 
     let lost = rows[7].record.id.clone();
-    stores.vector.remove_records(std::slice::from_ref(&lost)).await.unwrap();
-    let diff = apex_ingest::verify::reconcile(&stores, None).await.unwrap();
+    stores.vector.as_ref().unwrap().remove_records(std::slice::from_ref(&lost)).await.unwrap();
+    let diff = apex_ingest::verify::reconcile(&stores, None, &[]).await.unwrap();
     assert_eq!(diff.checked, rows.len());
     assert_eq!(diff.missing["vector"], [lost]);
     assert!(diff.missing["graph"].is_empty() && diff.missing["relational"].is_empty());
@@ -284,7 +285,7 @@ async fn verify_reports_a_record_missing_from_one_store() {
     let from = rows.iter().map(|r| r.record.occurred_at).min().unwrap();
     let to = rows.iter().map(|r| r.record.occurred_at).max().unwrap() + chrono::Duration::seconds(1);
     assert_eq!(
-        apex_ingest::verify::reconcile(&stores, Some((from, to))).await.unwrap().missing["vector"].len(),
+        apex_ingest::verify::reconcile(&stores, Some((from, to)), &[]).await.unwrap().missing["vector"].len(),
         1
     );
 }
@@ -302,8 +303,8 @@ async fn a_failed_compensation_leaves_a_repair_letter() {
             .unwrap(),
     ));
     vector.failing_removes.store(true, Ordering::SeqCst);
-    stores.graph = graph;
-    stores.vector = vector.clone();
+    stores.graph = Some(graph);
+    stores.vector = Some(vector.clone());
     let writer = SagaWriter::new(&stores, Metrics::new(), quick_saga());
     let batch = generated_batch(20, 21, 0.0);
     let (rows, dead) = processed(&batch).await;
@@ -341,7 +342,7 @@ async fn shutdown_during_an_outage_ends_the_wait_between_tries_and_abandons_the_
     let flaky =
         Arc::new(Flaky::new(SqliteGraphStore::open(&dir.path().join("graph-flaky.db")).await.unwrap()));
     flaky.failing.store(true, Ordering::SeqCst);
-    stores.graph = flaky;
+    stores.graph = Some(flaky);
     let metrics = Metrics::new();
     let orchestrator = app::direct_over(&config, &stores, metrics.clone()).unwrap();
     let source = app::build_source(&config, metrics.clone()).unwrap();
@@ -366,4 +367,64 @@ async fn shutdown_during_an_outage_ends_the_wait_between_tries_and_abandons_the_
     assert!(format!("{err:#}").contains("failed in [StoreError { store: \"graph\""), "{err:#}");
     assert_eq!(unlabelled("apex_batches_abandoned_total"), 1);
     assert_eq!(stores.relational.count_records().await.unwrap(), 0, "nothing half-written stays");
+}
+
+/// Generated traffic through the stores `config` names (not only the embedded set).
+async fn run_configured(config: &Config) -> (RunTotals, Stores) {
+    let stores = Stores::open(config).await.unwrap();
+    let metrics = Metrics::new();
+    let orchestrator = app::direct_over(config, &stores, metrics.clone()).unwrap();
+    let source = app::build_source(config, metrics.clone()).unwrap();
+    let totals = app::run_pipeline(config, source, orchestrator, metrics, CancellationToken::new(), |_| {})
+        .await
+        .unwrap();
+    (totals, stores)
+}
+
+fn generated_config(dir: &Path, events: u64) -> Config {
+    let mut c = Config::default();
+    c.source.events = events;
+    c.stores.data_dir = dir.to_path_buf();
+    c
+}
+
+#[tokio::test]
+async fn embedding_policy_keeps_pings_out_of_the_vector_store_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = generated_config(dir.path(), 1_000);
+    let pings = vec!["VehicleLocation".to_owned(), "VehicleStats".to_owned()];
+    config.embed.skip_kinds = pings.clone();
+    let (t, stores) = run_configured(&config).await;
+    let skipped = stores.relational.record_ids_of_kinds(&pings).await.unwrap().len() as u64;
+    assert!(skipped > 0 && skipped < t.records, "{skipped} of {} records are pings", t.records);
+    let c = counts(&stores).await;
+    assert_eq!(
+        c,
+        [
+            ("graph", t.records),
+            ("relational", t.records),
+            ("vector", t.records - skipped),
+            ("cache", t.records)
+        ]
+    );
+    // verify expects vectors only for the kinds the policy embeds...
+    assert!(apex_ingest::verify::reconcile(&stores, None, &pings).await.unwrap().is_clean());
+    // ...and without the policy it reports exactly the pings as missing vectors.
+    let diff = apex_ingest::verify::reconcile(&stores, None, &[]).await.unwrap();
+    assert_eq!(diff.missing["vector"].len() as u64, skipped);
+    assert!(diff.missing["relational"].is_empty() && diff.missing["graph"].is_empty());
+}
+
+#[tokio::test]
+async fn without_graph_vector_and_cache_the_relational_store_takes_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = generated_config(dir.path(), 500);
+    config.stores.graph = GraphKind::None;
+    config.stores.vector = VectorKind::None;
+    config.stores.cache = CacheKind::None;
+    let (t, stores) = run_configured(&config).await;
+    assert!(t.records > 0);
+    assert_eq!(counts(&stores).await, [("relational", t.records)]);
+    assert!(apex_ingest::verify::reconcile(&stores, None, &[]).await.unwrap().is_clean());
+    assert!(!dir.path().join("graph.db").exists() && !dir.path().join("vectors.db").exists());
 }

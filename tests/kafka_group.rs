@@ -505,7 +505,7 @@ async fn a_slow_store_pauses_the_partitions_and_the_lag_metric_is_the_real_lag()
     let graph_file = dir.path().join("graph.db");
     let graph = Arc::new(Flaky::new(SqliteGraphStore::open(&graph_file).await.unwrap()));
     graph.hold(true);
-    stores.graph = graph.clone();
+    stores.graph = Some(graph.clone());
     let metrics = Metrics::new();
     let orchestrator = app::direct_over(&config, &stores, metrics.clone()).unwrap();
     let source = app::build_source(&config, metrics.clone()).unwrap();

@@ -98,7 +98,7 @@ async fn pgvector_nearest_neighbour_of_a_record_is_the_record() {
     // Telemetry summaries carry unique numbers (odometer, coordinates), so the
     // record's own vector is its strict nearest neighbour.
     for r in rows.iter().filter(|r| r.record.kind == "VehicleStats").take(5) {
-        let hits = stores.vector.search(&r.embedding, 3).await.unwrap();
+        let hits = stores.vector.as_ref().unwrap().search(&r.embedding, 3).await.unwrap();
         assert_eq!(hits[0].0, r.record.id, "{:?}", hits);
         assert!((hits[0].1 - 1.0).abs() < 1e-4);
     }
@@ -133,7 +133,7 @@ async fn a_store_failing_after_the_others_is_compensated_then_lands_once() {
         Neo4jStore::connect(&config.neo4j.uri, &config.neo4j.user, &config.neo4j.password).await.unwrap();
     let flaky = Arc::new(Flaky::new(neo));
     flaky.failing.store(true, Ordering::SeqCst);
-    stores.graph = flaky.clone();
+    stores.graph = Some(flaky.clone());
     let metrics = Metrics::new();
     let writer = SagaWriter::new(&stores, metrics.clone(), config.saga_settings());
     let batch = generated_batch(100, seed(), 0.0);
@@ -143,7 +143,7 @@ async fn a_store_failing_after_the_others_is_compensated_then_lands_once() {
     let err = writer.write(&batch.id, &rows, &dead).await.unwrap_err();
     assert!(err.is_transient(), "{err}");
     // PostgreSQL and Redis took the batch; compensation removed it again.
-    assert_nowhere(&[stores.relational.clone(), stores.cache.clone()], &ids).await;
+    assert_nowhere(&[stores.relational.clone(), stores.cache.clone().unwrap()], &ids).await;
     assert_eq!(metrics.counter("apex_compensations_total", "relational"), 1);
     assert_eq!(metrics.counter("apex_compensations_total", "cache"), 1);
     assert!(metrics.counter("apex_store_retries_total", "graph") >= 3);
@@ -151,4 +151,47 @@ async fn a_store_failing_after_the_others_is_compensated_then_lands_once() {
     flaky.failing.store(false, Ordering::SeqCst);
     assert!(!writer.write(&batch.id, &rows, &dead).await.unwrap().already_written);
     assert_everywhere(&stores, &ids).await;
+}
+
+#[tokio::test]
+async fn pings_the_policy_skips_have_no_embedding_in_postgres_and_verify_knows() {
+    use apex_ingest::orchestrate::direct::{parse_batch, process_records};
+    use apex_ingest::pipeline::embed::{EmbedPolicy, HashingEmbedder};
+    let config = real_stores_config(&unique("apex-test"));
+    let stores = Stores::open(&config).await.unwrap();
+    let writer = SagaWriter::new(&stores, Metrics::new(), config.saga_settings());
+    let batch = generated_batch(100, seed(), 0.0);
+    let pings = vec!["VehicleLocation".to_owned(), "VehicleStats".to_owned()];
+    let (records, dead) = parse_batch(&batch);
+    let rows =
+        process_records(&HashingEmbedder::new(384), &EmbedPolicy::skipping(&pings), records).await.unwrap();
+    writer.write(&batch.id, &rows, &dead).await.unwrap();
+    let (skipped, embedded): (Vec<_>, Vec<_>) = rows.iter().partition(|r| pings.contains(&r.record.kind));
+    assert!(!skipped.is_empty() && !embedded.is_empty());
+
+    let pool = sqlx::PgPool::connect(&config.postgres.url).await.unwrap();
+    let ids: Vec<&str> = rows.iter().map(|r| r.record.id.as_str()).collect();
+    let (with, without): (i64, i64) = sqlx::query_as(
+        "SELECT count(embedding), count(*) - count(embedding) FROM records WHERE id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((with as usize, without as usize), (embedded.len(), skipped.len()));
+    // The record's own vector (or an identical one) comes first, and a search
+    // never returns a record without a vector.
+    let hits = stores.vector.as_ref().unwrap().search(&embedded[0].embedding, 5).await.unwrap();
+    assert!((hits[0].1 - 1.0).abs() < 1e-4, "{hits:?}");
+    assert!(hits.iter().all(|(id, _)| skipped.iter().all(|r| r.record.id != *id)), "{hits:?}");
+    let all_ids: Vec<RecordId> = rows.iter().map(|r| r.record.id.clone()).collect();
+    let diff = apex_ingest::verify::check_ids(&stores, &all_ids, &pings).await.unwrap();
+    assert!(diff.is_clean(), "{:?}", diff.missing);
+    let index: Vec<String> = sqlx::query_scalar(
+        "SELECT indexname FROM pg_indexes WHERE tablename = 'records' AND indexname LIKE 'records_embedding%'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(index, ["records_embedding_hnsw_m16_ef64"], "the index carries the configured parameters");
 }

@@ -54,6 +54,8 @@ pub struct Batch {
     pub close_reason: CloseReason,
     /// Per (topic, partition), the offsets this batch covers.
     pub offsets: BTreeMap<(String, i32), OffsetRange>,
+    /// When its first event reached the batcher (batch latency is measured from here).
+    pub opened_at: std::time::Instant,
 }
 
 impl Batch {
@@ -73,7 +75,18 @@ impl Batch {
         for ((topic, partition), r) in &offsets {
             h.update(format!("{topic}/{partition}/{}-{};", r.first, r.last));
         }
-        Batch { id: hex::encode(h.finalize()), events, close_reason, offsets }
+        Batch {
+            id: hex::encode(h.finalize()),
+            events,
+            close_reason,
+            offsets,
+            opened_at: std::time::Instant::now(),
+        }
+    }
+
+    fn opened_at(mut self, at: std::time::Instant) -> Self {
+        self.opened_at = at;
+        self
     }
 }
 
@@ -89,6 +102,7 @@ impl Batcher {
     pub async fn run(self, mut input: mpsc::Receiver<RawEvent>, output: mpsc::Sender<Batch>) {
         let mut events: Vec<RawEvent> = Vec::with_capacity(self.max_events);
         let mut deadline = Instant::now();
+        let mut opened = std::time::Instant::now();
         loop {
             let next = if events.is_empty() {
                 input.recv().await
@@ -97,7 +111,7 @@ impl Batcher {
                     biased;
                     e = input.recv() => e,
                     _ = sleep_until(deadline) => {
-                        let batch = Batch::new(std::mem::take(&mut events), CloseReason::Timeout);
+                        let batch = Batch::new(std::mem::take(&mut events), CloseReason::Timeout).opened_at(opened);
                         if output.send(batch).await.is_err() {
                             return;
                         }
@@ -107,16 +121,17 @@ impl Batcher {
             };
             let Some(event) = next else {
                 if !events.is_empty() {
-                    let _ = output.send(Batch::new(events, CloseReason::Shutdown)).await;
+                    let _ = output.send(Batch::new(events, CloseReason::Shutdown).opened_at(opened)).await;
                 }
                 return;
             };
             if events.is_empty() {
                 deadline = Instant::now() + self.max_wait;
+                opened = std::time::Instant::now();
             }
             events.push(event);
             if events.len() >= self.max_events {
-                let batch = Batch::new(std::mem::take(&mut events), CloseReason::Size);
+                let batch = Batch::new(std::mem::take(&mut events), CloseReason::Size).opened_at(opened);
                 if output.send(batch).await.is_err() {
                     return;
                 }

@@ -48,6 +48,18 @@ pub struct TopicSpec {
 }
 
 impl TopicSpec {
+    /// A short-lived topic for load runs: one replica, kept an hour, deleted by age.
+    pub fn scratch(name: &str, partitions: i32) -> Self {
+        TopicSpec {
+            name: name.into(),
+            partitions,
+            replication_factor: 1,
+            retention: Duration::from_secs(3600),
+            cleanup_policy: CleanupPolicy::Delete,
+            dlq: None,
+        }
+    }
+
     /// The topic configs `apply` manages, as the broker spells them.
     fn configs(&self, replication: i32) -> BTreeMap<&'static str, String> {
         BTreeMap::from([

@@ -8,19 +8,20 @@ use async_trait::async_trait;
 use super::{BatchReport, OrchestrateError, Orchestrator};
 use crate::batch::Batch;
 use crate::model::{Record, RecordId};
-use crate::pipeline::embed::Embedder;
+use crate::pipeline::embed::{EmbedPolicy, Embedder};
 use crate::pipeline::{ProcessedRecord, extract::extract, parse::parse};
 use crate::saga::SagaWriter;
 use crate::saga::dlq::DeadLetter;
 
 pub struct DirectOrchestrator {
     embedder: Arc<dyn Embedder>,
+    policy: EmbedPolicy,
     writer: Arc<SagaWriter>,
 }
 
 impl DirectOrchestrator {
-    pub fn new(embedder: Arc<dyn Embedder>, writer: Arc<SagaWriter>) -> Self {
-        DirectOrchestrator { embedder, writer }
+    pub fn new(embedder: Arc<dyn Embedder>, policy: EmbedPolicy, writer: Arc<SagaWriter>) -> Self {
+        DirectOrchestrator { embedder, policy, writer }
     }
 }
 
@@ -42,13 +43,17 @@ pub fn parse_batch(batch: &Batch) -> (Vec<Record>, Vec<DeadLetter>) {
     (records.into_values().collect(), dead)
 }
 
-/// Extracts and embeds parsed records (one embedding call for the whole batch).
+/// Extracts and embeds parsed records (one embedding call for the whole batch;
+/// records of kinds the policy skips get no vector).
 pub async fn process_records(
     embedder: &dyn Embedder,
+    policy: &EmbedPolicy,
     records: Vec<Record>,
 ) -> Result<Vec<ProcessedRecord>, crate::pipeline::embed::EmbedError> {
     let summaries: Vec<String> = records.iter().map(Record::summary).collect();
-    let embeddings = embedder.embed(&summaries).await?;
+    let items: Vec<(&str, &str)> =
+        records.iter().zip(&summaries).map(|(r, s)| (r.kind.as_str(), s.as_str())).collect();
+    let embeddings = policy.embed(embedder, &items).await?;
     Ok(records
         .into_iter()
         .zip(summaries)
@@ -65,8 +70,17 @@ pub async fn process_records(
 #[async_trait]
 impl Orchestrator for DirectOrchestrator {
     async fn run_batch(&self, batch: &Batch) -> Result<BatchReport, OrchestrateError> {
-        let (records, dead) = parse_batch(batch);
-        let rows = process_records(self.embedder.as_ref(), records).await?;
+        // Parse, extract and embed on a task of their own: the pipeline polls
+        // every batch in flight from one task, and this is its CPU work.
+        let (own, embedder, policy) = (batch.clone(), self.embedder.clone(), self.policy.clone());
+        let stages = tokio::spawn(async move {
+            let (records, dead) = parse_batch(&own);
+            process_records(embedder.as_ref(), &policy, records).await.map(|rows| (rows, dead))
+        });
+        let (rows, dead) = match stages.await {
+            Ok(done) => done?,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
         let outcome = self.writer.write(&batch.id, &rows, &dead).await?;
         Ok(BatchReport {
             batch_id: batch.id.clone(),

@@ -38,6 +38,58 @@ pub trait Embedder: Send + Sync {
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError>;
 }
 
+/// Which record kinds get a vector (`[embed] skip_kinds`). A record of a
+/// skipped kind gets an empty embedding: every store but the vector role takes it.
+#[derive(Debug, Clone, Default)]
+pub struct EmbedPolicy {
+    skip_kinds: std::collections::BTreeSet<String>,
+    /// No vector role at all: nothing is embedded.
+    skip_all: bool,
+}
+
+impl EmbedPolicy {
+    /// Embeds every kind except `kinds`.
+    pub fn skipping(kinds: &[String]) -> Self {
+        EmbedPolicy { skip_kinds: kinds.iter().cloned().collect(), skip_all: false }
+    }
+
+    /// The policy `config` asks for: `[embed] skip_kinds`, or nothing at all
+    /// when there is no vector role (`stores.vector = "none"`).
+    pub fn for_config(config: &crate::config::Config) -> Self {
+        if config.stores.vector == crate::config::VectorKind::None {
+            Self::nothing()
+        } else {
+            Self::skipping(&config.embed.skip_kinds)
+        }
+    }
+
+    /// Embeds nothing (no vector store is configured).
+    pub fn nothing() -> Self {
+        EmbedPolicy { skip_kinds: Default::default(), skip_all: true }
+    }
+
+    pub fn embeds(&self, kind: &str) -> bool {
+        !self.skip_all && !self.skip_kinds.contains(kind)
+    }
+
+    /// One vector per `(kind, text)`, in order; an empty one where the kind is
+    /// skipped. Only the embedded texts reach the embedder, in one call.
+    pub async fn embed(
+        &self,
+        embedder: &dyn Embedder,
+        items: &[(&str, &str)],
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let wanted: Vec<String> =
+            items.iter().filter(|(kind, _)| self.embeds(kind)).map(|(_, text)| (*text).to_owned()).collect();
+        let mut vectors =
+            if wanted.is_empty() { Vec::new() } else { embedder.embed(&wanted).await? }.into_iter();
+        Ok(items
+            .iter()
+            .map(|(kind, _)| if self.embeds(kind) { vectors.next().unwrap_or_default() } else { Vec::new() })
+            .collect())
+    }
+}
+
 /// Deterministic lexical embedder (see the module docs for what it is not).
 pub struct HashingEmbedder {
     dims: usize,
@@ -217,6 +269,21 @@ mod tests {
         let near = e.embed_one("vehicle 12 location Memphis TN speed 58 mph");
         let far = e.embed_one("freight invoice INV90331 amount due 482.50 USD");
         assert!(cosine(&a, &near) > cosine(&a, &far));
+    }
+
+    #[tokio::test]
+    async fn policy_embeds_only_the_kinds_it_keeps_and_keeps_the_order() {
+        let e = HashingEmbedder::new(8);
+        let policy = EmbedPolicy::skipping(&["VehicleLocation".to_owned()]);
+        let items = [("VehicleLocation", "ping"), ("SafetyEvent", "harsh brake"), ("214", "delivered")];
+        let v = policy.embed(&e, &items).await.unwrap();
+        assert!(v[0].is_empty());
+        assert_eq!(v[1], e.embed_one("harsh brake"));
+        assert_eq!(v[2], e.embed_one("delivered"));
+        let none = EmbedPolicy::nothing().embed(&e, &items).await.unwrap();
+        assert!(none.iter().all(Vec::is_empty));
+        let all = EmbedPolicy::default().embed(&e, &items).await.unwrap();
+        assert!(all.iter().all(|v| v.len() == 8));
     }
 
     #[test]

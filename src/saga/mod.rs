@@ -3,6 +3,7 @@
 
 pub mod breaker;
 pub mod dlq;
+pub mod group_commit;
 pub mod idempotency;
 pub mod retry;
 pub mod writer;

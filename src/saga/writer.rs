@@ -12,6 +12,7 @@ use chrono::Utc;
 use futures::future::join_all;
 
 use super::dlq::{DeadLetter, DeadLetterPublisher};
+use super::group_commit::{GroupCommit, GroupCommitSettings};
 use super::idempotency::batch_key;
 use super::retry::{GuardedStore, RetryPolicy};
 use crate::metrics::Metrics;
@@ -58,6 +59,7 @@ pub struct SagaSettings {
     /// How long to wait for a lock another writer holds.
     pub lock_wait: Duration,
     pub retry: RetryPolicy,
+    pub group_commit: GroupCommitSettings,
 }
 
 pub struct SagaWriter {
@@ -68,6 +70,8 @@ pub struct SagaWriter {
     dead_letter_topic: Option<Arc<dyn DeadLetterPublisher>>,
     /// Breaker and retries per store name, plus "coordinator" and the DLQ topic.
     guards: BTreeMap<&'static str, GuardedStore>,
+    /// Per store name, the batches waiting to share a store call.
+    groups: BTreeMap<&'static str, GroupCommit>,
     metrics: Arc<Metrics>,
     settings: SagaSettings,
 }
@@ -84,7 +88,12 @@ impl SagaWriter {
             .chain([COORDINATOR])
             .map(|name| (name, GuardedStore::new(name, settings.retry, metrics.clone())))
             .collect();
+        let groups = stores_all
+            .iter()
+            .map(|s| (s.name(), GroupCommit::new(s.clone(), settings.group_commit)))
+            .collect();
         SagaWriter {
+            groups,
             stores: stores_all,
             relational: stores.relational.clone(),
             coordinator: stores.coordinator.clone(),
@@ -258,7 +267,7 @@ impl SagaWriter {
 
     async fn timed_upsert(&self, store: &dyn BatchStore, rows: &[ProcessedRecord]) -> Result<(), StoreError> {
         let started = Instant::now();
-        let result = self.guard(store.name()).call(|| store.upsert_batch(rows)).await;
+        let result = self.groups[store.name()].write(self.guard(store.name()), rows).await;
         match &result {
             Ok(()) => self.metrics.store_written(store.name(), rows.len(), started.elapsed()),
             Err(e) => {

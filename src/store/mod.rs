@@ -14,6 +14,7 @@ pub mod sqlite_records;
 pub mod vector_index;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -86,6 +87,8 @@ pub trait RelationalStore: BatchStore {
     async fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<StoredDeadLetter>, StoreError>;
     async fn dead_letter(&self, id: &str) -> Result<Option<StoredDeadLetter>, StoreError>;
     async fn mark_replayed(&self, ids: &[String]) -> Result<(), StoreError>;
+    /// Ids of the records of these kinds (those the embedding policy skipped).
+    async fn record_ids_of_kinds(&self, kinds: &[String]) -> Result<Vec<RecordId>, StoreError>;
     /// Ids of the records whose event time falls in `[from, to)`.
     async fn record_ids_between(
         &self,
@@ -270,14 +273,15 @@ pub(crate) async fn open_sqlite(
     Ok(pool)
 }
 
-/// The four store roles the saga writes to, plus coordination.
+/// The four store roles the saga writes to, plus coordination. A role set to
+/// `"none"` is absent; the relational role (ledger, dead letters) always exists.
 #[derive(Clone)]
 pub struct Stores {
-    pub graph: std::sync::Arc<dyn BatchStore>,
-    pub relational: std::sync::Arc<dyn RelationalStore>,
-    pub vector: std::sync::Arc<dyn VectorStore>,
-    pub cache: std::sync::Arc<dyn BatchStore>,
-    pub coordinator: std::sync::Arc<dyn Coordinator>,
+    pub graph: Option<Arc<dyn BatchStore>>,
+    pub relational: Arc<dyn RelationalStore>,
+    pub vector: Option<Arc<dyn VectorStore>>,
+    pub cache: Option<Arc<dyn BatchStore>>,
+    pub coordinator: Arc<dyn Coordinator>,
 }
 
 impl Stores {
@@ -293,8 +297,6 @@ impl Stores {
     /// The store each role's configuration names; embedded files only for the
     /// roles that are embedded.
     pub async fn open(config: &crate::config::Config) -> Result<Self, StoreError> {
-        use std::sync::Arc;
-
         use crate::config::{CacheKind, GraphKind, RelationalKind, VectorKind};
         let s = &config.stores;
         let file = |name: &str| -> Result<std::path::PathBuf, StoreError> {
@@ -305,31 +307,37 @@ impl Stores {
             })?;
             Ok(s.data_dir.join(name))
         };
-        let graph: Arc<dyn BatchStore> = match s.graph {
-            GraphKind::Embedded => Arc::new(sqlite_graph::SqliteGraphStore::open(&file("graph.db")?).await?),
+        let graph: Option<Arc<dyn BatchStore>> = match s.graph {
+            GraphKind::Embedded => {
+                Some(Arc::new(sqlite_graph::SqliteGraphStore::open(&file("graph.db")?).await?))
+            }
             GraphKind::Neo4j => {
                 let n = &config.neo4j;
-                Arc::new(neo4j::Neo4jStore::connect(&n.uri, &n.user, &n.password).await?)
+                Some(Arc::new(neo4j::Neo4jStore::connect(&n.uri, &n.user, &n.password).await?))
             }
+            GraphKind::None => None,
         };
         let postgres = match s.relational {
-            RelationalKind::Postgres => Some(Arc::new(
-                postgres::PostgresStore::connect(&config.postgres.url, config.embed.dims).await?,
-            )),
+            RelationalKind::Postgres => {
+                let p = &config.postgres;
+                let hnsw = (s.vector == VectorKind::Pgvector)
+                    .then_some(postgres::HnswParams { m: p.hnsw_m, ef_construction: p.hnsw_ef_construction });
+                Some(Arc::new(postgres::PostgresStore::connect(p, config.embed.dims, hnsw).await?))
+            }
             RelationalKind::Embedded => None,
         };
         let relational: Arc<dyn RelationalStore> = match &postgres {
             Some(pg) => pg.clone(),
             None => Arc::new(sqlite_records::SqliteRecordStore::open(&file("records.db")?).await?),
         };
-        let vector: Arc<dyn VectorStore> = match (s.vector, postgres) {
-            (VectorKind::Embedded, _) => {
-                Arc::new(vector_index::ExactVectorIndex::open(&file("vectors.db")?, config.embed.dims).await?)
-            }
-            (VectorKind::Pgvector, Some(pg)) => pg,
+        let vector: Option<Arc<dyn VectorStore>> = match (s.vector, postgres) {
+            (VectorKind::Embedded, _) => Some(Arc::new(
+                vector_index::ExactVectorIndex::open(&file("vectors.db")?, config.embed.dims).await?,
+            )),
+            (VectorKind::Pgvector, Some(pg)) => Some(pg),
             (VectorKind::Qdrant, _) => {
                 let q = &config.qdrant;
-                Arc::new(qdrant::QdrantStore::connect(&q.url, &q.collection, config.embed.dims).await?)
+                Some(Arc::new(qdrant::QdrantStore::connect(&q.url, &q.collection, config.embed.dims).await?))
             }
             (VectorKind::Pgvector, None) => {
                 return Err(StoreError {
@@ -338,29 +346,40 @@ impl Stores {
                     transient: false,
                 });
             }
+            (VectorKind::None, _) => None,
         };
-        let (cache, coordinator): (Arc<dyn BatchStore>, Arc<dyn Coordinator>) = match s.cache {
+        let (cache, coordinator): (Option<Arc<dyn BatchStore>>, Arc<dyn Coordinator>) = match s.cache {
             CacheKind::Embedded => {
                 let m = Arc::new(memory_cache::MemoryCache::new());
-                (m.clone(), m)
+                (Some(m.clone()), m)
             }
             CacheKind::Redis => {
                 let r = Arc::new(redis::RedisStore::connect(&config.redis.url, &s.redis_prefix).await?);
-                (r.clone(), r)
+                (Some(r.clone()), r)
             }
+            // Locks and idempotency records still exist, in this process only.
+            CacheKind::None => (None, Arc::new(memory_cache::MemoryCache::new())),
         };
         Ok(Stores { graph, relational, vector, cache, coordinator })
     }
 
     /// Every distinct store the saga writes a batch to, in a fixed order (with
     /// vector = "pgvector" the relational store also serves the vector role).
-    pub fn all(&self) -> Vec<std::sync::Arc<dyn BatchStore>> {
-        let mut all: Vec<std::sync::Arc<dyn BatchStore>> = Vec::new();
-        for s in [self.graph.clone(), self.relational.clone(), self.vector.clone(), self.cache.clone()] {
-            if !all.iter().any(|a| std::ptr::addr_eq(std::sync::Arc::as_ptr(a), std::sync::Arc::as_ptr(&s))) {
+    pub fn all(&self) -> Vec<Arc<dyn BatchStore>> {
+        let vector = self.vector.clone().map(|v| v as Arc<dyn BatchStore>);
+        let relational: Arc<dyn BatchStore> = self.relational.clone();
+        let mut all: Vec<Arc<dyn BatchStore>> = Vec::new();
+        for s in [self.graph.clone(), Some(relational), vector, self.cache.clone()].into_iter().flatten() {
+            if !all.iter().any(|a| std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(&s))) {
                 all.push(s);
             }
         }
         all
+    }
+
+    /// The vector store when it is a store of its own (not the relational
+    /// store's pgvector column): it holds the embedded records only.
+    pub fn separate_vector_store(&self) -> Option<&Arc<dyn VectorStore>> {
+        self.vector.as_ref().filter(|v| !std::ptr::addr_eq(Arc::as_ptr(*v), Arc::as_ptr(&self.relational)))
     }
 }

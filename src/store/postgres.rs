@@ -1,6 +1,11 @@
-//! PostgreSQL store (relational role): records with their embeddings (pgvector,
-//! HNSW cosine index), entities, dead letters and the batch ledger. Every batch
-//! write is one `INSERT … SELECT FROM UNNEST(…) ON CONFLICT` per table.
+//! PostgreSQL store (relational role): records, entities, dead letters and the
+//! batch ledger; with `stores.vector = "pgvector"` also the vector role, the
+//! records' embeddings under an HNSW cosine index. Every batch write is one
+//! `INSERT … SELECT FROM UNNEST(…) ON CONFLICT` per table.
+//!
+//! The HNSW index, not this code, bounds the write rate of embedded records
+//! (load/RESULTS.md): its parameters are configuration, and records the
+//! embedding policy skips carry a NULL embedding, which the index skips.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -27,13 +32,32 @@ pub struct PostgresStore {
     pool: PgPool,
 }
 
+/// Parameters of the HNSW index over `records.embedding`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HnswParams {
+    pub m: u16,
+    pub ef_construction: u16,
+}
+
+impl HnswParams {
+    /// The index's name carries its parameters, so a change is seen at start-up.
+    fn index_name(self) -> String {
+        format!("records_embedding_hnsw_m{}_ef{}", self.m, self.ef_construction)
+    }
+}
+
 fn err(e: sqlx::Error) -> StoreError {
     StoreError::from_sqlx(NAME, e)
 }
 
 impl PostgresStore {
-    /// Connects and applies the migrations in `migrations/postgres`.
-    pub async fn connect(url: &str, dims: usize) -> Result<Self, StoreError> {
+    /// Connects and applies the migrations in `migrations/postgres`; with
+    /// `hnsw`, makes sure the embedding index has those parameters.
+    pub async fn connect(
+        config: &crate::config::PostgresConfig,
+        dims: usize,
+        hnsw: Option<HnswParams>,
+    ) -> Result<Self, StoreError> {
         if dims != PG_DIMS {
             return Err(StoreError {
                 store: NAME,
@@ -42,10 +66,10 @@ impl PostgresStore {
             });
         }
         let pool = PgPoolOptions::new()
-            .max_connections(8)
+            .max_connections(config.max_connections)
             // Fail fast during an outage so retries and the breaker see it.
             .acquire_timeout(Duration::from_secs(5))
-            .connect(url)
+            .connect(&config.url)
             .await
             .map_err(err)?;
         sqlx::migrate!("migrations/postgres").run(&pool).await.map_err(|e| StoreError {
@@ -53,8 +77,49 @@ impl PostgresStore {
             message: format!("migrating PostgreSQL: {e}"),
             transient: false,
         })?;
+        ensure_embedding_index(&pool, hnsw).await?;
         Ok(PostgresStore { pool })
     }
+}
+
+/// With `hnsw`, leaves exactly that HNSW index on `records.embedding`,
+/// rebuilding it if its parameters changed. Without (no pgvector role), an
+/// existing index is left alone: NULL embeddings cost it nothing, and dropping
+/// an index over a configuration slip would be costly to undo. Members
+/// starting together take turns on an advisory lock.
+async fn ensure_embedding_index(pool: &PgPool, hnsw: Option<HnswParams>) -> Result<(), StoreError> {
+    let Some(params) = hnsw else { return Ok(()) };
+    let wanted = params.index_name();
+    let mut tx = pool.begin().await.map_err(err)?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('apex_records_embedding_index'))")
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+    let existing: Vec<String> = sqlx::query_scalar(
+        "SELECT indexname FROM pg_indexes WHERE tablename = 'records' AND indexname LIKE 'records_embedding%'",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(err)?;
+    for name in existing.iter().filter(|n| **n != wanted) {
+        tracing::warn!(index = %name, "dropping an embedding index with other parameters");
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP INDEX IF EXISTS {name}")))
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+    }
+    if !existing.contains(&wanted) {
+        tracing::info!(index = %wanted, "building the HNSW index of the embeddings (slow on a large table)");
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE INDEX {wanted} ON records USING hnsw (embedding vector_cosine_ops) \
+             WITH (m = {}, ef_construction = {})",
+            params.m, params.ef_construction
+        )))
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+    }
+    tx.commit().await.map_err(err)
 }
 
 #[async_trait]
@@ -75,7 +140,8 @@ impl BatchStore for PostgresStore {
         let topics: Vec<&str> = rows.iter().map(|r| r.record.origin.topic.as_str()).collect();
         let partitions: Vec<i32> = rows.iter().map(|r| r.record.origin.partition).collect();
         let offsets: Vec<i64> = rows.iter().map(|r| r.record.origin.offset).collect();
-        let embeddings: Vec<Vector> = rows.iter().map(|r| Vector::from(r.embedding.clone())).collect();
+        let embeddings: Vec<Option<Vector>> =
+            rows.iter().map(|r| r.is_embedded().then(|| Vector::from(r.embedding.clone()))).collect();
 
         let mut entities: BTreeMap<(&str, &str), (String, &str)> = BTreeMap::new();
         for r in rows {
@@ -88,6 +154,10 @@ impl BatchStore for PostgresStore {
         }
         let (labels, keys_e): (Vec<&str>, Vec<&str>) = entities.keys().copied().unzip();
         let (props, owners): (Vec<String>, Vec<&str>) = entities.values().cloned().unzip();
+        // An entity row changes only when a mention adds or changes a property
+        // (its record_id is then the record that last changed it): the same
+        // vehicles recur in every batch, and rewriting their rows each time
+        // made parallel writers queue on the row locks.
 
         let mut tx = self.pool.begin().await.map_err(err)?;
         sqlx::query(
@@ -117,7 +187,8 @@ impl BatchStore for PostgresStore {
             "INSERT INTO entities (label, key, props, record_id)
              SELECT label, key, props::jsonb, record_id FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[])
                   AS t(label, key, props, record_id)
-             ON CONFLICT (label, key) DO UPDATE SET props = entities.props || excluded.props, record_id = excluded.record_id",
+             ON CONFLICT (label, key) DO UPDATE SET props = entities.props || excluded.props, record_id = excluded.record_id
+             WHERE NOT entities.props @> excluded.props",
         )
         .bind(&labels)
         .bind(&keys_e)
@@ -234,6 +305,15 @@ impl RelationalStore for PostgresStore {
         Ok(())
     }
 
+    async fn record_ids_of_kinds(&self, kinds: &[String]) -> Result<Vec<RecordId>, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM records WHERE kind = ANY($1)")
+            .bind(kinds)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(ids.into_iter().map(RecordId::from_stored).collect())
+    }
+
     async fn record_ids_between(
         &self,
         from: DateTime<Utc>,
@@ -274,7 +354,8 @@ impl RelationalStore for PostgresStore {
 impl VectorStore for PostgresStore {
     async fn search(&self, query: &[f32], k: usize) -> Result<Vec<(RecordId, f32)>, StoreError> {
         let rows: Vec<(String, f64)> = sqlx::query_as(
-            "SELECT id, 1 - (embedding <=> $1) FROM records ORDER BY embedding <=> $1 LIMIT $2",
+            "SELECT id, 1 - (embedding <=> $1) FROM records WHERE embedding IS NOT NULL \
+             ORDER BY embedding <=> $1 LIMIT $2",
         )
         .bind(Vector::from(query.to_vec()))
         .bind(k as i64)

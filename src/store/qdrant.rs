@@ -1,7 +1,13 @@
 //! Qdrant store (vector role) with qdrant-client: a cosine collection created
 //! if missing, one point per record upserted in one call per batch. Point ids
 //! are UUIDs made from the record id (Qdrant takes integers or UUIDs only); the
-//! full record id and the record's key fields are the payload.
+//! full record id and the record's key fields are the payload, with payload
+//! indexes on the fields queries filter on (kind, format, subject, time).
+//! Only embedded records become points (`[embed] skip_kinds`).
+//!
+//! Upserts use `wait = true` on purpose: the saga records a batch as written
+//! (idempotency record, offset commit) only after every store applied it, and
+//! `wait = false` would acknowledge a write Qdrant may still lose.
 //!
 //! No Qdrant server exists in any registry this machine reaches, so this store
 //! is tested only when `APEX_QDRANT_URL` names one (tests/qdrant_store.rs).
@@ -11,9 +17,9 @@ use std::collections::HashSet;
 use async_trait::async_trait;
 use qdrant_client::qdrant::value::Kind;
 use qdrant_client::qdrant::{
-    CountPointsBuilder, CreateCollectionBuilder, DeletePointsBuilder, Distance, GetPointsBuilder, PointId,
-    PointStruct, PointsIdsList, ScrollPointsBuilder, SearchPointsBuilder, UpsertPointsBuilder, Value,
-    VectorParamsBuilder,
+    CountPointsBuilder, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder, DeletePointsBuilder,
+    Distance, FieldType, GetPointsBuilder, PointId, PointStruct, PointsIdsList, ScrollPointsBuilder,
+    SearchPointsBuilder, UpsertPointsBuilder, Value, VectorParamsBuilder,
 };
 use qdrant_client::{Payload, Qdrant, QdrantError};
 
@@ -22,6 +28,14 @@ use crate::model::RecordId;
 use crate::pipeline::ProcessedRecord;
 
 const NAME: &str = "vector";
+
+/// Payload fields queries filter on, indexed when the collection is created.
+const PAYLOAD_INDEXES: [(&str, FieldType); 4] = [
+    ("kind", FieldType::Keyword),
+    ("format", FieldType::Keyword),
+    ("subject", FieldType::Keyword),
+    ("occurred_at", FieldType::Datetime),
+];
 
 pub struct QdrantStore {
     client: Qdrant,
@@ -59,6 +73,14 @@ impl QdrantStore {
                 )
                 .await
                 .map_err(err)?;
+            for (field, kind) in PAYLOAD_INDEXES {
+                client
+                    .create_field_index(
+                        CreateFieldIndexCollectionBuilder::new(collection, field, kind).wait(true),
+                    )
+                    .await
+                    .map_err(err)?;
+            }
         }
         Ok(QdrantStore { client, collection: collection.to_owned() })
     }
@@ -73,6 +95,7 @@ impl BatchStore for QdrantStore {
     async fn upsert_batch(&self, rows: &[ProcessedRecord]) -> Result<(), StoreError> {
         let points: Vec<PointStruct> = rows
             .iter()
+            .filter(|r| r.is_embedded())
             .map(|r| {
                 let payload = Payload::try_from(serde_json::json!({
                     "record_id": r.record.id,
@@ -85,6 +108,9 @@ impl BatchStore for QdrantStore {
                 PointStruct::new(point_id(&r.record.id), r.embedding.clone(), payload)
             })
             .collect();
+        if points.is_empty() {
+            return Ok(());
+        }
         self.client
             .upsert_points(UpsertPointsBuilder::new(&self.collection, points).wait(true))
             .await

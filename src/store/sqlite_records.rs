@@ -170,6 +170,17 @@ impl RelationalStore for SqliteRecordStore {
         Ok(())
     }
 
+    async fn record_ids_of_kinds(&self, kinds: &[String]) -> Result<Vec<RecordId>, StoreError> {
+        let kinds = serde_json::to_string(kinds).unwrap_or_default();
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM records WHERE kind IN (SELECT value FROM json_each(?))")
+                .bind(kinds)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Self::err)?;
+        Ok(ids.into_iter().map(RecordId::from_stored).collect())
+    }
+
     async fn record_ids_between(
         &self,
         from: DateTime<Utc>,

@@ -67,7 +67,9 @@ impl BatchStore for ExactVectorIndex {
         NAME
     }
 
+    /// Keeps the embedded records only (`[embed] skip_kinds`).
     async fn upsert_batch(&self, rows: &[ProcessedRecord]) -> Result<(), StoreError> {
+        let rows: Vec<&ProcessedRecord> = rows.iter().filter(|r| r.is_embedded()).collect();
         if let Some(bad) = rows.iter().find(|r| r.embedding.len() != self.dims) {
             return Err(StoreError {
                 store: NAME,
@@ -99,7 +101,7 @@ impl BatchStore for ExactVectorIndex {
         }
         tx.commit().await.map_err(Self::err)?;
         let mut mem = self.vectors.write().await;
-        for r in rows {
+        for r in &rows {
             mem.insert(r.record.id.clone(), r.embedding.clone());
         }
         Ok(())

@@ -201,5 +201,14 @@ pub async fn processed(
 ) -> (Vec<ProcessedRecord>, Vec<apex_ingest::saga::dlq::DeadLetter>) {
     use apex_ingest::orchestrate::direct::{parse_batch, process_records};
     let (records, dead) = parse_batch(batch);
-    (process_records(&apex_ingest::pipeline::embed::HashingEmbedder::new(384), records).await.unwrap(), dead)
+    (
+        process_records(
+            &apex_ingest::pipeline::embed::HashingEmbedder::new(384),
+            &apex_ingest::pipeline::embed::EmbedPolicy::default(),
+            records,
+        )
+        .await
+        .unwrap(),
+        dead,
+    )
 }

@@ -12,7 +12,7 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use super::workflows::POISON_FAILURE_TYPE;
 use crate::model::{RawEvent, Record};
-use crate::pipeline::embed::Embedder;
+use crate::pipeline::embed::{EmbedPolicy, Embedder};
 use crate::pipeline::{Extraction, extract::extract, parse::parse};
 use crate::saga::SagaWriter;
 use crate::saga::dlq::DeadLetter;
@@ -35,12 +35,13 @@ pub struct WriteBatchInput {
 
 pub struct IngestActivities {
     embedder: Arc<dyn Embedder>,
+    policy: EmbedPolicy,
     writer: Arc<SagaWriter>,
 }
 
 impl IngestActivities {
-    pub fn new(embedder: Arc<dyn Embedder>, writer: Arc<SagaWriter>) -> Self {
-        IngestActivities { embedder, writer }
+    pub fn new(embedder: Arc<dyn Embedder>, policy: EmbedPolicy, writer: Arc<SagaWriter>) -> Self {
+        IngestActivities { embedder, policy, writer }
     }
 }
 
@@ -101,14 +102,16 @@ impl IngestActivities {
             .collect())
     }
 
-    /// One vector per summary, in order.
+    /// One vector per (record kind, summary), in order; empty for a kind the
+    /// embedding policy skips.
     #[activity(name = "embed")]
     pub async fn embed(
         self: Arc<Self>,
         ctx: ActivityContext,
-        summaries: Vec<String>,
+        texts: Vec<(String, String)>,
     ) -> Result<Vec<Vector>, ActivityError> {
-        let vectors = heartbeating(&ctx, self.embedder.embed(&summaries))
+        let items: Vec<(&str, &str)> = texts.iter().map(|(k, t)| (k.as_str(), t.as_str())).collect();
+        let vectors = heartbeating(&ctx, self.policy.embed(self.embedder.as_ref(), &items))
             .await
             .map_err(|e| failure(e.is_transient(), e))?;
         Ok(vectors.into_iter().map(Vector).collect())

@@ -14,7 +14,7 @@ use super::activities::IngestActivities;
 use super::workflows::{BatchIngestWorkflow, IngestEventWorkflow};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::pipeline::embed::Embedder;
+use crate::pipeline::embed::{EmbedPolicy, Embedder};
 use crate::saga::SagaWriter;
 
 /// Runs a worker until `shutdown` fires; then it stops polling, lets running
@@ -41,7 +41,7 @@ pub async fn run_worker(
         .context("registering BatchIngestWorkflow")?
         .register_workflow::<IngestEventWorkflow>()
         .context("registering IngestEventWorkflow")?
-        .register_activities(IngestActivities::new(embedder, writer))
+        .register_activities(IngestActivities::new(embedder, EmbedPolicy::for_config(config), writer))
         .deployment_options(WorkerDeploymentOptions::from_build_id(t.build_id.clone()))
         .max_cached_workflows(t.max_cached_workflows)
         .workflow_task_poller_behavior(PollerBehavior::SimpleMaximum(t.max_pollers))

@@ -198,9 +198,13 @@ impl IngestEventWorkflow {
         let extracted = ctx
             .execute_activity(IngestActivities::extract_entities, records.clone(), quick_activity())
             .await?;
-        let summaries: Vec<String> = extracted.iter().map(|(summary, _)| summary.clone()).collect();
+        let texts: Vec<(String, String)> = records
+            .iter()
+            .zip(&extracted)
+            .map(|(r, (summary, _))| (r.kind.clone(), summary.clone()))
+            .collect();
         let vectors: Vec<Vector> =
-            ctx.execute_activity(IngestActivities::embed, summaries, embed_activity()).await?;
+            ctx.execute_activity(IngestActivities::embed, texts, embed_activity()).await?;
         Ok(records
             .into_iter()
             .zip(extracted)
@@ -365,7 +369,7 @@ mod tests {
     use super::*;
     use crate::batch::CloseReason;
     use crate::orchestrate::direct::{parse_batch, process_records};
-    use crate::pipeline::embed::HashingEmbedder;
+    use crate::pipeline::embed::{EmbedPolicy, HashingEmbedder};
     use crate::source::generator::{Fleet, GeneratorSettings};
 
     /// Temporal refuses a payload above 2 MB (its default blob size limit).
@@ -379,7 +383,8 @@ mod tests {
         });
         let batch = Batch::new((0..events).map(|_| fleet.next_event()).collect(), CloseReason::Size);
         let (records, dead) = parse_batch(&batch);
-        let rows = process_records(&HashingEmbedder::new(384), records).await.unwrap();
+        let rows =
+            process_records(&HashingEmbedder::new(384), &EmbedPolicy::default(), records).await.unwrap();
         (batch, rows, dead)
     }
 
