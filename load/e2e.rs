@@ -1,0 +1,719 @@
+//! End-to-end load run on the real broker and stores (`scripts/services up`):
+//!
+//!     cargo run --release --example e2e -- [--events 200000] [--members 1]
+//!         [--layout full|relational|embedded] [--skip-kinds VehicleLocation,VehicleStats]
+//!         [--vector pgvector|qdrant] [--rate 0] [--ceiling-events 20000]
+//!
+//! 1. creates fresh topics and produces `--events` events: the generator's mix
+//!    (85 % Samsara, 15 % EDI interchanges), 2 % poison, a random seed so every
+//!    record is new to the stores;
+//! 2. runs `--members` consumer-group members (each as `run` assembles it, with
+//!    its own store connections) until the group has committed every partition
+//!    to its end offset, sampling lag and memory;
+//! 3. checks every record of the run in every store (as `verify` does) and
+//!    every poison event in the dead letters;
+//! 4. measures each store's raw ceiling: the same rows (the first
+//!    `--ceiling-events` events, under new record ids so they are inserts too)
+//!    written by a bare loop of that store's batched upsert at the pipeline's
+//!    concurrency — no saga, lock, Kafka or idempotency record;
+//! 5. prints one report; `load/RESULTS.md` keeps the figures.
+//!
+//! Any `APEX_*` variable (e.g. `APEX_BATCH_MAX_IN_FLIGHT=8`) applies to the members.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use apex_ingest::app;
+use apex_ingest::batch::{Batch, CloseReason};
+use apex_ingest::config::{CacheKind, Config, GraphKind, RelationalKind, SourceKind, VectorKind};
+use apex_ingest::kafka::producer::{ProduceSettings, produce};
+use apex_ingest::kafka::topics::{self, TopicSpec};
+use apex_ingest::metrics::Metrics;
+use apex_ingest::model::{Format, RecordId};
+use apex_ingest::orchestrate::direct::{parse_batch, process_records};
+use apex_ingest::pipeline::ProcessedRecord;
+use apex_ingest::pipeline::embed::EmbedPolicy;
+use apex_ingest::source::generator::{Fleet, GeneratorSettings};
+use apex_ingest::store::{BatchStore, Stores};
+use clap::{Parser, ValueEnum};
+use futures::StreamExt;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+const SAMSARA_PARTITIONS: i32 = 6;
+const EDI_PARTITIONS: i32 = 3;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Layout {
+    /// Neo4j, PostgreSQL, the vector role (`--vector`) and Redis.
+    Full,
+    /// PostgreSQL only: no graph, vector or cache role, nothing embedded.
+    Relational,
+    /// The embedded stores (SQLite files, in-process cache) in a temporary directory.
+    Embedded,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum VectorRole {
+    Pgvector,
+    /// A Qdrant server named by `APEX_QDRANT_URL`; PostgreSQL then has no HNSW index.
+    Qdrant,
+}
+
+#[derive(Debug, Parser)]
+#[command(about = "End-to-end load run: Kafka → members → stores, against each store's own ceiling")]
+struct Args {
+    /// Events to produce (Samsara and EDI, 2 % poison).
+    #[arg(long, default_value_t = 200_000)]
+    events: u64,
+    /// Consumer-group members in this process (each with its own store connections).
+    #[arg(long, default_value_t = 1)]
+    members: usize,
+    /// Store layouts to run, one after another on the same topics (each with its own group).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "full")]
+    layout: Vec<Layout>,
+    #[arg(long, value_enum, default_value = "pgvector")]
+    vector: VectorRole,
+    /// Record kinds not embedded (`[embed] skip_kinds`), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    skip_kinds: Vec<String>,
+    /// Produce at this many events/s while the members run; 0 produces everything first.
+    #[arg(long, default_value_t = 0)]
+    rate: u32,
+    /// Events whose rows the raw-ceiling loops write per store; 0 skips the ceilings.
+    #[arg(long, default_value_t = 20_000)]
+    ceiling_events: u64,
+    /// Share of poison events.
+    #[arg(long, default_value_t = 0.02)]
+    poison: f64,
+    /// Share of EDI interchanges (the rest is Samsara).
+    #[arg(long, default_value_t = 0.15)]
+    edi_share: f64,
+    /// A Redpanda Connect binary (`load/peer/build` prints it): before the
+    /// layouts, it moves the Samsara topic into a PostgreSQL table (one row per
+    /// event, `ON CONFLICT DO NOTHING`, batches of 100, 4 in flight), timed the same way.
+    #[arg(long)]
+    peer: Option<std::path::PathBuf>,
+}
+
+/// The two produce streams of a run: (topic, format, events, seed).
+fn streams(args: &Args, samsara: &str, edi: &str, seed: u64) -> [(String, Format, u64, u64); 2] {
+    let edi_events = (args.events as f64 * args.edi_share) as u64;
+    [
+        (samsara.to_owned(), Format::Samsara, args.events - edi_events, seed),
+        (edi.to_owned(), Format::Edi, edi_events, seed + 1),
+    ]
+}
+
+/// The events `produce` sent for one stream, regenerated from its seed.
+fn regenerate(format: Format, events: u64, seed: u64, poison: f64) -> Vec<apex_ingest::model::RawEvent> {
+    let mut fleet = Fleet::new(GeneratorSettings {
+        events: Some(events),
+        rate: None,
+        poison_fraction: poison,
+        edi_fraction: if format == Format::Edi { 1.0 } else { 0.0 },
+        ..GeneratorSettings::clean(seed)
+    });
+    (0..events).map(|_| fleet.next_event()).collect()
+}
+
+fn configure(args: &Args, layout: Layout, config: &mut Config, dir: &std::path::Path) -> anyhow::Result<()> {
+    let s = &mut config.stores;
+    s.data_dir = dir.to_path_buf();
+    match layout {
+        Layout::Full => {
+            s.graph = GraphKind::Neo4j;
+            s.relational = RelationalKind::Postgres;
+            s.cache = CacheKind::Redis;
+            s.vector = match args.vector {
+                VectorRole::Pgvector => VectorKind::Pgvector,
+                VectorRole::Qdrant => {
+                    config.qdrant.url = std::env::var("APEX_QDRANT_URL").context(
+                        "--vector qdrant needs APEX_QDRANT_URL (no Qdrant server can be installed here)",
+                    )?;
+                    VectorKind::Qdrant
+                }
+            };
+        }
+        Layout::Relational => {
+            s.graph = GraphKind::None;
+            s.relational = RelationalKind::Postgres;
+            s.vector = VectorKind::None;
+            s.cache = CacheKind::None;
+        }
+        Layout::Embedded => {
+            s.graph = GraphKind::Embedded;
+            s.relational = RelationalKind::Embedded;
+            s.vector = VectorKind::Embedded;
+            s.cache = CacheKind::Embedded;
+        }
+    }
+    config.embed.skip_kinds = args.skip_kinds.clone();
+    Ok(())
+}
+
+fn consumer(brokers: &str, group: &str) -> anyhow::Result<BaseConsumer> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()?)
+}
+
+/// Sum over the topics' partitions of (end offset, the group's committed offset).
+fn end_and_committed(c: &BaseConsumer, topics: &[&str]) -> anyhow::Result<(i64, i64)> {
+    let mut tpl = TopicPartitionList::new();
+    let mut end = 0;
+    for t in topics {
+        let md = c.fetch_metadata(Some(t), Duration::from_secs(10))?;
+        for p in md.topics()[0].partitions() {
+            tpl.add_partition(t, p.id());
+            end += c.fetch_watermarks(t, p.id(), Duration::from_secs(10))?.1;
+        }
+    }
+    let committed = c
+        .committed_offsets(tpl, Duration::from_secs(10))?
+        .elements()
+        .iter()
+        .map(|e| if let Offset::Offset(o) = e.offset() { o } else { 0 })
+        .sum();
+    Ok((end, committed))
+}
+
+/// Peak resident memory of this process (VmHWM), in MiB.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .map_or(0.0, |kb: f64| kb / 1024.0)
+}
+
+/// Starts the peak-RSS count afresh (the produce phase is not the member's memory).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)].as_secs_f64() * 1e3
+}
+
+/// The run's topics, produce streams and the events behind them, in batches.
+struct Run {
+    id: String,
+    brokers: String,
+    samsara: String,
+    edi: String,
+    streams: [(String, Format, u64, u64); 2],
+}
+
+impl Run {
+    fn topics(&self) -> [&str; 2] {
+        [self.samsara.as_str(), self.edi.as_str()]
+    }
+
+    /// The produced events again, in batches of `size` (for verify and the ceilings).
+    fn batches(&self, size: usize, poison: f64) -> Vec<Batch> {
+        let mut out = Vec::new();
+        for (topic, format, events, seed) in &self.streams {
+            let raw = regenerate(*format, *events, *seed, poison);
+            for chunk in raw.chunks(size) {
+                let mut events = chunk.to_vec();
+                for e in &mut events {
+                    e.origin.topic = topic.clone();
+                }
+                out.push(Batch::new(events, CloseReason::Size));
+            }
+        }
+        out
+    }
+
+    /// Waits until `group` has committed every partition to the end offsets
+    /// (and the producer, if any, finished); returns the seconds and the peak lag.
+    /// `joined` says whether the group holds every partition yet; the
+    /// returned seconds are (from start, from the group joined).
+    async fn until_committed(
+        &self,
+        group: &str,
+        expected: u64,
+        started: Instant,
+        producer: &Option<tokio::task::JoinHandle<anyhow::Result<Duration>>>,
+        joined: impl Fn() -> bool,
+    ) -> anyhow::Result<((f64, f64), i64)> {
+        let watcher = consumer(&self.brokers, group)?;
+        let mut peak_lag = 0;
+        let mut joined_at = None;
+        loop {
+            if joined_at.is_none() && joined() {
+                joined_at = Some(Instant::now());
+            }
+            let (end, committed) = end_and_committed(&watcher, &self.topics())?;
+            peak_lag = peak_lag.max(end - committed);
+            let produced_all = producer.as_ref().is_none_or(|p| p.is_finished());
+            if produced_all && end as u64 == expected && committed == end {
+                let after_join = joined_at.unwrap_or(started).elapsed().as_secs_f64();
+                return Ok(((started.elapsed().as_secs_f64(), after_join), peak_lag));
+            }
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(3600),
+                "{group}: not committed to the end after an hour"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    // sqlx warns of every statement over 1 s: HNSW inserts under load are that slow, and known.
+    apex_ingest::telemetry::init("warn,sqlx::query=error");
+    let mut config = Config::load(None)?;
+    config.source.kind = SourceKind::Kafka;
+    config.metrics.listen = String::new();
+    let brokers = config.kafka.brokers.clone();
+    let id = format!("{:08x}", rand::random::<u32>());
+    let (samsara, edi, dlq) = (format!("e2e.samsara.{id}"), format!("e2e.edi.{id}"), format!("e2e.dlq.{id}"));
+    topics::apply(
+        &brokers,
+        &[
+            TopicSpec::scratch(&samsara, SAMSARA_PARTITIONS),
+            TopicSpec::scratch(&edi, EDI_PARTITIONS),
+            TopicSpec::scratch(&dlq, 1),
+        ],
+        Some(1),
+    )
+    .await?;
+    config.kafka.samsara_topic = samsara.clone();
+    config.kafka.edi_topic = edi.clone();
+    config.kafka.dlq_topic = dlq;
+    let seed: u64 = rand::random::<u32>().into();
+    let streams = streams(&args, &samsara, &edi, seed);
+    let run = Run { id, brokers: brokers.clone(), samsara, edi, streams: streams.clone() };
+    println!(
+        "run {}: {} events ({:.0} % EDI, {:.0} % poison), {} member(s), layouts {:?}, vector {:?}, skip_kinds {:?}, \
+         {} batches in flight per member",
+        run.id,
+        args.events,
+        args.edi_share * 100.0,
+        args.poison * 100.0,
+        args.members,
+        args.layout,
+        args.vector,
+        args.skip_kinds,
+        config.batch.max_in_flight
+    );
+
+    let producing = {
+        let (brokers, rate, total, poison) = (brokers.clone(), args.rate, args.events, args.poison);
+        async move {
+            let started = Instant::now();
+            let jobs = streams.into_iter().map(|(topic, format, events, seed)| {
+                let brokers = brokers.clone();
+                let share = (rate as f64 * events as f64 / total.max(1) as f64).ceil() as u32;
+                async move {
+                    let settings = ProduceSettings {
+                        topic,
+                        format,
+                        events,
+                        rate: std::num::NonZeroU32::new(share),
+                        poison_fraction: poison,
+                        seed,
+                    };
+                    produce(&brokers, &settings, |_| {}).await
+                }
+            });
+            futures::future::try_join_all(jobs).await?;
+            anyhow::Ok(started.elapsed())
+        }
+    };
+    let mut producer = if args.rate == 0 {
+        let took = producing.await?;
+        println!("produced {} events in {:.2} s (before anything consumes)", args.events, took.as_secs_f64());
+        None
+    } else {
+        Some(tokio::spawn(producing))
+    };
+    let batches = run.batches(config.batch.max_events, args.poison);
+
+    if let Some(bin) = &args.peer {
+        peer::run(bin, &run, &config, &batches, &mut producer).await?;
+    }
+    for layout in &args.layout {
+        let dir = tempfile::tempdir()?;
+        let mut config = config.clone();
+        configure(&args, *layout, &mut config, dir.path())?;
+        config.kafka.group_id = format!("e2e-{}-{layout:?}", run.id).to_lowercase();
+        println!("\n## layout {layout:?}");
+        let report = members(&args, &config, &run, &mut producer).await?;
+        let stores = Stores::open(&config).await?;
+        report.print(&stores);
+        verify(&config, &stores, &batches, report.dead_letters).await?;
+        let policy = EmbedPolicy::for_config(&config);
+        recall(&config, &stores, &policy, &batches).await?;
+        if args.ceiling_events > 0 {
+            ceilings(&args, &config, &stores, &policy, &batches, report.records as f64 / report.secs).await?;
+        }
+    }
+    Ok(())
+}
+
+struct MembersReport {
+    events: u64,
+    /// Members start → every offset committed.
+    wall: f64,
+    /// Every partition assigned → every offset committed.
+    secs: f64,
+    records: u64,
+    dead_letters: u64,
+    latencies: Vec<Duration>,
+    peak_rss: f64,
+    peak_lag: i64,
+    metrics: Vec<Arc<Metrics>>,
+}
+
+/// Runs `--members` members of `config`'s group until every offset is committed.
+async fn members(
+    args: &Args,
+    config: &Config,
+    run: &Run,
+    producer: &mut Option<tokio::task::JoinHandle<anyhow::Result<Duration>>>,
+) -> anyhow::Result<MembersReport> {
+    reset_peak_rss();
+    let shutdown = CancellationToken::new();
+    let mut tasks = Vec::new();
+    let mut metrics = Vec::new();
+    let started = Instant::now();
+    for _ in 0..args.members {
+        let m = Metrics::new();
+        let (_, orchestrator) = app::build_orchestrator(config, m.clone()).await?;
+        let source = app::build_source(config, m.clone())?;
+        let (config, shutdown, m2) = (config.clone(), shutdown.clone(), m.clone());
+        tasks.push(tokio::spawn(async move {
+            app::run_pipeline(&config, source, orchestrator, m2, shutdown, |_| {}).await
+        }));
+        metrics.push(m);
+    }
+    let partitions = i64::from(SAMSARA_PARTITIONS + EDI_PARTITIONS);
+    let assigned = |m: &Metrics| -> i64 {
+        m.render()
+            .lines()
+            .find_map(|l| l.strip_prefix("apex_kafka_assigned_partitions ")?.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let joined = || metrics.iter().map(|m| assigned(m)).sum::<i64>() == partitions;
+    let ((wall, secs), peak_lag) =
+        run.until_committed(&config.kafka.group_id, args.events, started, producer, joined).await?;
+    let peak_rss = peak_rss_mib();
+    shutdown.cancel();
+    let mut report = MembersReport {
+        events: args.events,
+        wall,
+        secs,
+        records: 0,
+        dead_letters: 0,
+        latencies: Vec::new(),
+        peak_rss,
+        peak_lag,
+        metrics,
+    };
+    for t in tasks {
+        let totals = t.await.context("member task")??;
+        report.latencies.extend(totals.batch_latencies);
+        report.records += totals.records;
+        report.dead_letters += totals.dead_letters;
+    }
+    if let Some(p) = producer.take() {
+        p.await??;
+    }
+    report.latencies.sort();
+    Ok(report)
+}
+
+impl MembersReport {
+    fn print(&self, stores: &Stores) {
+        let l = &self.latencies;
+        let mean_latency = l.iter().sum::<Duration>().as_secs_f64() / l.len().max(1) as f64;
+        println!("| measure | value |\n|---|---|");
+        println!("| events (committed to the end offsets) | {} |", self.events);
+        println!("| records written / dead letters | {} / {} |", self.records, self.dead_letters);
+        println!("| wall time, members start → every offset committed | {:.2} s |", self.wall);
+        println!("| time, every partition assigned → every offset committed | {:.2} s |", self.secs);
+        println!(
+            "| **sustained events/s** (after the group joined) | **{:.0}** |",
+            self.events as f64 / self.secs
+        );
+        println!("| records/s | {:.0} |", self.records as f64 / self.secs);
+        println!(
+            "| batch latency p50 / p99 / max (first event batched → written) | {:.0} / {:.0} / {:.0} ms ({} batches) |",
+            percentile(l, 0.5),
+            percentile(l, 0.99),
+            percentile(l, 1.0),
+            l.len()
+        );
+        println!("| peak RSS of the process while the members ran | {:.0} MiB |", self.peak_rss);
+        println!("| peak lag | {} |", self.peak_lag);
+        for s in stores.all() {
+            let secs_in: f64 = self.metrics.iter().map(|m| m.write_seconds_total(s.name())).sum();
+            let per_batch = secs_in / l.len().max(1) as f64;
+            println!(
+                "| {} store: mean write per batch (queueing for a group write included), share of mean batch latency | {:.0} ms, {:.0} % |",
+                s.name(),
+                per_batch * 1e3,
+                per_batch / mean_latency * 100.0
+            );
+        }
+    }
+}
+
+/// Every record of the run in every store (as `verify` checks), and as many
+/// dead letters as poison events.
+async fn verify(
+    config: &Config,
+    stores: &Stores,
+    batches: &[Batch],
+    dead_letters: u64,
+) -> anyhow::Result<()> {
+    let mut ids = Vec::new();
+    let mut poison = 0;
+    for b in batches {
+        let (recs, dead) = parse_batch(b);
+        ids.extend(recs.into_iter().map(|r| r.id));
+        poison += dead.len() as u64;
+    }
+    let unique: HashSet<&RecordId> = ids.iter().collect();
+    let diff = apex_ingest::verify::check_ids(stores, &ids, &config.embed.skip_kinds).await?;
+    let missing: usize = diff.missing.values().map(Vec::len).sum();
+    println!(
+        "| verify: records of the run in every store | {} checked, {missing} missing{} |",
+        unique.len(),
+        if diff.is_clean() { " (clean)" } else { " — NOT CLEAN" }
+    );
+    println!("| poison events / dead letters written | {poison} / {dead_letters} |");
+    anyhow::ensure!(diff.is_clean(), "verify found missing records: {:?}", diff.missing);
+    anyhow::ensure!(poison == dead_letters, "{poison} poison events but {dead_letters} dead letters");
+    Ok(())
+}
+
+/// Nearest-neighbour recall of the vector role: for a sample of the run's
+/// embedded records, whether a search with the record's own vector returns it
+/// (or an identical vector) first.
+async fn recall(
+    config: &Config,
+    stores: &Stores,
+    policy: &EmbedPolicy,
+    batches: &[Batch],
+) -> anyhow::Result<()> {
+    const SAMPLE: usize = 200;
+    let Some(vector) = &stores.vector else { return Ok(()) };
+    let embedder = app::build_embedder(config)?;
+    let mut sample = Vec::new();
+    for b in batches.iter().step_by((batches.len() / 20).max(1)) {
+        let (records, _) = parse_batch(b);
+        let rows = process_records(embedder.as_ref(), policy, records).await?;
+        sample.extend(rows.into_iter().filter(ProcessedRecord::is_embedded).take(SAMPLE / 20));
+    }
+    let mut first = 0;
+    for r in &sample {
+        let hits = vector.search(&r.embedding, 1).await?;
+        if hits.first().is_some_and(|(id, score)| *id == r.record.id || *score >= 0.9999) {
+            first += 1;
+        }
+    }
+    println!(
+        "| nearest-neighbour recall@1 (a record's own vector finds it first) | {first} of {} ({:.1} %) |",
+        sample.len(),
+        100.0 * first as f64 / sample.len().max(1) as f64
+    );
+    Ok(())
+}
+
+/// Each store's raw ceiling over the same rows, under fresh ids.
+async fn ceilings(
+    args: &Args,
+    config: &Config,
+    stores: &Stores,
+    policy: &EmbedPolicy,
+    batches: &[Batch],
+    pipeline_records_per_s: f64,
+) -> anyhow::Result<()> {
+    let embedder = app::build_embedder(config)?;
+    let take = (args.ceiling_events as usize).div_ceil(config.batch.max_events);
+    let salt = format!("#ceiling-{:08x}", rand::random::<u32>());
+    let mut work: Vec<Vec<ProcessedRecord>> = Vec::new();
+    // Spread over both streams, as the pipeline's batches are.
+    let step = (batches.len() / take.max(1)).max(1);
+    for b in batches.iter().step_by(step).take(take) {
+        let (mut recs, _) = parse_batch(b);
+        for r in &mut recs {
+            r.id = RecordId::derive(r.format, &format!("{}{salt}", r.natural_key));
+        }
+        work.push(process_records(embedder.as_ref(), policy, recs).await?);
+    }
+    let concurrency = config.batch.max_in_flight * args.members;
+    let rows: usize = work.iter().map(Vec::len).sum();
+    println!(
+        "\nRaw ceilings: {rows} records in {} batches, {concurrency} at once, bare upsert loops",
+        work.len()
+    );
+    println!("| store | records/s | pipeline ÷ ceiling |\n|---|---|---|");
+    let mut slowest = f64::INFINITY;
+    for s in stores.all() {
+        let started = Instant::now();
+        let store: Arc<dyn BatchStore> = s.clone();
+        let mut writes = futures::stream::iter(work.iter().map(|rows| {
+            let store = store.clone();
+            async move { store.upsert_batch(rows).await }
+        }))
+        .buffer_unordered(concurrency);
+        while let Some(r) = writes.next().await {
+            r?;
+        }
+        let rate = rows as f64 / started.elapsed().as_secs_f64();
+        slowest = slowest.min(rate);
+        println!("| {} | {rate:.0} | {:.2} |", s.name(), pipeline_records_per_s / rate);
+    }
+    println!(
+        "| **pipeline ÷ slowest ceiling** | | **{:.2}** ({pipeline_records_per_s:.0} ÷ {slowest:.0} records/s) |",
+        pipeline_records_per_s / slowest
+    );
+    Ok(())
+}
+
+/// The peer: Redpanda Connect moving the Samsara topic into PostgreSQL.
+mod peer {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    use anyhow::Context;
+    use apex_ingest::batch::Batch;
+    use apex_ingest::config::Config;
+    use apex_ingest::model::Format;
+    use apex_ingest::orchestrate::direct::parse_batch;
+
+    use super::Run;
+
+    /// Runs the peer on the run's Samsara topic until its table holds every
+    /// event, and prints its rate.
+    pub async fn run(
+        bin: &std::path::Path,
+        run: &Run,
+        config: &Config,
+        batches: &[Batch],
+        producer: &mut Option<tokio::task::JoinHandle<anyhow::Result<Duration>>>,
+    ) -> anyhow::Result<()> {
+        anyhow::ensure!(producer.is_none(), "--peer needs --rate 0 (the topic produced before it starts)");
+        // One row per distinct event id (the generator repeats a few, as real feeds do).
+        let mut ids = std::collections::HashSet::new();
+        for b in batches.iter().filter(|b| b.events.first().is_some_and(|e| e.format == Format::Samsara)) {
+            let (records, dead) = parse_batch(b);
+            anyhow::ensure!(dead.is_empty(), "--peer needs --poison 0 (its mapping has no dead-letter path)");
+            ids.extend(records.into_iter().map(|r| r.id));
+        }
+        let expected = ids.len() as i64;
+        let pool = sqlx::PgPool::connect(&config.postgres.url).await?;
+        let table = format!("peer_events_{}", run.id);
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE TABLE {table} (id text PRIMARY KEY, vehicle text, type text, time timestamptz, body jsonb)"
+        )))
+        .execute(&pool)
+        .await?;
+        let dsn = format!(
+            "{}{}sslmode=disable",
+            config.postgres.url,
+            if config.postgres.url.contains('?') { "&" } else { "?" }
+        );
+        let yaml = format!(
+            r#"http:
+  enabled: false
+logger:
+  level: WARN
+input:
+  kafka_franz:
+    seed_brokers: [ "{brokers}" ]
+    topics: [ "{topic}" ]
+    consumer_group: "peer-{id}"
+    batching:
+      count: 100
+      period: 1s
+output:
+  sql_insert:
+    driver: postgres
+    dsn: "{dsn}"
+    table: {table}
+    columns: [ id, vehicle, type, time, body ]
+    args_mapping: 'root = [ this.eventId, this.data.vehicle.id.or(""), this.eventType, this.eventTime, content().string() ]'
+    suffix: ON CONFLICT (id) DO NOTHING
+    max_in_flight: 4
+    batching:
+      count: 100
+"#,
+            brokers = run.brokers,
+            topic = run.samsara,
+            id = run.id,
+        );
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("peer.yaml");
+        std::fs::write(&file, yaml)?;
+        let log = std::fs::File::create(dir.path().join("peer.log"))?;
+        let started = Instant::now();
+        let mut child = tokio::process::Command::new(bin)
+            .arg("run")
+            .arg(&file)
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        // Done when every row is in, or when the peer has committed its group
+        // to the end offsets and its table stopped growing (rows it lost).
+        let count = format!("SELECT count(*) FROM {table}");
+        let watcher = super::consumer(&run.brokers, &format!("peer-{}", run.id))?;
+        let (mut last, mut stable_since) = (-1, Instant::now());
+        let (n, secs) = loop {
+            let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count.clone())).fetch_one(&pool).await?;
+            if n != last {
+                (last, stable_since) = (n, Instant::now());
+            }
+            if n >= expected {
+                break (n, started.elapsed().as_secs_f64());
+            }
+            let (end, committed) = super::end_and_committed(&watcher, &[run.samsara.as_str()])?;
+            if committed == end && stable_since.elapsed() > Duration::from_secs(3) {
+                break (n, (stable_since - started).as_secs_f64());
+            }
+            if let Some(status) = child.try_wait()? {
+                let log = std::fs::read_to_string(dir.path().join("peer.log")).unwrap_or_default();
+                anyhow::bail!("Redpanda Connect exited ({status}) with {n} of {expected} rows:\n{log}");
+            }
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(1800),
+                "peer: {n} of {expected} rows after 30 min"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        child.kill().await?;
+        println!("\n## peer: Redpanda Connect, Samsara topic → PostgreSQL (one row per event)");
+        println!("| measure | value |\n|---|---|");
+        println!("| rows expected / in the table | {expected} / {n} |");
+        if n < expected {
+            println!(
+                "| **rows lost** (its group committed to the end offsets without them) | **{}** |",
+                expected - n
+            );
+        }
+        println!("| wall time, process start → last row in the table | {secs:.2} s |");
+        println!("| **rows/s** | **{:.0}** |", n as f64 / secs);
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {table}"))).execute(&pool).await?;
+        Ok(())
+    }
+}
