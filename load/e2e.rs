@@ -28,6 +28,7 @@ use anyhow::Context;
 use apex_ingest::app;
 use apex_ingest::batch::{Batch, CloseReason};
 use apex_ingest::config::{CacheKind, Config, GraphKind, RelationalKind, SourceKind, VectorKind};
+use apex_ingest::kafka::group_watch::GroupWatch;
 use apex_ingest::kafka::producer::{ProduceSettings, produce};
 use apex_ingest::kafka::topics::{self, TopicSpec};
 use apex_ingest::metrics::Metrics;
@@ -39,8 +40,6 @@ use apex_ingest::source::generator::{Fleet, GeneratorSettings};
 use apex_ingest::store::{BatchStore, Stores};
 use clap::{Parser, ValueEnum};
 use futures::StreamExt;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 const SAMSARA_PARTITIONS: i32 = 6;
@@ -155,34 +154,6 @@ fn configure(args: &Args, layout: Layout, config: &mut Config, dir: &std::path::
     Ok(())
 }
 
-fn consumer(brokers: &str, group: &str) -> anyhow::Result<BaseConsumer> {
-    Ok(ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()?)
-}
-
-/// Sum over the topics' partitions of (end offset, the group's committed offset).
-fn end_and_committed(c: &BaseConsumer, topics: &[&str]) -> anyhow::Result<(i64, i64)> {
-    let mut tpl = TopicPartitionList::new();
-    let mut end = 0;
-    for t in topics {
-        let md = c.fetch_metadata(Some(t), Duration::from_secs(10))?;
-        for p in md.topics()[0].partitions() {
-            tpl.add_partition(t, p.id());
-            end += c.fetch_watermarks(t, p.id(), Duration::from_secs(10))?.1;
-        }
-    }
-    let committed = c
-        .committed_offsets(tpl, Duration::from_secs(10))?
-        .elements()
-        .iter()
-        .map(|e| if let Offset::Offset(o) = e.offset() { o } else { 0 })
-        .sum();
-    Ok((end, committed))
-}
-
 /// Peak resident memory of this process (VmHWM), in MiB.
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -249,14 +220,14 @@ impl Run {
         producer: &Option<tokio::task::JoinHandle<anyhow::Result<Duration>>>,
         joined: impl Fn() -> bool,
     ) -> anyhow::Result<((f64, f64), i64)> {
-        let watcher = consumer(&self.brokers, group)?;
+        let watcher = GroupWatch::new(&self.brokers, group)?;
         let mut peak_lag = 0;
         let mut joined_at = None;
         loop {
             if joined_at.is_none() && joined() {
                 joined_at = Some(Instant::now());
             }
-            let (end, committed) = end_and_committed(&watcher, &self.topics())?;
+            let (end, committed) = watcher.progress(&self.topics())?;
             peak_lag = peak_lag.max(end - committed);
             let produced_all = producer.as_ref().is_none_or(|p| p.is_finished());
             if produced_all && end as u64 == expected && committed == end {
@@ -597,6 +568,7 @@ mod peer {
     use anyhow::Context;
     use apex_ingest::batch::Batch;
     use apex_ingest::config::Config;
+    use apex_ingest::kafka::group_watch::GroupWatch;
     use apex_ingest::model::Format;
     use apex_ingest::orchestrate::direct::parse_batch;
 
@@ -677,7 +649,7 @@ output:
         // Done when every row is in, or when the peer has committed its group
         // to the end offsets and its table stopped growing (rows it lost).
         let count = format!("SELECT count(*) FROM {table}");
-        let watcher = super::consumer(&run.brokers, &format!("peer-{}", run.id))?;
+        let watcher = GroupWatch::new(&run.brokers, &format!("peer-{}", run.id))?;
         let (mut last, mut stable_since) = (-1, Instant::now());
         let (n, secs) = loop {
             let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count.clone())).fetch_one(&pool).await?;
@@ -687,7 +659,7 @@ output:
             if n >= expected {
                 break (n, started.elapsed().as_secs_f64());
             }
-            let (end, committed) = super::end_and_committed(&watcher, &[run.samsara.as_str()])?;
+            let (end, committed) = watcher.progress(&[run.samsara.as_str()])?;
             if committed == end && stable_since.elapsed() > Duration::from_secs(3) {
                 break (n, (stable_since - started).as_secs_f64());
             }

@@ -16,12 +16,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use apex_ingest::app;
 use apex_ingest::config::{Config, SourceKind};
+use apex_ingest::kafka::group_watch::GroupWatch;
 use apex_ingest::kafka::producer::{ProduceSettings, produce};
 use apex_ingest::kafka::topics::{self, TopicSpec};
 use apex_ingest::metrics::Metrics;
 use apex_ingest::model::Format;
+use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 fn consumer(brokers: &str, group: &str) -> anyhow::Result<BaseConsumer> {
     Ok(ClientConfig::new()
@@ -30,25 +31,6 @@ fn consumer(brokers: &str, group: &str) -> anyhow::Result<BaseConsumer> {
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .create()?)
-}
-
-/// Whether `group` has committed every partition of `topics` to its end.
-fn committed_to_end(brokers: &str, group: &str, topics: &[&str], end: i64) -> anyhow::Result<bool> {
-    let c = consumer(brokers, group)?;
-    let mut tpl = TopicPartitionList::new();
-    for t in topics {
-        let md = c.fetch_metadata(Some(t), Duration::from_secs(10))?;
-        for p in md.topics()[0].partitions() {
-            tpl.add_partition(t, p.id());
-        }
-    }
-    let committed: i64 = c
-        .committed_offsets(tpl, Duration::from_secs(10))?
-        .elements()
-        .iter()
-        .map(|e| if let Offset::Offset(o) = e.offset() { o } else { 0 })
-        .sum();
-    Ok(committed == end)
 }
 
 #[tokio::main]
@@ -130,7 +112,8 @@ async fn main() -> anyhow::Result<()> {
         anyhow::ensure!(started.elapsed() < Duration::from_secs(60), "no partitions assigned");
     }
     let joined = started.elapsed().as_secs_f64();
-    while !committed_to_end(&brokers, &group, &[&samsara, &edi], total as i64)? {
+    let watch = GroupWatch::new(&brokers, &group)?;
+    while watch.progress(&[&samsara, &edi])?.1 != total as i64 {
         tokio::time::sleep(Duration::from_millis(200)).await;
         anyhow::ensure!(started.elapsed() < Duration::from_secs(1800), "end to end did not finish");
     }

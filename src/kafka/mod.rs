@@ -1,7 +1,8 @@
 //! Kafka plumbing shared by the consumer source, the topic admin, the load
-//! producer and the dead-letter topic: client settings and message headers.
+//! producer, the dead-letter topic and load runs: client settings and message headers.
 
 pub mod dead_letter_topic;
+pub mod group_watch;
 pub mod producer;
 pub mod topics;
 

@@ -30,7 +30,7 @@ pub struct GroupCommitSettings {
 }
 
 struct Pending {
-    rows: Vec<ProcessedRecord>,
+    rows: Arc<[ProcessedRecord]>,
     done: oneshot::Sender<Result<(), StoreError>>,
 }
 
@@ -53,13 +53,14 @@ impl GroupCommit {
     }
 
     /// Writes `rows` to the store, alone or with other batches, through `guard`
-    /// (breaker and retries apply to the shared call).
-    pub async fn write(&self, guard: &GuardedStore, rows: &[ProcessedRecord]) -> Result<(), StoreError> {
+    /// (breaker and retries apply to the shared call). The rows are shared,
+    /// not copied, while they wait.
+    pub async fn write(&self, guard: &GuardedStore, rows: &Arc<[ProcessedRecord]>) -> Result<(), StoreError> {
         if self.max_records <= 1 {
             return guard.call(|| self.store.upsert_batch(rows)).await;
         }
         let (done, mut result) = oneshot::channel();
-        self.queue().push(Pending { rows: rows.to_vec(), done });
+        self.queue().push(Pending { rows: rows.clone(), done });
         loop {
             let permit = self.writers.acquire().await.map_err(|_| self.abandoned())?;
             match result.try_recv() {
@@ -128,168 +129,5 @@ impl GroupCommit {
             message: "the grouped write holding this batch was abandoned; the batch is retried".into(),
             transient: true,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::HashSet;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::time::Duration;
-
-    use async_trait::async_trait;
-    use tokio::sync::Notify;
-
-    use super::*;
-    use crate::batch::{Batch, CloseReason};
-    use crate::metrics::Metrics;
-    use crate::model::RecordId;
-    use crate::orchestrate::direct::{parse_batch, process_records};
-    use crate::pipeline::embed::{EmbedPolicy, HashingEmbedder};
-    use crate::saga::retry::RetryPolicy;
-    use crate::source::generator::{Fleet, GeneratorSettings};
-    use crate::store::memory_cache::MemoryCache;
-
-    /// The in-process cache store, counting its calls; the first call waits
-    /// at a gate (so others queue behind it), and a record id can be made to
-    /// fail permanently.
-    struct Counting {
-        inner: MemoryCache,
-        calls: AtomicUsize,
-        gate: Notify,
-        gated: std::sync::atomic::AtomicBool,
-        poisoned: Option<RecordId>,
-    }
-
-    #[async_trait]
-    impl BatchStore for Counting {
-        fn name(&self) -> &'static str {
-            "cache"
-        }
-        async fn upsert_batch(&self, rows: &[ProcessedRecord]) -> Result<(), StoreError> {
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            if self.gated.swap(false, Ordering::SeqCst) {
-                self.gate.notified().await;
-            }
-            if rows.iter().any(|r| Some(&r.record.id) == self.poisoned.as_ref()) {
-                return Err(StoreError { store: "cache", message: "bad row".into(), transient: false });
-            }
-            self.inner.upsert_batch(rows).await
-        }
-        async fn remove_records(&self, ids: &[RecordId]) -> Result<(), StoreError> {
-            self.inner.remove_records(ids).await
-        }
-        async fn count_records(&self) -> Result<u64, StoreError> {
-            self.inner.count_records().await
-        }
-        async fn present(&self, ids: &[RecordId]) -> Result<HashSet<RecordId>, StoreError> {
-            self.inner.present(ids).await
-        }
-        async fn record_ids(&self) -> Result<Vec<RecordId>, StoreError> {
-            self.inner.record_ids().await
-        }
-    }
-
-    async fn batches(n: usize) -> Vec<Vec<ProcessedRecord>> {
-        let mut fleet = Fleet::new(GeneratorSettings::clean(11));
-        let mut out = Vec::new();
-        for _ in 0..n {
-            let batch = Batch::new((0..10).map(|_| fleet.next_event()).collect(), CloseReason::Size);
-            let (records, _) = parse_batch(&batch);
-            out.push(
-                process_records(&HashingEmbedder::new(8), &EmbedPolicy::default(), records).await.unwrap(),
-            );
-        }
-        out
-    }
-
-    fn guard() -> GuardedStore {
-        let policy = RetryPolicy {
-            first_delay: Duration::from_millis(1),
-            retries: 0,
-            breaker_threshold: 100,
-            breaker_cooldown: Duration::from_secs(1),
-        };
-        GuardedStore::new("cache", policy, Metrics::new())
-    }
-
-    fn counting(poisoned: Option<RecordId>) -> Arc<Counting> {
-        Arc::new(Counting {
-            inner: MemoryCache::new(),
-            calls: AtomicUsize::new(0),
-            gate: Notify::new(),
-            gated: true.into(),
-            poisoned,
-        })
-    }
-
-    /// Writes every batch at once; returns each batch's result.
-    async fn write_all(
-        group: Arc<GroupCommit>,
-        store: &Counting,
-        work: &[Vec<ProcessedRecord>],
-    ) -> Vec<Result<(), StoreError>> {
-        let guard = Arc::new(guard());
-        let mut tasks = Vec::new();
-        for rows in work {
-            let (group, guard, rows) = (group.clone(), guard.clone(), rows.clone());
-            tasks.push(tokio::spawn(async move { group.write(&guard, &rows).await }));
-            // Each batch reaches the queue before the next starts.
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        store.gate.notify_one();
-        let mut out = Vec::new();
-        for t in tasks {
-            out.push(t.await.unwrap());
-        }
-        out
-    }
-
-    #[tokio::test]
-    async fn batches_arriving_during_a_write_share_the_next_call() {
-        let work = batches(10).await;
-        let store = counting(None);
-        let group =
-            Arc::new(GroupCommit::new(store.clone(), GroupCommitSettings { max_records: 1000, writers: 1 }));
-        let results = write_all(group, &store, &work).await;
-        assert!(results.iter().all(Result::is_ok), "{results:?}");
-        // The first batch alone (held at the gate), then the nine that queued meanwhile.
-        assert_eq!(store.calls.load(Ordering::SeqCst), 2);
-        let rows: usize = work.iter().map(Vec::len).sum();
-        assert_eq!(store.count_records().await.unwrap(), rows as u64);
-    }
-
-    #[tokio::test]
-    async fn a_group_never_passes_its_record_limit_and_one_means_no_grouping() {
-        let work = batches(10).await;
-        let per_batch = work.iter().map(Vec::len).max().unwrap();
-        let store = counting(None);
-        let settings = GroupCommitSettings { max_records: 3 * per_batch, writers: 1 };
-        let results = write_all(Arc::new(GroupCommit::new(store.clone(), settings)), &store, &work).await;
-        assert!(results.iter().all(Result::is_ok));
-        // 1 alone, then at most 3 per call for the other 9.
-        assert!(store.calls.load(Ordering::SeqCst) >= 4, "{}", store.calls.load(Ordering::SeqCst));
-
-        let store = counting(None);
-        let settings = GroupCommitSettings { max_records: 1, writers: 1 };
-        write_all(Arc::new(GroupCommit::new(store.clone(), settings)), &store, &work).await;
-        assert_eq!(store.calls.load(Ordering::SeqCst), 10);
-    }
-
-    #[tokio::test]
-    async fn a_permanent_error_fails_only_the_batch_that_caused_it() {
-        let work = batches(4).await;
-        let bad = work[2][0].record.id.clone();
-        let store = counting(Some(bad));
-        let group =
-            Arc::new(GroupCommit::new(store.clone(), GroupCommitSettings { max_records: 1000, writers: 1 }));
-        let results = write_all(group, &store, &work).await;
-        let failed: Vec<usize> =
-            results.iter().enumerate().filter(|(_, r)| r.is_err()).map(|(i, _)| i).collect();
-        assert_eq!(failed, [2]);
-        assert!(!results[2].as_ref().unwrap_err().transient);
-        let held =
-            store.present(&work[3].iter().map(|r| r.record.id.clone()).collect::<Vec<_>>()).await.unwrap();
-        assert_eq!(held.len(), work[3].len(), "the batches grouped with the bad one were written alone");
     }
 }

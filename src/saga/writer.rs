@@ -227,7 +227,9 @@ impl SagaWriter {
             detail: None,
         };
         if !rows.is_empty() {
-            let results = join_all(self.stores.iter().map(|s| self.timed_upsert(s.as_ref(), rows))).await;
+            // One copy for every store's group-commit queue to share.
+            let shared: Arc<[ProcessedRecord]> = rows.into();
+            let results = join_all(self.stores.iter().map(|s| self.timed_upsert(s.as_ref(), &shared))).await;
             let (ok, failed): (Vec<_>, Vec<_>) =
                 self.stores.iter().zip(results).partition(|(_, r)| r.is_ok());
             if !failed.is_empty() {
@@ -265,7 +267,11 @@ impl SagaWriter {
         })
     }
 
-    async fn timed_upsert(&self, store: &dyn BatchStore, rows: &[ProcessedRecord]) -> Result<(), StoreError> {
+    async fn timed_upsert(
+        &self,
+        store: &dyn BatchStore,
+        rows: &Arc<[ProcessedRecord]>,
+    ) -> Result<(), StoreError> {
         let started = Instant::now();
         let result = self.groups[store.name()].write(self.guard(store.name()), rows).await;
         match &result {

@@ -96,11 +96,12 @@ pub fn unique(prefix: &str) -> String {
 
 /// Wraps a real store and fails its writes while `failing` is set, or holds
 /// them while `hold(true)` (a store that has become slow): a fault injected in
-/// front of the real store code, not a stand-in for it.
+/// front of the real store code, not a stand-in for it. Counts its write calls.
 pub struct Flaky<S> {
     pub inner: S,
     pub failing: AtomicBool,
     pub failing_removes: AtomicBool,
+    pub write_calls: std::sync::atomic::AtomicUsize,
     held: tokio::sync::watch::Sender<bool>,
 }
 
@@ -110,6 +111,7 @@ impl<S> Flaky<S> {
             inner,
             failing: AtomicBool::new(false),
             failing_removes: AtomicBool::new(false),
+            write_calls: Default::default(),
             held: tokio::sync::watch::Sender::new(false),
         }
     }
@@ -141,6 +143,7 @@ impl<S: BatchStore> BatchStore for Flaky<S> {
         self.inner.name()
     }
     async fn upsert_batch(&self, rows: &[ProcessedRecord]) -> Result<(), StoreError> {
+        self.write_calls.fetch_add(1, Ordering::SeqCst);
         let _ = self.held.subscribe().wait_for(|held| !held).await;
         injected(&self.failing, self.inner.name())?;
         self.inner.upsert_batch(rows).await

@@ -1,0 +1,47 @@
+//! How far a consumer group is: the end offsets of its topics against what it
+//! has committed, read from the broker as any outside observer would (load
+//! runs wait on it until a group is done).
+
+use anyhow::Context;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::{ADMIN_TIMEOUT, client_config};
+
+/// A client that reads one group's committed offsets without joining it.
+pub struct GroupWatch {
+    consumer: BaseConsumer,
+}
+
+impl GroupWatch {
+    pub fn new(brokers: &str, group: &str) -> anyhow::Result<Self> {
+        let consumer = client_config(brokers)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .with_context(|| format!("a Kafka client for group {group} at {brokers}"))?;
+        Ok(GroupWatch { consumer })
+    }
+
+    /// Summed over every partition of `topics`: (end offsets, committed offsets;
+    /// a partition with nothing committed counts 0).
+    pub fn progress(&self, topics: &[&str]) -> anyhow::Result<(i64, i64)> {
+        let c = &self.consumer;
+        let mut tpl = TopicPartitionList::new();
+        let mut end = 0;
+        for t in topics {
+            let md = c.fetch_metadata(Some(t), ADMIN_TIMEOUT)?;
+            for p in md.topics()[0].partitions() {
+                tpl.add_partition(t, p.id());
+                end += c.fetch_watermarks(t, p.id(), ADMIN_TIMEOUT)?.1;
+            }
+        }
+        let committed = c
+            .committed_offsets(tpl, ADMIN_TIMEOUT)?
+            .elements()
+            .iter()
+            .map(|e| if let Offset::Offset(o) = e.offset() { o } else { 0 })
+            .sum();
+        Ok((end, committed))
+    }
+}
