@@ -49,7 +49,7 @@ pub struct EmbedPolicy {
 
 impl EmbedPolicy {
     /// Embeds every kind except `kinds`.
-    pub fn skipping(kinds: &[String]) -> Self {
+    pub fn except(kinds: &[String]) -> Self {
         EmbedPolicy { skip_kinds: kinds.iter().cloned().collect(), skip_all: false }
     }
 
@@ -59,7 +59,7 @@ impl EmbedPolicy {
         if config.stores.vector == crate::config::VectorKind::None {
             Self::nothing()
         } else {
-            Self::skipping(&config.embed.skip_kinds)
+            Self::except(&config.embed.skip_kinds)
         }
     }
 
@@ -274,7 +274,7 @@ mod tests {
     #[tokio::test]
     async fn policy_embeds_only_the_kinds_it_keeps_and_keeps_the_order() {
         let e = HashingEmbedder::new(8);
-        let policy = EmbedPolicy::skipping(&["VehicleLocation".to_owned()]);
+        let policy = EmbedPolicy::except(&["VehicleLocation".to_owned()]);
         let items = [("VehicleLocation", "ping"), ("SafetyEvent", "harsh brake"), ("214", "delivered")];
         let v = policy.embed(&e, &items).await.unwrap();
         assert!(v[0].is_empty());
