@@ -366,7 +366,7 @@ async fn members(
     let started = Instant::now();
     for _ in 0..args.members {
         let m = Metrics::new();
-        let (_, orchestrator) = app::build_orchestrator(config, m.clone()).await?;
+        let (_, orchestrator) = app::build_orchestrator(config, m.clone(), &shutdown).await?;
         let source = app::build_source(config, m.clone())?;
         let (config, shutdown, m2) = (config.clone(), shutdown.clone(), m.clone());
         tasks.push(tokio::spawn(async move {

@@ -96,9 +96,9 @@ async fn main() -> anyhow::Result<()> {
     config.kafka.dlq_topic = dlq;
     let metrics = Metrics::new();
     let stores = apex_ingest::store::Stores::open(&config).await?;
-    let orchestrator = app::direct_over(&config, &stores, metrics.clone())?;
-    let source = app::build_source(&config, metrics.clone())?;
     let shutdown = tokio_util::sync::CancellationToken::new();
+    let orchestrator = app::direct_over(&config, &stores, metrics.clone(), &shutdown)?;
+    let source = app::build_source(&config, metrics.clone())?;
     let started = Instant::now();
     let pipeline = {
         let (config, shutdown, metrics) = (config.clone(), shutdown.clone(), metrics.clone());

@@ -10,6 +10,7 @@
 //! overhead per batch of Temporal against direct.
 
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 use anyhow::Context;
 use apex_ingest::app;
@@ -115,9 +116,9 @@ async fn main() -> anyhow::Result<()> {
     let mut direct_config = config.clone();
     direct_config.stores.data_dir = dir.path().join("direct");
     let direct_stores = Stores::open(&direct_config).await?;
-    let direct = app::direct_over(&direct_config, &direct_stores, Metrics::new())?;
+    let direct = app::direct_over(&direct_config, &direct_stores, Metrics::new(), &CancellationToken::new())?;
 
-    let writer = app::saga_writer(&config, &stores, metrics.clone())?;
+    let writer = app::saga_writer(&config, &stores, metrics.clone(), &CancellationToken::new())?;
     let measured = measure(&temporal, direct.as_ref(), unique, (events, count, in_flight));
     while_working(&config, app::build_embedder(&config)?, writer, &metrics, measured).await?
 }

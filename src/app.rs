@@ -23,10 +23,11 @@ use crate::orchestrate::temporal::{self, TemporalOrchestrator};
 use crate::orchestrate::{BatchReport, OrchestrateError, Orchestrator};
 use crate::pipeline::embed::{EmbedPolicy, Embedder, HashingEmbedder, OpenAiEmbedder, OpenAiSettings};
 use crate::saga::SagaWriter;
+use crate::saga::retry::sleep_unless_cancelled;
 use crate::source::file::FileSource;
 use crate::source::generator::{GeneratorSettings, GeneratorSource};
 use crate::source::kafka::KafkaSource;
-use crate::source::{BatchProgress, Dispatched, Source};
+use crate::source::{BatchProgress, Source};
 use crate::store::Stores;
 
 /// Longest wait between two tries of a batch that failed transiently.
@@ -41,7 +42,8 @@ pub struct RunTotals {
     pub already_written: u64,
     /// Events not run because their partition was revoked first.
     pub dropped: u64,
-    /// Batches given up at the drain deadline (left uncommitted).
+    /// Batches given up uncommitted: at the drain deadline, or fenced at a
+    /// revoke deadline (their events still this member's then ran again).
     pub abandoned: u64,
     pub elapsed: Duration,
     /// Per written batch: its first event reaching the batcher → written and
@@ -87,13 +89,15 @@ pub fn build_source(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Bo
 
 /// The configured stores and the orchestrator `run` uses over them: direct,
 /// or with `temporal.rollout_percent` above 0 the rollout between direct and
-/// Temporal (whose workers must run `apex-ingest worker`).
+/// Temporal (whose workers must run `apex-ingest worker`). `shutdown` ends
+/// the waits between store retries.
 pub async fn build_orchestrator(
     config: &Config,
     metrics: Arc<Metrics>,
+    shutdown: &CancellationToken,
 ) -> anyhow::Result<(Stores, Arc<dyn Orchestrator>)> {
     let stores = Stores::open(config).await?;
-    let direct = direct_over(config, &stores, metrics.clone())?;
+    let direct = direct_over(config, &stores, metrics.clone(), shutdown)?;
     let percent = config.temporal.rollout_percent;
     if percent == 0 {
         return Ok((stores, direct));
@@ -109,21 +113,24 @@ pub fn direct_over(
     config: &Config,
     stores: &Stores,
     metrics: Arc<Metrics>,
+    shutdown: &CancellationToken,
 ) -> anyhow::Result<Arc<dyn Orchestrator>> {
     Ok(Arc::new(DirectOrchestrator::new(
         build_embedder(config)?,
         EmbedPolicy::for_config(config),
-        saga_writer(config, stores, metrics)?,
+        saga_writer(config, stores, metrics, shutdown)?,
     )))
 }
 
-/// The saga writer over `stores`; a Kafka deployment also publishes dead letters to its DLQ topic.
+/// The saga writer over `stores`, giving up store retries once `shutdown` is
+/// cancelled; a Kafka deployment also publishes dead letters to its DLQ topic.
 pub fn saga_writer(
     config: &Config,
     stores: &Stores,
     metrics: Arc<Metrics>,
+    shutdown: &CancellationToken,
 ) -> anyhow::Result<Arc<SagaWriter>> {
-    let mut writer = SagaWriter::new(stores, metrics, config.saga_settings());
+    let mut writer = SagaWriter::new(stores, metrics, config.saga_settings()).with_shutdown(shutdown.clone());
     if config.source.kind == SourceKind::Kafka {
         let topic = DeadLetterTopic::new(&config.kafka.brokers, &config.kafka.dlq_topic)?;
         writer = writer.with_dead_letter_topic(Arc::new(topic));
@@ -251,22 +258,44 @@ struct Finished {
 
 impl BatchRun<'_> {
     async fn run(self, batch: Batch) -> anyhow::Result<Finished> {
-        let Dispatched { batch, dropped, ticket } = self.progress.dispatch(batch);
-        let Some(batch) = batch else {
-            return Ok(Finished { report: None, dropped, latency: Duration::ZERO });
-        };
-        for e in &batch.events {
-            self.metrics.event_in(e.format.as_str());
+        let mut next = batch;
+        let mut dropped = 0;
+        let mut first = true;
+        loop {
+            let dispatched = self.progress.dispatch(next);
+            dropped += dispatched.dropped;
+            let Some(batch) = dispatched.batch else {
+                return Ok(Finished { report: None, dropped, latency: Duration::ZERO });
+            };
+            if std::mem::take(&mut first) {
+                for e in &batch.events {
+                    self.metrics.event_in(e.format.as_str());
+                }
+                self.metrics.batch_closed(batch.close_reason, batch.events.len());
+            }
+            self.metrics.batch_started();
+            let mut in_flight =
+                InFlight { run: &self, ticket: dispatched.ticket, batch: &batch, done: false };
+            // Fenced: the orchestrator's future is dropped, so the batch starts
+            // no further store call; what is still this member's runs again.
+            let result = tokio::select! {
+                biased;
+                () = dispatched.fence.cancelled() => None,
+                result = run_with_retries(self.orchestrator, &batch, self.metrics, self.shutdown) => Some(result),
+            };
+            let Some(result) = result else {
+                in_flight.finish(false);
+                drop(in_flight);
+                next = batch;
+                continue;
+            };
+            in_flight.finish(result.is_ok());
+            let latency = batch.opened_at.elapsed();
+            let report =
+                result.with_context(|| format!("batch {} ({} events)", batch.id, batch.events.len()))?;
+            self.metrics.batch_written(latency);
+            return Ok(Finished { report: Some(report), dropped, latency });
         }
-        self.metrics.batch_closed(batch.close_reason, batch.events.len());
-        self.metrics.batch_started();
-        let mut in_flight = InFlight { run: &self, ticket, batch: &batch, done: false };
-        let result = run_with_retries(self.orchestrator, &batch, self.metrics, self.shutdown).await;
-        in_flight.finish(result.is_ok());
-        let latency = batch.opened_at.elapsed();
-        let report = result.with_context(|| format!("batch {} ({} events)", batch.id, batch.events.len()))?;
-        self.metrics.batch_written(latency);
-        Ok(Finished { report: Some(report), dropped, latency })
     }
 }
 
@@ -314,16 +343,6 @@ async fn run_with_retries(
     metrics: &Metrics,
     shutdown: &CancellationToken,
 ) -> Result<BatchReport, OrchestrateError> {
-    let token = shutdown.clone();
-    let wait_unless_shutdown = move |delay| {
-        let token = token.clone();
-        async move {
-            tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                () = token.cancelled() => {}
-            }
-        }
-    };
     (|| orchestrator.run_batch(batch))
         .retry(
             ExponentialBuilder::default()
@@ -332,7 +351,7 @@ async fn run_with_retries(
                 .with_jitter()
                 .with_max_times(usize::MAX),
         )
-        .sleep(wait_unless_shutdown)
+        .sleep(sleep_unless_cancelled(shutdown.clone()))
         .when(|e: &OrchestrateError| e.is_transient() && !shutdown.is_cancelled())
         .notify(|e, after| {
             metrics.batch_retried();

@@ -68,7 +68,8 @@ pub struct KafkaConfig {
     #[serde(with = "humantime_serde")]
     pub statistics_interval: Duration,
     /// On revocation, how long batches of the revoked partitions may take to
-    /// finish before they are abandoned (uncommitted) and the partitions released.
+    /// finish before they are fenced (stopped before their next store call,
+    /// uncommitted) and the partitions released.
     #[serde(with = "humantime_serde")]
     pub revoke_deadline: Duration,
     /// Paused partitions resume once batches in flight drop to this number

@@ -263,7 +263,9 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
 
     let metrics = serve_metrics(&config).await?;
     let stores = Stores::open(&config).await?;
-    let orchestrator = app::direct_over(&config, &stores, metrics.clone())?;
+    let shutdown = CancellationToken::new();
+    app::cancel_on_signal(shutdown.clone());
+    let orchestrator = app::direct_over(&config, &stores, metrics.clone(), &shutdown)?;
     let bar = ProgressBar::new(args.events);
     bar.set_style(
         ProgressStyle::with_template(
@@ -271,8 +273,6 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         )
         .context("progress template")?,
     );
-    let shutdown = CancellationToken::new();
-    app::cancel_on_signal(shutdown.clone());
     let totals = app::run_pipeline(
         &config,
         app::build_source(&config, metrics.clone())?,
@@ -357,9 +357,9 @@ async fn print_summary(
 async fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
     let config = Config::load(Some(config_path))?;
     let metrics = serve_metrics(&config).await?;
-    let (_stores, orchestrator) = app::build_orchestrator(&config, metrics.clone()).await?;
     let shutdown = CancellationToken::new();
     app::cancel_on_signal(shutdown.clone());
+    let (_stores, orchestrator) = app::build_orchestrator(&config, metrics.clone(), &shutdown).await?;
     let source = app::build_source(&config, metrics.clone())?;
     tracing::info!(source = ?config.source.kind, data_dir = %config.stores.data_dir.display(), "pipeline starting");
     let t = app::run_pipeline(&config, source, orchestrator, Arc::clone(&metrics), shutdown, |r| {
@@ -391,9 +391,9 @@ async fn worker(config_path: Option<&std::path::Path>) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
     let metrics = serve_metrics(&config).await?;
     let stores = Stores::open(&config).await?;
-    let writer = app::saga_writer(&config, &stores, metrics.clone())?;
     let shutdown = CancellationToken::new();
     app::cancel_on_signal(shutdown.clone());
+    let writer = app::saga_writer(&config, &stores, metrics.clone(), &shutdown)?;
     apex_ingest::orchestrate::temporal::worker::run_worker(
         &config,
         app::build_embedder(&config)?,
@@ -536,7 +536,8 @@ async fn dlq(config: Option<&std::path::Path>, action: DlqAction) -> anyhow::Res
             println!("raw ({} bytes):\n{}", l.raw.len(), String::from_utf8_lossy(&l.raw));
         }
         DlqAction::Replay { reason, limit } => {
-            let orchestrator = app::direct_over(&config, &stores, Metrics::new())?;
+            // Nothing to drain: a replay interrupted by a signal just ends.
+            let orchestrator = app::direct_over(&config, &stores, Metrics::new(), &CancellationToken::new())?;
             let report = apex_ingest::saga::dlq::replay(
                 stores.relational.as_ref(),
                 orchestrator.as_ref(),

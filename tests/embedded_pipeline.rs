@@ -58,12 +58,11 @@ async fn run(config: &Config, reuse: Option<(Stores, Arc<Metrics>)>) -> (RunTota
             (Stores::open_embedded(&config.stores.data_dir, config.embed.dims).await.unwrap(), Metrics::new())
         }
     };
-    let orchestrator = app::direct_over(config, &stores, metrics.clone()).unwrap();
+    let shutdown = CancellationToken::new();
+    let orchestrator = app::direct_over(config, &stores, metrics.clone(), &shutdown).unwrap();
     let source = app::build_source(config, metrics.clone()).unwrap();
     let totals =
-        app::run_pipeline(config, source, orchestrator, metrics.clone(), CancellationToken::new(), |_| {})
-            .await
-            .unwrap();
+        app::run_pipeline(config, source, orchestrator, metrics.clone(), shutdown, |_| {}).await.unwrap();
     (totals, stores, metrics)
 }
 
@@ -179,14 +178,19 @@ async fn poison_traffic_is_routed_and_the_rest_lands() {
     }
 }
 
+/// Embedded stores in `dir` whose graph store fails on demand.
+async fn stores_with_flaky_graph(dir: &Path) -> (Stores, Arc<Flaky<SqliteGraphStore>>) {
+    let mut stores = Stores::open_embedded(dir, 384).await.unwrap();
+    let graph = Arc::new(Flaky::new(SqliteGraphStore::open(&dir.join("graph-flaky.db")).await.unwrap()));
+    stores.graph = Some(graph.clone());
+    (stores, graph)
+}
+
 #[tokio::test]
 async fn failed_store_compensates_the_others_then_the_retry_lands_once() {
     let dir = tempfile::tempdir().unwrap();
-    let mut stores = Stores::open_embedded(dir.path(), 384).await.unwrap();
-    let flaky =
-        Arc::new(Flaky::new(SqliteGraphStore::open(&dir.path().join("graph-flaky.db")).await.unwrap()));
+    let (stores, flaky) = stores_with_flaky_graph(dir.path()).await;
     flaky.failing.store(true, Ordering::SeqCst);
-    stores.graph = Some(flaky.clone());
     let metrics = Metrics::new();
     let writer = SagaWriter::new(&stores, metrics.clone(), quick_saga());
     let batch = generated_batch(100, 9, 0.0);
@@ -205,6 +209,32 @@ async fn failed_store_compensates_the_others_then_the_retry_lands_once() {
     let n = rows.len() as u64;
     assert_eq!(counts(&stores).await, [("graph", n), ("relational", n), ("vector", n), ("cache", n)]);
     assert!(flaky.inner.count_label(Label::Vehicle).await.unwrap() > 0);
+}
+
+#[tokio::test]
+async fn compensation_removes_only_the_records_the_failed_batch_added() {
+    let dir = tempfile::tempdir().unwrap();
+    let (stores, graph) = stores_with_flaky_graph(dir.path()).await;
+    let writer = SagaWriter::new(&stores, Metrics::new(), quick_saga());
+    // Re-delivery with other boundaries: the second batch repeats the last
+    // 20 events of the first, which is written (and committed) already.
+    let events = generated_batch(60, 41, 0.0).events;
+    let first = apex_ingest::batch::Batch::new(events[..40].to_vec(), apex_ingest::batch::CloseReason::Size);
+    let second = apex_ingest::batch::Batch::new(events[20..].to_vec(), apex_ingest::batch::CloseReason::Size);
+    let (rows1, dead1) = processed(&first).await;
+    writer.write(&first.id, &rows1, &dead1).await.unwrap();
+
+    graph.failing.store(true, Ordering::SeqCst);
+    let (rows2, dead2) = processed(&second).await;
+    assert!(writer.write(&second.id, &rows2, &dead2).await.is_err());
+    // Everything the first batch wrote is still in every store; none of the
+    // second batch's own records stayed.
+    let n = rows1.len() as u64;
+    assert_eq!(counts(&stores).await, [("graph", n), ("relational", n), ("vector", n), ("cache", n)]);
+    let ids1: Vec<RecordId> = rows1.iter().map(|r| r.record.id.clone()).collect();
+    for store in stores.all() {
+        assert_eq!(store.present(&ids1).await.unwrap().len(), ids1.len(), "{} lost records", store.name());
+    }
 }
 
 #[tokio::test]
@@ -234,7 +264,7 @@ async fn replay_writes_letters_that_parse_now_and_keeps_the_rest() {
     let mut config = Config::default();
     config.stores.data_dir = dir.path().to_path_buf();
     let stores = Stores::open(&config).await.unwrap();
-    let orchestrator = app::direct_over(&config, &stores, Metrics::new()).unwrap();
+    let orchestrator = app::direct_over(&config, &stores, Metrics::new(), &CancellationToken::new()).unwrap();
     // A letter an older parser rejected although it is valid, and a real poison one.
     let valid = std::fs::read(fixtures().join("samsara/vehicle_location.json")).unwrap();
     let raw = |payload: Vec<u8>, offset| {
@@ -293,9 +323,7 @@ async fn verify_reports_a_record_missing_from_one_store() {
 #[tokio::test]
 async fn a_failed_compensation_leaves_a_repair_letter() {
     let dir = tempfile::tempdir().unwrap();
-    let mut stores = Stores::open_embedded(dir.path(), 384).await.unwrap();
-    let graph =
-        Arc::new(Flaky::new(SqliteGraphStore::open(&dir.path().join("graph-flaky.db")).await.unwrap()));
+    let (mut stores, graph) = stores_with_flaky_graph(dir.path()).await;
     graph.failing.store(true, Ordering::SeqCst);
     let vector = Arc::new(Flaky::new(
         apex_ingest::store::vector_index::ExactVectorIndex::open(&dir.path().join("v.db"), 384)
@@ -303,7 +331,6 @@ async fn a_failed_compensation_leaves_a_repair_letter() {
             .unwrap(),
     ));
     vector.failing_removes.store(true, Ordering::SeqCst);
-    stores.graph = Some(graph);
     stores.vector = Some(vector.clone());
     let writer = SagaWriter::new(&stores, Metrics::new(), quick_saga());
     let batch = generated_batch(20, 21, 0.0);
@@ -338,15 +365,12 @@ async fn shutdown_during_an_outage_ends_the_wait_between_tries_and_abandons_the_
     config.source.events = 50;
     config.batch.max_wait = Duration::from_millis(100);
     config.saga.retries = 0;
-    let mut stores = Stores::open_embedded(dir.path(), 384).await.unwrap();
-    let flaky =
-        Arc::new(Flaky::new(SqliteGraphStore::open(&dir.path().join("graph-flaky.db")).await.unwrap()));
+    let (stores, flaky) = stores_with_flaky_graph(dir.path()).await;
     flaky.failing.store(true, Ordering::SeqCst);
-    stores.graph = Some(flaky);
     let metrics = Metrics::new();
-    let orchestrator = app::direct_over(&config, &stores, metrics.clone()).unwrap();
-    let source = app::build_source(&config, metrics.clone()).unwrap();
     let shutdown = CancellationToken::new();
+    let orchestrator = app::direct_over(&config, &stores, metrics.clone(), &shutdown).unwrap();
+    let source = app::build_source(&config, metrics.clone()).unwrap();
     let run = {
         let (config, metrics, shutdown) = (config.clone(), metrics.clone(), shutdown.clone());
         tokio::spawn(async move {
@@ -369,15 +393,46 @@ async fn shutdown_during_an_outage_ends_the_wait_between_tries_and_abandons_the_
     assert_eq!(stores.relational.count_records().await.unwrap(), 0, "nothing half-written stays");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_the_wait_between_store_retries_and_starts_no_further_try() {
+    let dir = tempfile::tempdir().unwrap();
+    let (stores, graph) = stores_with_flaky_graph(dir.path()).await;
+    graph.failing.store(true, Ordering::SeqCst);
+    let metrics = Metrics::new();
+    // A first wait of 10 s: a write still running 2 s after shutdown sat it out.
+    let mut settings = quick_saga();
+    settings.retry.first_delay = Duration::from_secs(10);
+    let shutdown = CancellationToken::new();
+    let writer =
+        Arc::new(SagaWriter::new(&stores, metrics.clone(), settings).with_shutdown(shutdown.clone()));
+    let batch = generated_batch(20, 31, 0.0);
+    let (rows, dead) = processed(&batch).await;
+    let write = {
+        let writer = writer.clone();
+        tokio::spawn(async move { writer.write(&batch.id, &rows, &dead).await })
+    };
+    while metrics.counter("apex_store_retries_total", "graph") == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    shutdown.cancel();
+    let err = tokio::time::timeout(Duration::from_secs(2), write)
+        .await
+        .expect("the write still waits for its next try after shutdown")
+        .unwrap()
+        .unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert_eq!(graph.write_calls.load(Ordering::SeqCst), 1, "no try starts after shutdown");
+    assert_eq!(stores.relational.count_records().await.unwrap(), 0, "the others were compensated");
+}
+
 /// Generated traffic through the stores `config` names (not only the embedded set).
 async fn run_configured(config: &Config) -> (RunTotals, Stores) {
     let stores = Stores::open(config).await.unwrap();
     let metrics = Metrics::new();
-    let orchestrator = app::direct_over(config, &stores, metrics.clone()).unwrap();
+    let shutdown = CancellationToken::new();
+    let orchestrator = app::direct_over(config, &stores, metrics.clone(), &shutdown).unwrap();
     let source = app::build_source(config, metrics.clone()).unwrap();
-    let totals = app::run_pipeline(config, source, orchestrator, metrics, CancellationToken::new(), |_| {})
-        .await
-        .unwrap();
+    let totals = app::run_pipeline(config, source, orchestrator, metrics, shutdown, |_| {}).await.unwrap();
     (totals, stores)
 }
 

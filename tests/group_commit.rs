@@ -7,6 +7,7 @@ mod support;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 use apex_ingest::batch::{Batch, CloseReason};
 use apex_ingest::metrics::Metrics;
@@ -42,7 +43,7 @@ fn guard() -> Arc<GuardedStore> {
         breaker_threshold: 100,
         breaker_cooldown: Duration::from_secs(1),
     };
-    Arc::new(GuardedStore::new("test", policy, Metrics::new()))
+    Arc::new(GuardedStore::new("test", policy, Metrics::new(), CancellationToken::new()))
 }
 
 /// Writes every batch while the store holds its first call, so the rest

@@ -15,12 +15,14 @@ use std::time::{Duration, Instant};
 use apex_ingest::kafka::dead_letter_topic::headers;
 use apex_ingest::kafka::producer::{ProduceSettings, produce};
 use apex_ingest::kafka::topics::{self, TopicSpec};
+use apex_ingest::metrics::Metrics;
 use apex_ingest::model::{Format, Origin, RawEvent, RecordId};
+use apex_ingest::store::sqlite_graph::SqliteGraphStore;
 use apex_ingest::store::{DeadLetterFilter, Stores};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
-use support::kafka_brokers;
+use support::{Flaky, kafka_brokers};
 
 /// One test at a time: they share two cores, and timing-sensitive steps
 /// (rebalances, pauses) should not compete with another test's members.
@@ -475,12 +477,6 @@ async fn two_members_split_the_partitions_and_hand_them_over_without_loss_or_dup
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_slow_store_pauses_the_partitions_and_the_lag_metric_is_the_real_lag() {
-    use apex_ingest::app;
-    use apex_ingest::config::SourceKind;
-    use apex_ingest::metrics::Metrics;
-    use apex_ingest::store::sqlite_graph::SqliteGraphStore;
-    use support::Flaky;
-
     let brokers = kafka_brokers();
     let _serial = SERIAL.lock().await;
     let names = create_topics(&brokers, 4, 2).await;
@@ -488,34 +484,12 @@ async fn a_slow_store_pauses_the_partitions_and_the_lag_metric_is_the_real_lag()
     produce_to(&brokers, &names.edi, Format::Edi, 200, 0.0, 8).await;
 
     let dir = tempfile::tempdir().unwrap();
-    let mut config = support::config();
-    config.source.kind = SourceKind::Kafka;
-    config.stores.data_dir = dir.path().to_path_buf();
+    let mut config = in_process_config(&names, dir.path());
     config.batch.max_events = 50;
     config.batch.max_wait = Duration::from_millis(500);
     config.batch.max_in_flight = 2;
-    config.kafka.resume_below = 0;
-    config.kafka.group_id = names.group.clone();
-    config.kafka.samsara_topic = names.samsara.clone();
-    config.kafka.edi_topic = names.edi.clone();
-    config.kafka.dlq_topic = names.dlq.clone();
-    config.kafka.statistics_interval = Duration::from_secs(1);
-    config.kafka.session_timeout = Duration::from_secs(6);
-    let mut stores = Stores::open(&config).await.unwrap();
-    let graph_file = dir.path().join("graph.db");
-    let graph = Arc::new(Flaky::new(SqliteGraphStore::open(&graph_file).await.unwrap()));
-    graph.hold(true);
-    stores.graph = Some(graph.clone());
-    let metrics = Metrics::new();
-    let orchestrator = app::direct_over(&config, &stores, metrics.clone()).unwrap();
-    let source = app::build_source(&config, metrics.clone()).unwrap();
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let run = {
-        let (config, metrics, shutdown) = (config.clone(), metrics.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            app::run_pipeline(&config, source, orchestrator, metrics, shutdown, |_| {}).await
-        })
-    };
+    let member = HeldMember::start(&config).await;
+    let (graph, metrics) = (member.graph.clone(), member.metrics.clone());
 
     let paused = |m: &Metrics| {
         let series = support::metric_series(&m.render(), "apex_kafka_partition_paused");
@@ -547,9 +521,101 @@ async fn a_slow_store_pauses_the_partitions_and_the_lag_metric_is_the_real_lag()
         lags.len() == 6 && lags.iter().all(|(_, lag)| *lag == 0)
     })
     .await;
-    shutdown.cancel();
-    let totals = run.await.unwrap().unwrap();
+    let totals = member.stop().await;
     assert_eq!(totals.events, 2_200);
+}
+
+/// Configuration of a member run inside the test process, on embedded stores in `dir`.
+fn in_process_config(names: &Names, dir: &Path) -> apex_ingest::config::Config {
+    let mut config = support::config();
+    config.source.kind = apex_ingest::config::SourceKind::Kafka;
+    config.stores.data_dir = dir.to_path_buf();
+    config.kafka.resume_below = 0;
+    config.kafka.group_id = names.group.clone();
+    config.kafka.samsara_topic = names.samsara.clone();
+    config.kafka.edi_topic = names.edi.clone();
+    config.kafka.dlq_topic = names.dlq.clone();
+    config.kafka.statistics_interval = Duration::from_secs(1);
+    config.kafka.session_timeout = Duration::from_secs(6);
+    config
+}
+
+/// A member run inside the test process whose graph store holds every write
+/// until released (a store that has become slow).
+struct HeldMember {
+    graph: Arc<Flaky<SqliteGraphStore>>,
+    metrics: Arc<Metrics>,
+    shutdown: tokio_util::sync::CancellationToken,
+    run: tokio::task::JoinHandle<anyhow::Result<apex_ingest::app::RunTotals>>,
+}
+
+impl HeldMember {
+    async fn start(config: &apex_ingest::config::Config) -> HeldMember {
+        use apex_ingest::app;
+        let mut stores = Stores::open(config).await.unwrap();
+        let graph_file = config.stores.data_dir.join("graph.db");
+        let graph = Arc::new(Flaky::new(SqliteGraphStore::open(&graph_file).await.unwrap()));
+        graph.hold(true);
+        stores.graph = Some(graph.clone());
+        let metrics = Metrics::new();
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let orchestrator = app::direct_over(config, &stores, metrics.clone(), &shutdown).unwrap();
+        let source = app::build_source(config, metrics.clone()).unwrap();
+        let run = {
+            let (config, metrics, shutdown) = (config.clone(), metrics.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                app::run_pipeline(&config, source, orchestrator, metrics, shutdown, |_| {}).await
+            })
+        };
+        HeldMember { graph, metrics, shutdown, run }
+    }
+
+    async fn stop(self) -> apex_ingest::app::RunTotals {
+        self.shutdown.cancel();
+        self.run.await.unwrap().unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_still_running_at_the_revoke_deadline_is_fenced_and_never_writes_moved_partitions() {
+    let brokers = kafka_brokers();
+    let _serial = SERIAL.lock().await;
+    let names = create_topics(&brokers, 4, 2).await;
+    produce_to(&brokers, &names.samsara, Format::Samsara, 200, 0.0, 17).await;
+    produce_to(&brokers, &names.edi, Format::Edi, 40, 0.0, 18).await;
+    let want = expected(&brokers, &names);
+
+    // Member a: one batch of every event (so of every partition) held by its
+    // graph store past a short revoke deadline.
+    let dir_a = tempfile::tempdir().unwrap();
+    let mut config = in_process_config(&names, dir_a.path());
+    config.batch.max_events = 1_000;
+    config.batch.max_wait = Duration::from_secs(3);
+    config.batch.max_in_flight = 1;
+    config.kafka.revoke_deadline = Duration::from_secs(2);
+    let a = HeldMember::start(&config).await;
+    wait_until("a holds a batch", || a.metrics.render().contains("apex_batches_in_flight 1")).await;
+
+    // Member b joins: a gives partitions up while its batch is still held.
+    let dir_b = tempfile::tempdir().unwrap();
+    let b = Member::start(&brokers, &names, dir_b.path(), "max_wait = \"1s\"");
+    wait_ready(&b).await;
+    let abandoned = |m: &Metrics| support::metric_series(&m.render(), "apex_batches_abandoned_total");
+    wait_until("a fenced its held batch", || abandoned(&a.metrics).first().is_some_and(|(_, n)| *n >= 1))
+        .await;
+
+    // The store comes back: the fenced batch must not reach it.
+    a.graph.hold(false);
+    wait_until_committed_to_end(&brokers, &names).await;
+    a.stop().await;
+    drop(b);
+    let (in_a, in_b) = (stored(dir_a.path()).await, stored(dir_b.path()).await);
+    let graph = |s: &Stored| -> BTreeSet<RecordId> { s.ids["graph"].iter().cloned().collect() };
+    let (graph_a, graph_b) = (graph(&in_a), graph(&in_b));
+    assert!(!graph_a.is_empty() && !graph_b.is_empty(), "both members wrote");
+    assert_eq!(graph_a.intersection(&graph_b).count(), 0, "the fenced batch wrote partitions b owned");
+    let union: BTreeSet<RecordId> = graph_a.union(&graph_b).cloned().collect();
+    assert_eq!(union, want.ids, "records lost");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -589,7 +655,10 @@ async fn poison_messages_land_in_the_dlq_topic_and_table_with_reason_and_origin(
         assert_eq!(header(headers::FORMAT), letter.format.as_str());
         assert!(!header(headers::DETAIL).is_empty());
         assert_eq!(m.payload, letter.raw, "the raw bytes travel as the payload");
-        assert_eq!(m.key, letter.key);
+        // Keyed by the letter's id, so a repeat publication is the same letter.
+        assert_eq!(m.key.as_deref(), Some(letter.id.as_str()));
+        let origin_key = m.headers.iter().find(|(k, _)| k == headers::ORIGIN_KEY);
+        assert_eq!(origin_key.map(|(_, v)| String::from_utf8(v.clone()).unwrap()), letter.key);
     }
 }
 

@@ -54,12 +54,13 @@ async fn outage(service: &'static str, breakers: &[&'static str]) {
     };
     let stores = Stores::open(&config).await.unwrap();
     let metrics = Metrics::new();
-    let orchestrator = app::direct_over(&config, &stores, metrics.clone()).unwrap();
+    let shutdown = CancellationToken::new();
+    let orchestrator = app::direct_over(&config, &stores, metrics.clone(), &shutdown).unwrap();
     let source = app::build_source(&config, metrics.clone()).unwrap();
     let run = {
         let (config, metrics) = (config.clone(), metrics.clone());
         tokio::spawn(async move {
-            app::run_pipeline(&config, source, orchestrator, metrics, CancellationToken::new(), |_| {}).await
+            app::run_pipeline(&config, source, orchestrator, metrics, shutdown, |_| {}).await
         })
     };
 

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 use apex_ingest::app;
 use apex_ingest::batch::{Batch, CloseReason};
@@ -55,7 +56,7 @@ fn batch(events: usize, seed: u64, poison: f64) -> Batch {
 /// Runs `body` while an in-process worker polls the test's task queue.
 async fn with_worker<T>(config: &Config, stores: &Stores, body: impl Future<Output = T>) -> T {
     let metrics = Metrics::new();
-    let writer = app::saga_writer(config, stores, metrics.clone()).unwrap();
+    let writer = app::saga_writer(config, stores, metrics.clone(), &CancellationToken::new()).unwrap();
     let embedder = app::build_embedder(config).unwrap();
     while_working(config, embedder, writer, &metrics, body).await.expect("worker ran and stopped cleanly")
 }
@@ -334,7 +335,8 @@ async fn the_rollout_routes_each_batch_as_its_hash_says() {
     with_worker(config, stores, async {
         for percent in [0u8, 50, 100] {
             let metrics = Metrics::new();
-            let direct = app::direct_over(config, stores, metrics.clone()).unwrap();
+            let direct =
+                app::direct_over(config, stores, metrics.clone(), &CancellationToken::new()).unwrap();
             let temporal =
                 Arc::new(TemporalOrchestrator::new(client.clone(), config.temporal.clone(), metrics.clone()));
             let rollout = RolloutOrchestrator::new(direct, temporal, percent, metrics.clone());

@@ -1,5 +1,9 @@
 //! Publishes dead letters to the DLQ topic beside the table: the raw bytes as
-//! the payload, the original key, and headers with the reason and the origin.
+//! the payload, the dead-letter id as the key, and headers with the reason, the
+//! origin and the original key. Publishing is at least once (a batch retried
+//! after a failure publishes its letters again); the id key makes a repeat
+//! recognisable as the same letter, and the idempotent producer adds none of
+//! its own.
 
 use std::time::Duration;
 
@@ -26,6 +30,8 @@ pub mod headers {
     pub const ORIGIN_TOPIC: &str = "apex-origin-topic";
     pub const ORIGIN_PARTITION: &str = "apex-origin-partition";
     pub const ORIGIN_OFFSET: &str = "apex-origin-offset";
+    /// The original message's key; absent when it had none.
+    pub const ORIGIN_KEY: &str = "apex-origin-key";
 }
 
 pub struct DeadLetterTopic {
@@ -52,7 +58,7 @@ impl DeadLetterPublisher for DeadLetterTopic {
         try_join_all(letters.iter().map(|d| async move {
             let partition = d.origin.partition.to_string();
             let offset = d.origin.offset.to_string();
-            let headers = OwnedHeaders::new()
+            let mut headers = OwnedHeaders::new()
                 .insert(Header { key: headers::ID, value: Some(d.id.as_str()) })
                 .insert(Header { key: headers::REASON, value: Some(d.reason.as_str()) })
                 .insert(Header { key: headers::DETAIL, value: Some(d.detail.as_str()) })
@@ -60,10 +66,10 @@ impl DeadLetterPublisher for DeadLetterTopic {
                 .insert(Header { key: headers::ORIGIN_TOPIC, value: Some(d.origin.topic.as_str()) })
                 .insert(Header { key: headers::ORIGIN_PARTITION, value: Some(partition.as_str()) })
                 .insert(Header { key: headers::ORIGIN_OFFSET, value: Some(offset.as_str()) });
-            let mut record = FutureRecord::to(&self.topic).payload(&d.raw).headers(headers);
             if let Some(key) = &d.key {
-                record = record.key(key);
+                headers = headers.insert(Header { key: headers::ORIGIN_KEY, value: Some(key.as_str()) });
             }
+            let record = FutureRecord::to(&self.topic).payload(&d.raw).key(&d.id).headers(headers);
             self.producer.send(record, DELIVERY_TIMEOUT).await.map_err(|(e, _)| StoreError {
                 store: NAME,
                 message: format!("publishing dead letter {} to {}: {e}", d.id, self.topic),

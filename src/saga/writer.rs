@@ -1,15 +1,17 @@
 //! Saga writer: checks the idempotency record, takes the batch lock, writes dead
 //! letters, then upserts the batch into all stores in parallel. If any store
-//! fails, the stores that took the batch are compensated (the batch's records
-//! removed again) and the batch is reported failed so its source retries it.
+//! fails, the stores that took the batch are compensated (the records this
+//! batch added removed again; records an earlier batch wrote stay) and the
+//! batch is reported failed so its source retries it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures::future::join_all;
+use tokio_util::sync::CancellationToken;
 
 use super::dlq::{DeadLetter, DeadLetterPublisher};
 use super::group_commit::{GroupCommit, GroupCommitSettings};
@@ -74,6 +76,8 @@ pub struct SagaWriter {
     groups: BTreeMap<&'static str, GroupCommit>,
     metrics: Arc<Metrics>,
     settings: SagaSettings,
+    /// Cancelled at shutdown: store retries stop waiting.
+    shutdown: CancellationToken,
 }
 
 const LOCK_POLL: Duration = Duration::from_millis(50);
@@ -82,11 +86,12 @@ const COORDINATOR: &str = "coordinator";
 impl SagaWriter {
     pub fn new(stores: &Stores, metrics: Arc<Metrics>, settings: SagaSettings) -> Self {
         let stores_all = stores.all();
+        let shutdown = CancellationToken::new();
         let guards = stores_all
             .iter()
             .map(|s| s.name())
             .chain([COORDINATOR])
-            .map(|name| (name, GuardedStore::new(name, settings.retry, metrics.clone())))
+            .map(|name| (name, GuardedStore::new(name, settings.retry, metrics.clone(), shutdown.clone())))
             .collect();
         let groups = stores_all
             .iter()
@@ -101,13 +106,25 @@ impl SagaWriter {
             guards,
             metrics,
             settings,
+            shutdown,
         }
+    }
+
+    /// Stops waiting between store retries once `shutdown` is cancelled (the
+    /// batch is then given up uncommitted; the drain does not sit out backoffs).
+    pub fn with_shutdown(mut self, shutdown: CancellationToken) -> Self {
+        for guard in self.guards.values_mut() {
+            guard.stop_on(shutdown.clone());
+        }
+        self.shutdown = shutdown;
+        self
     }
 
     /// Also publishes every dead letter to `topic`, with its own breaker and retries.
     pub fn with_dead_letter_topic(mut self, topic: Arc<dyn DeadLetterPublisher>) -> Self {
-        self.guards
-            .insert(topic.name(), GuardedStore::new(topic.name(), self.settings.retry, self.metrics.clone()));
+        let guard =
+            GuardedStore::new(topic.name(), self.settings.retry, self.metrics.clone(), self.shutdown.clone());
+        self.guards.insert(topic.name(), guard);
         self.dead_letter_topic = Some(topic);
         self
     }
@@ -212,12 +229,16 @@ impl SagaWriter {
             return Ok(self.already_written(key.to_owned(), done));
         }
         let relational = self.guard(self.relational.name());
-        if !dead.is_empty() {
-            relational.call(|| self.relational.insert_dead_letters(dead)).await?;
-            if let Some(topic) = &self.dead_letter_topic {
-                self.guard(topic.name()).call(|| topic.publish(dead)).await?;
+        let dead_letters = async {
+            if !dead.is_empty() {
+                relational.call(|| self.relational.insert_dead_letters(dead)).await?;
+                if let Some(topic) = &self.dead_letter_topic {
+                    self.guard(topic.name()).call(|| topic.publish(dead)).await?;
+                }
             }
-        }
+            Ok(())
+        };
+        let (_, written_before) = tokio::try_join!(dead_letters, self.written_before(rows))?;
         let mut ledger = LedgerEntry {
             batch_key: key.to_owned(),
             batch_id: batch_id.to_owned(),
@@ -235,7 +256,12 @@ impl SagaWriter {
             if !failed.is_empty() {
                 let failed: Vec<StoreError> = failed.into_iter().filter_map(|(_, r)| r.err()).collect();
                 let ok: Vec<&Arc<dyn BatchStore>> = ok.into_iter().map(|(s, _)| s).collect();
-                let compensated = self.compensate(key, &ok, rows).await;
+                let added: Vec<RecordId> = rows
+                    .iter()
+                    .map(|r| r.record.id.clone())
+                    .filter(|id| !written_before.contains(id))
+                    .collect();
+                let compensated = self.compensate(key, &ok, &rows[0].record, &added).await;
                 ledger.status =
                     if compensated.len() == ok.len() { "compensated" } else { "compensation_failed" }.into();
                 ledger.detail = Some(failed.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
@@ -284,18 +310,36 @@ impl SagaWriter {
         result
     }
 
-    /// Removes the batch from the stores that took it; returns those where that
-    /// worked. A store where it did not gets a repair letter in the dead-letter table.
+    /// Which of the batch's records an earlier batch already wrote: the
+    /// relational store holds every record of every written batch. A
+    /// re-delivery with other batch boundaries repeats records that are already
+    /// written and committed; if this batch fails, they are not its to remove.
+    async fn written_before(&self, rows: &[ProcessedRecord]) -> Result<HashSet<RecordId>, StoreError> {
+        if rows.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let ids: Vec<RecordId> = rows.iter().map(|r| r.record.id.clone()).collect();
+        let ids = &ids;
+        self.guard(self.relational.name()).call(|| self.relational.present(ids)).await
+    }
+
+    /// Removes the records this batch added (`ids`) from the stores that took
+    /// it; returns those where that worked. A store where it did not gets a
+    /// repair letter in the dead-letter table.
     async fn compensate(
         &self,
         batch_key: &str,
         took: &[&Arc<dyn BatchStore>],
-        rows: &[ProcessedRecord],
+        first: &crate::model::Record,
+        ids: &[RecordId],
     ) -> Vec<&'static str> {
-        let ids: Vec<RecordId> = rows.iter().map(|r| r.record.id.clone()).collect();
-        let ids = &ids;
-        let results =
-            join_all(took.iter().map(|s| self.guard(s.name()).call(move || s.remove_records(ids)))).await;
+        let results = join_all(took.iter().map(|s| async move {
+            if ids.is_empty() {
+                return Ok(());
+            }
+            self.guard(s.name()).call(move || s.remove_records(ids)).await
+        }))
+        .await;
         let mut removed = Vec::new();
         let mut repairs = Vec::new();
         for (s, r) in took.iter().zip(results) {
@@ -304,7 +348,6 @@ impl SagaWriter {
                 Ok(()) => removed.push(s.name()),
                 Err(e) => {
                     tracing::error!(store = s.name(), error = %e, "compensation failed; store holds a partial batch");
-                    let first = &rows[0].record;
                     repairs.push(DeadLetter::compensation_failed(
                         batch_key,
                         s.name(),

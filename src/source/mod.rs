@@ -27,6 +27,9 @@ pub struct Dispatched {
     pub dropped: usize,
     /// Identifies the batch to [`BatchProgress::finish`].
     pub ticket: u64,
+    /// Cancelled when the batch must stop: its events are no longer this
+    /// member's to write (a partition moved on after the revoke deadline).
+    pub fence: CancellationToken,
 }
 
 /// What a source hears about the batches made of its events, to commit offsets
@@ -39,7 +42,7 @@ pub trait BatchProgress: Send + Sync {
     }
     /// Called before a batch runs.
     fn dispatch(&self, batch: Batch) -> Dispatched {
-        Dispatched { batch: Some(batch), dropped: 0, ticket: 0 }
+        Dispatched { batch: Some(batch), dropped: 0, ticket: 0, fence: CancellationToken::new() }
     }
     /// The batch was fully written (`written`), or given up and must not be committed.
     fn finish(&self, _ticket: u64, _batch: &Batch, _written: bool) {}

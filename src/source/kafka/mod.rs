@@ -4,7 +4,10 @@
 //! batches in flight the member pauses its partitions and keeps polling (so the
 //! group keeps it); below `kafka.resume_below` it resumes. On revocation it stops
 //! dispatching the revoked partitions' events, lets their running batches finish
-//! within `kafka.revoke_deadline`, commits what is written and lets go.
+//! within `kafka.revoke_deadline`, commits what is written and lets go. A batch
+//! still running then is fenced: it stops before its next store call, so it
+//! cannot write (or compensate) after the next owner started; its events of the
+//! partitions this member keeps run again as a new batch.
 
 mod offsets;
 
@@ -34,6 +37,8 @@ use crate::model::{Format, Origin, RawEvent};
 struct State {
     tracker: OffsetTracker,
     paused: bool,
+    /// Per batch in flight (by ticket), the token that fences it off.
+    fences: HashMap<u64, CancellationToken>,
 }
 
 /// Shared by the consumer's callbacks (poll thread) and the pipeline's hooks.
@@ -91,16 +96,18 @@ impl Shared {
                 self.wait_for_batches_of(&tps);
             }
         }
-        let (abandoned, commits, assigned) = {
-            let mut state = self.lock();
-            let abandoned = state.tracker.in_flight_of(&tps);
+        let (fenced, commits, assigned) = {
+            let mut guard = self.lock();
+            let state = &mut *guard;
+            let fenced: Vec<CancellationToken> =
+                state.tracker.tickets_of(&tps).iter().filter_map(|t| state.fences.remove(t)).collect();
             let commits = state.tracker.revoke(&tps);
-            (abandoned, commits, state.tracker.assigned().len())
+            (fenced, commits, state.tracker.assigned().len())
         };
-        if abandoned > 0 {
-            tracing::warn!(partitions = ?tps, batches = abandoned,
-                "revoke deadline passed; batches abandoned uncommitted (the next owner re-reads them)");
-            self.metrics.batches_abandoned(abandoned);
+        if !fenced.is_empty() {
+            tracing::warn!(partitions = ?tps, batches = fenced.len(),
+                "revoke deadline passed; fencing the batches still running (uncommitted; the next owner re-reads them)");
+            fenced.iter().for_each(CancellationToken::cancel);
         }
         commit(consumer, &commits, CommitMode::Sync);
         for (topic, partition) in &tps {
@@ -253,7 +260,11 @@ impl KafkaSource {
             .set("queued.max.messages.kbytes", "16384")
             .set("enable.partition.eof", "false");
         let shared = Arc::new(Shared {
-            state: Mutex::new(State { tracker: OffsetTracker::default(), paused: false }),
+            state: Mutex::new(State {
+                tracker: OffsetTracker::default(),
+                paused: false,
+                fences: HashMap::new(),
+            }),
             finished: Condvar::new(),
             metrics,
             kafka: k.clone(),
@@ -360,9 +371,13 @@ impl BatchProgress for KafkaProgress {
     }
 
     fn dispatch(&self, batch: Batch) -> Dispatched {
+        let fence = CancellationToken::new();
         let (kept, dropped, pause) = {
             let mut state = self.shared.lock();
             let (kept, dropped) = state.tracker.dispatch(batch);
+            if let Some((_, ticket)) = &kept {
+                state.fences.insert(*ticket, fence.clone());
+            }
             let pause = !state.paused && state.tracker.batches_in_flight() >= self.shared.max_in_flight;
             state.paused |= pause;
             (kept, dropped, pause.then(|| state.tracker.assigned()))
@@ -374,8 +389,8 @@ impl BatchProgress for KafkaProgress {
             self.backpressure(&tps, true);
         }
         match kept {
-            Some((batch, ticket)) => Dispatched { batch: Some(batch), dropped, ticket },
-            None => Dispatched { batch: None, dropped, ticket: 0 },
+            Some((batch, ticket)) => Dispatched { batch: Some(batch), dropped, ticket, fence },
+            None => Dispatched { batch: None, dropped, ticket: 0, fence },
         }
     }
 
@@ -383,6 +398,7 @@ impl BatchProgress for KafkaProgress {
         let (commits, resume) = {
             let mut state = self.shared.lock();
             state.tracker.finish(ticket, batch, written);
+            state.fences.remove(&ticket);
             let resume = state.paused && state.tracker.batches_in_flight() <= self.shared.kafka.resume_below;
             state.paused &= !resume;
             (state.tracker.take_commits(), resume.then(|| state.tracker.assigned()))

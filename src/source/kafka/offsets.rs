@@ -123,16 +123,22 @@ impl OffsetTracker {
         self.in_flight.len()
     }
 
-    /// Batches in flight that hold events of these partitions (this assignment of them).
+    /// How many batches in flight hold events of these partitions (this assignment of them).
     pub fn in_flight_of(&self, tps: &[Tp]) -> usize {
+        self.tickets_of(tps).len()
+    }
+
+    /// The batches in flight that hold events of these partitions (this assignment of them).
+    pub fn tickets_of(&self, tps: &[Tp]) -> Vec<Ticket> {
         self.in_flight
-            .values()
-            .filter(|holds| {
+            .iter()
+            .filter(|(_, holds)| {
                 holds.iter().any(|(tp, generation)| {
                     tps.contains(tp) && self.partitions.get(tp).is_some_and(|p| p.generation == *generation)
                 })
             })
-            .count()
+            .map(|(ticket, _)| *ticket)
+            .collect()
     }
 
     /// Positions that moved since they were last handed out, to commit now.
