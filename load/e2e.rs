@@ -29,8 +29,6 @@ use apex_ingest::app;
 use apex_ingest::batch::{Batch, CloseReason};
 use apex_ingest::config::{CacheKind, Config, GraphKind, RelationalKind, SourceKind, VectorKind};
 use apex_ingest::kafka::group_watch::GroupWatch;
-use apex_ingest::kafka::producer::{ProduceSettings, produce};
-use apex_ingest::kafka::topics::{self, TopicSpec};
 use apex_ingest::metrics::Metrics;
 use apex_ingest::model::{Format, RecordId};
 use apex_ingest::orchestrate::direct::{parse_batch, process_records};
@@ -42,8 +40,10 @@ use clap::{Parser, ValueEnum};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-const SAMSARA_PARTITIONS: i32 = 6;
-const EDI_PARTITIONS: i32 = 3;
+#[path = "traffic.rs"]
+mod traffic;
+
+use traffic::{EDI_PARTITIONS, RunTopics, SAMSARA_PARTITIONS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Layout {
@@ -96,15 +96,6 @@ struct Args {
     /// event, `ON CONFLICT DO NOTHING`, batches of 100, 4 in flight), timed the same way.
     #[arg(long)]
     peer: Option<std::path::PathBuf>,
-}
-
-/// The two produce streams of a run: (topic, format, events, seed).
-fn streams(args: &Args, samsara: &str, edi: &str, seed: u64) -> [(String, Format, u64, u64); 2] {
-    let edi_events = (args.events as f64 * args.edi_share) as u64;
-    [
-        (samsara.to_owned(), Format::Samsara, args.events - edi_events, seed),
-        (edi.to_owned(), Format::Edi, edi_events, seed + 1),
-    ]
 }
 
 /// The events `produce` sent for one stream, regenerated from its seed.
@@ -184,7 +175,7 @@ struct Run {
     brokers: String,
     samsara: String,
     edi: String,
-    streams: [(String, Format, u64, u64); 2],
+    streams: [traffic::Stream; 2],
 }
 
 impl Run {
@@ -253,23 +244,19 @@ async fn main() -> anyhow::Result<()> {
     config.metrics.listen = String::new();
     let brokers = config.kafka.brokers.clone();
     let id = format!("{:08x}", rand::random::<u32>());
-    let (samsara, edi, dlq) = (format!("e2e.samsara.{id}"), format!("e2e.edi.{id}"), format!("e2e.dlq.{id}"));
-    topics::apply(
-        &brokers,
-        &[
-            TopicSpec::scratch(&samsara, SAMSARA_PARTITIONS),
-            TopicSpec::scratch(&edi, EDI_PARTITIONS),
-            TopicSpec::scratch(&dlq, 1),
-        ],
-        Some(1),
-    )
-    .await?;
-    config.kafka.samsara_topic = samsara.clone();
-    config.kafka.edi_topic = edi.clone();
-    config.kafka.dlq_topic = dlq;
+    let topics = RunTopics::create(&brokers, "e2e", &id).await?;
+    config.kafka.samsara_topic = topics.samsara.clone();
+    config.kafka.edi_topic = topics.edi.clone();
+    config.kafka.dlq_topic = topics.dlq.clone();
     let seed: u64 = rand::random::<u32>().into();
-    let streams = streams(&args, &samsara, &edi, seed);
-    let run = Run { id, brokers: brokers.clone(), samsara, edi, streams: streams.clone() };
+    let streams = traffic::streams(&topics, args.events, args.edi_share, seed);
+    let run = Run {
+        id,
+        brokers: brokers.clone(),
+        samsara: topics.samsara,
+        edi: topics.edi,
+        streams: streams.clone(),
+    };
     println!(
         "run {}: {} events ({:.0} % EDI, {:.0} % poison), {} member(s), layouts {:?}, vector {:?}, skip_kinds {:?}, \
          {} batches in flight per member",
@@ -285,27 +272,8 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let producing = {
-        let (brokers, rate, total, poison) = (brokers.clone(), args.rate, args.events, args.poison);
-        async move {
-            let started = Instant::now();
-            let jobs = streams.into_iter().map(|(topic, format, events, seed)| {
-                let brokers = brokers.clone();
-                let share = (rate as f64 * events as f64 / total.max(1) as f64).ceil() as u32;
-                async move {
-                    let settings = ProduceSettings {
-                        topic,
-                        format,
-                        events,
-                        rate: std::num::NonZeroU32::new(share),
-                        poison_fraction: poison,
-                        seed,
-                    };
-                    produce(&brokers, &settings, |_| {}).await
-                }
-            });
-            futures::future::try_join_all(jobs).await?;
-            anyhow::Ok(started.elapsed())
-        }
+        let (brokers, rate, poison) = (brokers.clone(), args.rate, args.poison);
+        async move { traffic::produce_streams(&brokers, streams.to_vec(), rate, poison).await }
     };
     let mut producer = if args.rate == 0 {
         let took = producing.await?;

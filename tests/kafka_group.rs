@@ -20,8 +20,7 @@ use apex_ingest::model::{Format, Origin, RawEvent, RecordId};
 use apex_ingest::store::sqlite_graph::SqliteGraphStore;
 use apex_ingest::store::{DeadLetterFilter, Stores};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Headers;
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use support::{Flaky, kafka_brokers};
 
 /// One test at a time: they share two cores, and timing-sensitive steps
@@ -153,34 +152,7 @@ async fn wait_until_committed_to_end(brokers: &str, names: &Names) {
 
 /// Every message of a topic, read from the beginning to the end.
 fn read_topic(brokers: &str, topic: &str, format: Format) -> Vec<RawEvent> {
-    // A group id is required to assign partitions; this reader never commits.
-    let c = plain_consumer(brokers, Some(&support::unique("reader")));
-    let end = end_offsets(brokers, &[topic]);
-    let mut tpl = TopicPartitionList::new();
-    for (t, p) in end.keys() {
-        tpl.add_partition_offset(t, *p, Offset::Beginning).unwrap();
-    }
-    c.assign(&tpl).unwrap();
-    let total: i64 = end.values().sum();
-    let mut out = Vec::new();
-    let started = Instant::now();
-    while (out.len() as i64) < total {
-        assert!(started.elapsed() < WAIT, "read {} of {total} messages of {topic}", out.len());
-        let Some(m) = c.poll(Duration::from_millis(500)) else { continue };
-        let m = m.unwrap();
-        let mut event = RawEvent::new(
-            format,
-            Origin { topic: m.topic().into(), partition: m.partition(), offset: m.offset() },
-            m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-            m.payload().unwrap_or_default().to_vec(),
-        );
-        if let Some(h) = m.headers() {
-            event.headers =
-                h.iter().map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec())).collect();
-        }
-        out.push(event);
-    }
-    out
+    apex_ingest::kafka::read_back::read_to_end(brokers, topic, format, WAIT).unwrap()
 }
 
 /// What the stores must hold: the record ids of every message produced, and

@@ -4,11 +4,16 @@
 pub mod dead_letter_topic;
 pub mod group_watch;
 pub mod producer;
+pub mod read_back;
 pub mod topics;
 
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
+use chrono::{DateTime, Utc};
+use rdkafka::message::Headers;
+use rdkafka::{ClientConfig, Message};
+
+use crate::model::{Format, Origin, RawEvent};
 
 /// How long admin and metadata calls may take before they fail.
 pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(15);
@@ -30,4 +35,22 @@ pub fn producer_config(brokers: &str) -> ClientConfig {
         // The Java client's default, so keys land where other producers put them.
         .set("partitioner", "murmur2_random");
     c
+}
+
+/// A consumed message as the pipeline carries it: origin, key, payload,
+/// headers and broker timestamp. A message without a payload (a tombstone)
+/// has empty bytes, which parse as poison.
+pub fn raw_event(m: &impl Message, format: Format) -> RawEvent {
+    let headers = m
+        .headers()
+        .map(|h| h.iter().map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec())).collect())
+        .unwrap_or_default();
+    RawEvent {
+        format,
+        origin: Origin { topic: m.topic().to_owned(), partition: m.partition(), offset: m.offset() },
+        key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+        payload: m.payload().unwrap_or_default().to_vec(),
+        headers,
+        timestamp: m.timestamp().to_millis().and_then(DateTime::<Utc>::from_timestamp_millis),
+    }
 }

@@ -17,10 +17,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaResult;
-use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
@@ -30,9 +29,9 @@ use self::offsets::{OffsetTracker, Tp};
 use super::{BatchProgress, Dispatched, Source};
 use crate::batch::Batch;
 use crate::config::{Config, KafkaConfig};
-use crate::kafka::client_config;
+use crate::kafka::{client_config, raw_event};
 use crate::metrics::Metrics;
-use crate::model::{Format, Origin, RawEvent};
+use crate::model::{Format, RawEvent};
 
 struct State {
     tracker: OffsetTracker,
@@ -285,20 +284,7 @@ impl KafkaSource {
     }
 
     fn to_event(&self, m: &BorrowedMessage<'_>) -> Option<RawEvent> {
-        let format = *self.shared.formats.get(m.topic())?;
-        let headers = m
-            .headers()
-            .map(|h| h.iter().map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec())).collect())
-            .unwrap_or_default();
-        Some(RawEvent {
-            format,
-            origin: Origin { topic: m.topic().to_owned(), partition: m.partition(), offset: m.offset() },
-            key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-            // A message without a payload (a tombstone) is poison, not a crash.
-            payload: m.payload().unwrap_or_default().to_vec(),
-            headers,
-            timestamp: m.timestamp().to_millis().and_then(DateTime::<Utc>::from_timestamp_millis),
-        })
+        Some(raw_event(m, *self.shared.formats.get(m.topic())?))
     }
 }
 
