@@ -114,7 +114,7 @@ enum DlqAction {
         /// Only this reason (not_utf8, invalid_json, invalid_samsara, edi_syntax, edi_envelope, edi_transaction).
         #[arg(long)]
         reason: Option<String>,
-        /// Include dead letters already replayed.
+        /// Include dead letters already replayed (and resolved repair letters).
         #[arg(long)]
         all: bool,
         #[arg(long, default_value_t = 50)]

@@ -355,6 +355,15 @@ async fn a_failed_compensation_leaves_a_repair_letter() {
     // The vector store indeed still holds them; the relational one was cleaned.
     assert_eq!(vector.count_records().await.unwrap(), rows.len() as u64);
     assert_eq!(stores.relational.count_records().await.unwrap(), 0);
+
+    // The stores recover and the batch lands whole: the letter is resolved.
+    graph.failing.store(false, Ordering::SeqCst);
+    vector.failing_removes.store(false, Ordering::SeqCst);
+    writer.write(&batch.id, &rows, &dead).await.unwrap();
+    assert!(stores.relational.dead_letters(&filter).await.unwrap().is_empty(), "no open repair letter");
+    let all = apex_ingest::store::DeadLetterFilter { include_replayed: true, ..filter };
+    let resolved = stores.relational.dead_letters(&all).await.unwrap();
+    assert!(resolved[0].replayed_at.is_some(), "kept, marked resolved");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

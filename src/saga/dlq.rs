@@ -88,7 +88,9 @@ impl DeadLetter {
         }
     }
 
-    /// Repair letters record a failed compensation, not an event; never replayed.
+    /// Repair letters record a failed compensation, not an event; never
+    /// replayed. The writer that left one marks it resolved (`replayed_at`)
+    /// once it has written the whole batch after all.
     pub fn is_repair(&self) -> bool {
         self.reason == COMPENSATION_FAILED
     }

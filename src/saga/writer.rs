@@ -4,9 +4,9 @@
 //! batch added removed again; records an earlier batch wrote stay) and the
 //! batch is reported failed so its source retries it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -78,6 +78,9 @@ pub struct SagaWriter {
     settings: SagaSettings,
     /// Cancelled at shutdown: store retries stop waiting.
     shutdown: CancellationToken,
+    /// Per batch key, the repair letters its failed compensations left, to
+    /// mark resolved once this writer has written the whole batch.
+    repairs: Mutex<HashMap<String, Vec<String>>>,
 }
 
 const LOCK_POLL: Duration = Duration::from_millis(50);
@@ -107,6 +110,7 @@ impl SagaWriter {
             metrics,
             settings,
             shutdown,
+            repairs: Mutex::default(),
         }
     }
 
@@ -285,6 +289,7 @@ impl SagaWriter {
         for d in dead {
             self.metrics.dead_lettered(&d.reason);
         }
+        self.resolve_repairs(key).await;
         Ok(WriteOutcome {
             batch_key: key.to_owned(),
             records: outcome.records,
@@ -308,6 +313,24 @@ impl SagaWriter {
             }
         }
         result
+    }
+
+    fn pending_repairs(&self) -> MutexGuard<'_, HashMap<String, Vec<String>>> {
+        // Nothing panics while holding it; a poisoned map is still consistent.
+        self.repairs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The batch is now in every store: its repair letters are marked resolved
+    /// (`replayed_at`), so `dlq list` no longer shows them as open.
+    async fn resolve_repairs(&self, key: &str) {
+        let Some(ids) = self.pending_repairs().remove(key) else { return };
+        let relational = self.guard(self.relational.name());
+        match relational.call(|| self.relational.mark_replayed(&ids)).await {
+            Ok(()) => {
+                tracing::info!(batch_key = key, letters = ids.len(), "batch written; repair letters resolved")
+            }
+            Err(e) => tracing::warn!(batch_key = key, error = %e, "repair letters not marked resolved"),
+        }
     }
 
     /// Which of the batch's records an earlier batch already wrote: the
@@ -361,7 +384,11 @@ impl SagaWriter {
         if !repairs.is_empty() {
             let relational = self.guard(self.relational.name());
             match relational.call(|| self.relational.insert_dead_letters(&repairs)).await {
-                Ok(()) => repairs.iter().for_each(|d| self.metrics.dead_lettered(&d.reason)),
+                Ok(()) => {
+                    repairs.iter().for_each(|d| self.metrics.dead_lettered(&d.reason));
+                    let ids = repairs.iter().map(|d| d.id.clone());
+                    self.pending_repairs().entry(batch_key.to_owned()).or_default().extend(ids);
+                }
                 Err(e) => {
                     tracing::error!(error = %e, ?repairs, "repair letters not stored; they are only in this log")
                 }
