@@ -36,8 +36,6 @@ use crate::model::{Format, RawEvent};
 struct State {
     tracker: OffsetTracker,
     paused: bool,
-    /// Per batch in flight (by ticket), the token that fences it off.
-    fences: HashMap<u64, CancellationToken>,
 }
 
 /// Shared by the consumer's callbacks (poll thread) and the pipeline's hooks.
@@ -96,17 +94,14 @@ impl Shared {
             }
         }
         let (fenced, commits, assigned) = {
-            let mut guard = self.lock();
-            let state = &mut *guard;
-            let fenced: Vec<CancellationToken> =
-                state.tracker.tickets_of(&tps).iter().filter_map(|t| state.fences.remove(t)).collect();
+            let mut state = self.lock();
+            let fenced = state.tracker.fence(&tps);
             let commits = state.tracker.revoke(&tps);
             (fenced, commits, state.tracker.assigned().len())
         };
-        if !fenced.is_empty() {
-            tracing::warn!(partitions = ?tps, batches = fenced.len(),
-                "revoke deadline passed; fencing the batches still running (uncommitted; the next owner re-reads them)");
-            fenced.iter().for_each(CancellationToken::cancel);
+        if fenced > 0 {
+            tracing::warn!(partitions = ?tps, batches = fenced,
+                "revoke deadline passed; fenced the batches still running (uncommitted; the next owner re-reads them)");
         }
         commit(consumer, &commits, CommitMode::Sync);
         for (topic, partition) in &tps {
@@ -259,11 +254,7 @@ impl KafkaSource {
             .set("queued.max.messages.kbytes", "16384")
             .set("enable.partition.eof", "false");
         let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                tracker: OffsetTracker::default(),
-                paused: false,
-                fences: HashMap::new(),
-            }),
+            state: Mutex::new(State { tracker: OffsetTracker::default(), paused: false }),
             finished: Condvar::new(),
             metrics,
             kafka: k.clone(),
@@ -357,16 +348,14 @@ impl BatchProgress for KafkaProgress {
     }
 
     fn dispatch(&self, batch: Batch) -> Dispatched {
-        let fence = CancellationToken::new();
-        let (kept, dropped, pause) = {
+        let (kept, dropped, pause, fence) = {
             let mut state = self.shared.lock();
             let (kept, dropped) = state.tracker.dispatch(batch);
-            if let Some((_, ticket)) = &kept {
-                state.fences.insert(*ticket, fence.clone());
-            }
+            let fence =
+                kept.as_ref().and_then(|(_, ticket)| state.tracker.fence_of(*ticket)).unwrap_or_default();
             let pause = !state.paused && state.tracker.batches_in_flight() >= self.shared.max_in_flight;
             state.paused |= pause;
-            (kept, dropped, pause.then(|| state.tracker.assigned()))
+            (kept, dropped, pause.then(|| state.tracker.assigned()), fence)
         };
         if dropped > 0 {
             self.shared.metrics.kafka_dropped_on_revoke(dropped);
@@ -384,7 +373,6 @@ impl BatchProgress for KafkaProgress {
         let (commits, resume) = {
             let mut state = self.shared.lock();
             state.tracker.finish(ticket, batch, written);
-            state.fences.remove(&ticket);
             let resume = state.paused && state.tracker.batches_in_flight() <= self.shared.kafka.resume_below;
             state.paused &= !resume;
             (state.tracker.take_commits(), resume.then(|| state.tracker.assigned()))

@@ -8,6 +8,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use tokio_util::sync::CancellationToken;
+
 use crate::batch::Batch;
 
 /// Topic and partition.
@@ -35,13 +37,21 @@ impl PartitionOffsets {
     }
 }
 
-/// A batch handed to the orchestrator: its partitions and their generations.
+/// Identifies a batch handed to the orchestrator.
 pub type Ticket = u64;
+
+/// A batch in flight: the partitions (and their generations) it holds events
+/// of, and the token that fences it off once they move to another member.
+#[derive(Debug)]
+struct InFlight {
+    holds: Vec<(Tp, u64)>,
+    fence: CancellationToken,
+}
 
 #[derive(Debug, Default)]
 pub struct OffsetTracker {
     partitions: HashMap<Tp, PartitionOffsets>,
-    in_flight: HashMap<Ticket, Vec<(Tp, u64)>>,
+    in_flight: HashMap<Ticket, InFlight>,
     next_generation: u64,
     next_ticket: Ticket,
 }
@@ -100,7 +110,7 @@ impl OffsetTracker {
         let batch = Batch::new(kept, close_reason);
         let holds = batch.offsets.keys().map(|tp| (tp.clone(), self.partitions[tp].generation)).collect();
         self.next_ticket += 1;
-        self.in_flight.insert(self.next_ticket, holds);
+        self.in_flight.insert(self.next_ticket, InFlight { holds, fence: CancellationToken::new() });
         (Some((batch, self.next_ticket)), dropped)
     }
 
@@ -125,20 +135,27 @@ impl OffsetTracker {
 
     /// How many batches in flight hold events of these partitions (this assignment of them).
     pub fn in_flight_of(&self, tps: &[Tp]) -> usize {
-        self.tickets_of(tps).len()
+        self.running_of(tps).count()
     }
 
-    /// The batches in flight that hold events of these partitions (this assignment of them).
-    pub fn tickets_of(&self, tps: &[Tp]) -> Vec<Ticket> {
-        self.in_flight
-            .iter()
-            .filter(|(_, holds)| {
-                holds.iter().any(|(tp, generation)| {
-                    tps.contains(tp) && self.partitions.get(tp).is_some_and(|p| p.generation == *generation)
-                })
+    /// The token that fences the batch of `ticket` off (see [`Self::fence`]).
+    pub fn fence_of(&self, ticket: Ticket) -> Option<CancellationToken> {
+        self.in_flight.get(&ticket).map(|b| b.fence.clone())
+    }
+
+    /// Fences off the batches in flight that hold events of these partitions:
+    /// they must not write once the partitions are another member's. Returns
+    /// how many there were.
+    pub fn fence(&self, tps: &[Tp]) -> usize {
+        self.running_of(tps).map(|b| b.fence.cancel()).count()
+    }
+
+    fn running_of<'a>(&'a self, tps: &'a [Tp]) -> impl Iterator<Item = &'a InFlight> {
+        self.in_flight.values().filter(move |b| {
+            b.holds.iter().any(|(tp, generation)| {
+                tps.contains(tp) && self.partitions.get(tp).is_some_and(|p| p.generation == *generation)
             })
-            .map(|(ticket, _)| *ticket)
-            .collect()
+        })
     }
 
     /// Positions that moved since they were last handed out, to commit now.
