@@ -33,11 +33,17 @@ async fn assert_nowhere(stores: &[Arc<dyn BatchStore>], ids: &[RecordId]) {
     }
 }
 
-#[tokio::test]
-async fn a_batch_written_twice_leaves_one_copy_everywhere() {
+/// The real stores under a fresh Redis prefix, and a saga writer over them.
+async fn real_writer() -> (apex_ingest::config::Config, Stores, SagaWriter) {
     let config = real_stores_config(&unique("apex-test"));
     let stores = Stores::open(&config).await.unwrap();
     let writer = SagaWriter::new(&stores, Metrics::new(), config.saga_settings());
+    (config, stores, writer)
+}
+
+#[tokio::test]
+async fn a_batch_written_twice_leaves_one_copy_everywhere() {
+    let (config, stores, writer) = real_writer().await;
     let batch = generated_batch(100, seed(), 0.05);
     let (mut rows, mut dead) = processed(&batch).await;
     let ids: Vec<RecordId> = rows.iter().map(|r| r.record.id.clone()).collect();
@@ -89,9 +95,7 @@ async fn a_batch_written_twice_leaves_one_copy_everywhere() {
 
 #[tokio::test]
 async fn pgvector_nearest_neighbour_of_a_record_is_the_record() {
-    let config = real_stores_config(&unique("apex-test"));
-    let stores = Stores::open(&config).await.unwrap();
-    let writer = SagaWriter::new(&stores, Metrics::new(), config.saga_settings());
+    let (_, stores, writer) = real_writer().await;
     let batch = generated_batch(100, seed(), 0.0);
     let (rows, dead) = processed(&batch).await;
     writer.write(&batch.id, &rows, &dead).await.unwrap();
@@ -163,9 +167,7 @@ async fn a_store_failing_after_the_others_is_compensated_then_lands_once() {
 async fn pings_the_policy_skips_have_no_embedding_in_postgres_and_verify_knows() {
     use apex_ingest::orchestrate::direct::{parse_batch, process_records};
     use apex_ingest::pipeline::embed::{EmbedPolicy, HashingEmbedder};
-    let config = real_stores_config(&unique("apex-test"));
-    let stores = Stores::open(&config).await.unwrap();
-    let writer = SagaWriter::new(&stores, Metrics::new(), config.saga_settings());
+    let (config, stores, writer) = real_writer().await;
     let batch = generated_batch(100, seed(), 0.0);
     let pings = vec!["VehicleLocation".to_owned(), "VehicleStats".to_owned()];
     let (records, dead) = parse_batch(&batch);
