@@ -31,7 +31,7 @@ use apex_ingest::config::{CacheKind, Config, GraphKind, RelationalKind, SourceKi
 use apex_ingest::kafka::group_watch::GroupWatch;
 use apex_ingest::metrics::Metrics;
 use apex_ingest::model::{Format, RecordId};
-use apex_ingest::orchestrate::direct::{parse_batch, process_records};
+use apex_ingest::orchestrate::direct::{parse_events, process_records};
 use apex_ingest::pipeline::ProcessedRecord;
 use apex_ingest::pipeline::embed::EmbedPolicy;
 use apex_ingest::source::generator::{Fleet, GeneratorSettings};
@@ -425,7 +425,7 @@ async fn verify(
     let mut ids = Vec::new();
     let mut poison = 0;
     for b in batches {
-        let (recs, dead) = parse_batch(b);
+        let (recs, dead) = parse_events(&b.events);
         ids.extend(recs.into_iter().map(|r| r.id));
         poison += dead.len() as u64;
     }
@@ -457,7 +457,7 @@ async fn recall(
     let embedder = app::build_embedder(config)?;
     let mut sample = Vec::new();
     for b in batches.iter().step_by((batches.len() / 20).max(1)) {
-        let (records, _) = parse_batch(b);
+        let (records, _) = parse_events(&b.events);
         let rows = process_records(embedder.as_ref(), policy, records).await?;
         sample.extend(rows.into_iter().filter(ProcessedRecord::is_embedded).take(SAMPLE / 20));
     }
@@ -492,7 +492,7 @@ async fn ceilings(
     // Spread over both streams, as the pipeline's batches are.
     let step = (batches.len() / take.max(1)).max(1);
     for b in batches.iter().step_by(step).take(take) {
-        let (mut recs, _) = parse_batch(b);
+        let (mut recs, _) = parse_events(&b.events);
         for r in &mut recs {
             r.id = RecordId::derive(r.format, &format!("{}{salt}", r.natural_key));
         }
@@ -538,7 +538,7 @@ mod peer {
     use apex_ingest::config::Config;
     use apex_ingest::kafka::group_watch::GroupWatch;
     use apex_ingest::model::Format;
-    use apex_ingest::orchestrate::direct::parse_batch;
+    use apex_ingest::orchestrate::direct::parse_events;
 
     use super::Run;
 
@@ -555,7 +555,7 @@ mod peer {
         // One row per distinct event id (the generator repeats a few, as real feeds do).
         let mut ids = std::collections::HashSet::new();
         for b in batches.iter().filter(|b| b.events.first().is_some_and(|e| e.format == Format::Samsara)) {
-            let (records, dead) = parse_batch(b);
+            let (records, dead) = parse_events(&b.events);
             anyhow::ensure!(dead.is_empty(), "--peer needs --poison 0 (its mapping has no dead-letter path)");
             ids.extend(records.into_iter().map(|r| r.id));
         }

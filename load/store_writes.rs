@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use apex_ingest::batch::{Batch, CloseReason};
 use apex_ingest::config::{CacheKind, Config, GraphKind, RelationalKind, VectorKind};
 use apex_ingest::metrics::Metrics;
-use apex_ingest::orchestrate::direct::{parse_batch, process_records};
+use apex_ingest::orchestrate::direct::{parse_events, process_records};
 use apex_ingest::pipeline::ProcessedRecord;
 use apex_ingest::pipeline::embed::{EmbedPolicy, HashingEmbedder};
 use apex_ingest::saga::SagaWriter;
@@ -28,7 +28,7 @@ async fn batches(n: usize) -> anyhow::Result<Vec<(String, Vec<ProcessedRecord>)>
     for _ in 0..n {
         let batch =
             Batch::new((0..EVENTS_PER_BATCH).map(|_| fleet.next_event()).collect(), CloseReason::Size);
-        let (records, _) = parse_batch(&batch);
+        let (records, _) = parse_events(&batch.events);
         out.push((batch.id, process_records(&embedder, &EmbedPolicy::default(), records).await?));
     }
     Ok(out)

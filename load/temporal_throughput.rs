@@ -3,7 +3,9 @@
 //!
 //!     cargo run --release --example temporal_throughput -- [events per batch] [batches] [in flight]
 //!
-//! (defaults 100, 12, 4). Both paths get the same kind of generated traffic
+//! (defaults 100, 12, 4). The fan-out comes from the configuration, e.g.
+//! `APEX_TEMPORAL_EVENTS_PER_CHILD=1 APEX_TEMPORAL_CHILD_STEPS=stages`
+//! (`load/temporal_shapes.sh` runs every shape). Both paths get the same kind of generated traffic
 //! (2 % poison) and write to embedded stores in a temporary directory; the
 //! worker runs in this process, on the same two cores as the dev server.
 //! Prints batches/s, events/s and per-batch latency of each path, and the

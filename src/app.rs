@@ -104,6 +104,7 @@ pub async fn build_orchestrator(
     }
     let client = temporal::connect(&config.temporal).await?;
     let on_temporal = Arc::new(TemporalOrchestrator::new(client, config.temporal.clone(), metrics.clone()));
+    on_temporal.watch_stalls(shutdown.clone());
     tracing::info!(percent, task_queue = %config.temporal.task_queue, "rollout: share of batches on Temporal");
     Ok((stores, Arc::new(RolloutOrchestrator::new(direct, on_temporal, percent, metrics))))
 }

@@ -118,6 +118,13 @@ pub struct TemporalConfig {
     /// Share of batches (by a stable hash of the batch id) run on Temporal,
     /// 0–100; the rest take the direct path. 0 needs no Temporal at all.
     pub rollout_percent: u8,
+    /// Events per child workflow of a batch, 1–100: 1 is a child per event;
+    /// the batch size is one child per batch (fewer children, far fewer
+    /// history events; `load/RESULTS.md`). A child's result is one Temporal
+    /// payload (2 MB at most; 100 events are about 0.5 MB).
+    pub events_per_child: usize,
+    /// How a child runs parse → extract → embed over its events.
+    pub child_steps: ChildSteps,
     /// Worker: workflow tasks (batch and event workflows) run at once.
     pub max_concurrent_workflow_tasks: usize,
     /// Worker: activities (parse, extract_entities, embed, write_batch) run at once.
@@ -130,6 +137,11 @@ pub struct TemporalConfig {
     /// then runs the batch again.
     #[serde(with = "humantime_serde")]
     pub workflow_timeout: Duration,
+    /// A batch waiting on its workflow longer than this counts in
+    /// `apex_temporal_stalled_batches`, and a warning names the task queue
+    /// when no worker polls it.
+    #[serde(with = "humantime_serde")]
+    pub stall_warning: Duration,
 }
 
 impl Default for KafkaConfig {
@@ -181,13 +193,30 @@ impl Default for TemporalConfig {
             task_queue: "apex-ingest".into(),
             build_id: concat!("apex-ingest-", env!("CARGO_PKG_VERSION")).into(),
             rollout_percent: 0,
+            events_per_child: 100,
+            child_steps: ChildSteps::Local,
             max_concurrent_workflow_tasks: 100,
             max_concurrent_activities: 100,
             max_pollers: 20,
             max_cached_workflows: 1000,
             workflow_timeout: Duration::from_secs(30 * 60),
+            stall_warning: Duration::from_secs(60),
         }
     }
+}
+
+/// The activities of a child workflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChildSteps {
+    /// One activity per stage: `parse`, `extract_entities`, `embed`, each
+    /// retried on its own and visible in the history.
+    Stages,
+    /// One `process` activity doing all three (one task round trip).
+    Combined,
+    /// `process` as a local activity: run by the worker that runs the child,
+    /// recorded as a marker, no activity task through the server.
+    Local,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -490,6 +519,11 @@ impl Config {
             (self.temporal.rollout_percent <= 100, "temporal.rollout_percent", "must be between 0 and 100"),
             (!self.temporal.task_queue.is_empty(), "temporal.task_queue", "must not be empty"),
             (
+                (1..=100).contains(&self.temporal.events_per_child),
+                "temporal.events_per_child",
+                "must be between 1 and 100 (a child's result must fit one 2 MB Temporal payload)",
+            ),
+            (
                 self.temporal.max_concurrent_workflow_tasks >= 2,
                 "temporal.max_concurrent_workflow_tasks",
                 "must be at least 2 (a batch workflow and its children take turns)",
@@ -509,6 +543,7 @@ impl Config {
                 "temporal.workflow_timeout",
                 "must be longer than 0 s",
             ),
+            (!self.temporal.stall_warning.is_zero(), "temporal.stall_warning", "must be longer than 0 s"),
             (self.embed.dims > 0, "embed.dims", "must be at least 1"),
             (self.embed.max_attempts > 0, "embed.max_attempts", "must be at least 1"),
             (self.embed.requests_per_second > 0, "embed.requests_per_second", "must be at least 1"),

@@ -55,6 +55,9 @@ struct WorkflowMetrics {
     starts: IntCounterVec,
     results: IntCounterVec,
     seconds: Histogram,
+    oldest_waiting: IntGaugeVec,
+    stalled: IntGaugeVec,
+    pollers: IntGaugeVec,
 }
 
 impl WorkflowMetrics {
@@ -89,6 +92,24 @@ impl WorkflowMetrics {
                     .buckets(prometheus::exponential_buckets(0.25, 2.0, 12).expect("valid buckets")),
                 ),
             ),
+            oldest_waiting: gauge_vec(
+                registry,
+                "apex_temporal_oldest_waiting_batch_seconds",
+                "How long the oldest batch this member waits on has been waiting for its workflow",
+                &["task_queue"],
+            ),
+            stalled: gauge_vec(
+                registry,
+                "apex_temporal_stalled_batches",
+                "Batches this member waits on for longer than temporal.stall_warning",
+                &["task_queue"],
+            ),
+            pollers: gauge_vec(
+                registry,
+                "apex_temporal_task_queue_pollers",
+                "Workers the server saw polling the task queue for workflow tasks, asked while batches are stalled",
+                &["task_queue"],
+            ),
         }
     }
 }
@@ -107,7 +128,7 @@ struct KafkaMetrics {
 }
 
 fn partition_gauge(registry: &Registry, name: &str, help: &str) -> IntGaugeVec {
-    registered(registry, IntGaugeVec::new(Opts::new(name, help), &["topic", "partition"]))
+    gauge_vec(registry, name, help, &["topic", "partition"])
 }
 
 impl KafkaMetrics {
@@ -177,6 +198,10 @@ fn registered<M: prometheus::core::Collector + Clone + 'static>(
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     registered(registry, IntCounterVec::new(Opts::new(name, help), labels))
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    registered(registry, IntGaugeVec::new(Opts::new(name, help), labels))
 }
 
 impl Metrics {
@@ -252,12 +277,11 @@ impl Metrics {
             "Store calls retried after a transient error",
             &["store"],
         );
-        let breaker_state = registered(
+        let breaker_state = gauge_vec(
             &registry,
-            IntGaugeVec::new(
-                Opts::new("apex_breaker_state", "Circuit breaker per store: 0 closed, 1 half-open, 2 open"),
-                &["store"],
-            ),
+            "apex_breaker_state",
+            "Circuit breaker per store: 0 closed, 1 half-open, 2 open",
+            &["store"],
         );
         let breaker_opened = counter_vec(
             &registry,
@@ -379,6 +403,15 @@ impl Metrics {
     pub fn workflow_finished(&self, outcome: &str, took: Duration) {
         self.workflows.results.with_label_values(&[outcome]).inc();
         self.workflows.seconds.observe(took.as_secs_f64());
+    }
+
+    pub fn temporal_waiting(&self, task_queue: &str, oldest: Duration, stalled: usize) {
+        self.workflows.oldest_waiting.with_label_values(&[task_queue]).set(oldest.as_secs() as i64);
+        self.workflows.stalled.with_label_values(&[task_queue]).set(stalled as i64);
+    }
+
+    pub fn temporal_pollers(&self, task_queue: &str, pollers: usize) {
+        self.workflows.pollers.with_label_values(&[task_queue]).set(pollers as i64);
     }
 
     pub fn kafka_assigned(&self, partitions: usize) {

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use apex_ingest::batch::{Batch, CloseReason};
 use apex_ingest::metrics::Metrics;
-use apex_ingest::orchestrate::direct::{parse_batch, process_records};
+use apex_ingest::orchestrate::direct::{parse_events, process_records};
 use apex_ingest::pipeline::ProcessedRecord;
 use apex_ingest::pipeline::embed::{EmbedPolicy, HashingEmbedder};
 use apex_ingest::saga::group_commit::{GroupCommit, GroupCommitSettings};
@@ -28,7 +28,7 @@ async fn batches(n: usize, dims: usize) -> Vec<Arc<[ProcessedRecord]>> {
     let mut out = Vec::new();
     for _ in 0..n {
         let batch = Batch::new((0..10).map(|_| fleet.next_event()).collect(), CloseReason::Size);
-        let (records, _) = parse_batch(&batch);
+        let (records, _) = parse_events(&batch.events);
         let rows =
             process_records(&HashingEmbedder::new(dims), &EmbedPolicy::default(), records).await.unwrap();
         out.push(rows.into());

@@ -1,6 +1,6 @@
 //! Batches on the real Temporal dev server (`scripts/services up temporal`):
-//! a batch workflow with one child workflow per event, a worker killed
-//! mid-batch, re-delivery, poison events and the rollout between paths.
+//! a batch workflow with a child workflow per event or per share of events, a
+//! worker killed mid-batch, re-delivery, poison events and the rollout between paths.
 //! Workers write to embedded stores in a temporary directory; each test has
 //! its own task queue, so no worker runs another test's workflows.
 
@@ -15,10 +15,10 @@ use tokio_util::sync::CancellationToken;
 
 use apex_ingest::app;
 use apex_ingest::batch::{Batch, CloseReason};
-use apex_ingest::config::{CacheKind, Config};
+use apex_ingest::config::{CacheKind, ChildSteps, Config};
 use apex_ingest::metrics::Metrics;
 use apex_ingest::orchestrate::Orchestrator;
-use apex_ingest::orchestrate::direct::parse_batch;
+use apex_ingest::orchestrate::direct::parse_events;
 use apex_ingest::orchestrate::rollout::{RolloutOrchestrator, Route, route_for};
 use apex_ingest::orchestrate::temporal::worker::while_working;
 use apex_ingest::orchestrate::temporal::{
@@ -88,7 +88,7 @@ async fn status(client: &Client, batch: &Batch) -> Option<BatchStatus> {
 
 /// Every store holds exactly the records the batch parses into.
 async fn assert_landed_once(stores: &Stores, batch: &Batch) -> usize {
-    let (records, _) = parse_batch(batch);
+    let (records, _) = parse_events(&batch.events);
     let mut expected: Vec<String> = records.iter().map(|r| r.id.to_string()).collect();
     expected.sort();
     for store in stores.all() {
@@ -111,8 +111,13 @@ struct Setup {
 }
 
 async fn setup(name: &str) -> Setup {
+    setup_with(name, |_| {}).await
+}
+
+async fn setup_with(name: &str, adjust: impl FnOnce(&mut Config)) -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let config = test_config(dir.path(), name);
+    let mut config = test_config(dir.path(), name);
+    adjust(&mut config);
     let stores = Stores::open(&config).await.unwrap();
     let client = connect(&config.temporal).await.unwrap();
     let metrics = Metrics::new();
@@ -120,10 +125,24 @@ async fn setup(name: &str) -> Setup {
     Setup { _dir: dir, config, stores, client, metrics, orchestrator }
 }
 
+/// The seeds' design: one child workflow per event, an activity per stage.
+fn child_per_event(config: &mut Config) {
+    config.temporal.events_per_child = 1;
+    config.temporal.child_steps = ChildSteps::Stages;
+}
+
+fn children_of(batch: &Batch) -> String {
+    format!(
+        "WorkflowType = 'IngestEventsWorkflow' AND WorkflowId STARTS_WITH '{}/'",
+        batch_workflow_id(batch)
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hundred_event_batch_runs_through_child_workflows_and_lands_once() {
+async fn a_hundred_event_batch_runs_through_a_child_workflow_per_event_and_lands_once() {
     let _serial = SERIAL.lock().await;
-    let Setup { config, stores, client, metrics, orchestrator, .. } = &setup("hundred").await;
+    let Setup { config, stores, client, metrics, orchestrator, .. } =
+        &setup_with("hundred", child_per_event).await;
     let batch = batch(100, 1, 0.0);
 
     let report = with_worker(config, stores, async {
@@ -138,13 +157,7 @@ async fn a_hundred_event_batch_runs_through_child_workflows_and_lands_once() {
     let records = assert_landed_once(stores, &batch).await;
     assert_eq!(report.records, records as u64);
     assert_eq!((report.events, report.dead_letters, report.already_written), (100, 0, false));
-    let id = batch_workflow_id(&batch);
-    assert_count(
-        client,
-        &format!("WorkflowType = 'IngestEventWorkflow' AND WorkflowId STARTS_WITH '{id}/'"),
-        100,
-    )
-    .await;
+    assert_count(client, &children_of(&batch), 100).await;
     // Findable in the UI by its search attributes.
     assert_count(client, &format!("BatchId = '{}' AND `Status` = 'completed'", batch.id), 1).await;
     assert_eq!(metrics.counter("apex_workflow_results_total", "completed"), 1);
@@ -166,7 +179,8 @@ async fn a_500_event_batch_completes_and_is_written_in_parts_under_the_payload_l
     })
     .await;
 
-    assert_eq!((done.phase, done.children_done), (Phase::Completed, 500));
+    // Children of `events_per_child` (100 by default) events each.
+    assert_eq!((done.phase, done.children_done), (Phase::Completed, 5));
     assert!(done.write_parts > 1, "{done:?}");
     let records = assert_landed_once(stores, &batch).await;
     assert_eq!(report.records, records as u64);
@@ -215,6 +229,8 @@ async fn a_worker_killed_mid_batch_is_replaced_and_the_batch_lands_once() {
     let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path(), "kill");
+    // A child per event, so the kill can land between children.
+    child_per_event(&mut config);
     // The cache role (with the batch locks and idempotency records) must outlive
     // a worker process: real Redis under a prefix of this test's own.
     config.redis.url = support::redis_url();
@@ -265,7 +281,8 @@ async fn a_worker_killed_mid_batch_is_replaced_and_the_batch_lands_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redelivered_batch_attaches_to_its_workflow_and_writes_nothing_twice() {
     let _serial = SERIAL.lock().await;
-    let Setup { config, stores, client, metrics, orchestrator, .. } = &setup("redeliver").await;
+    let Setup { config, stores, client, metrics, orchestrator, .. } =
+        &setup_with("redeliver", |c| c.temporal.events_per_child = 10).await;
     let batch = batch(40, 3, 0.0);
 
     let (a, b, again) = with_worker(config, stores, async {
@@ -282,48 +299,46 @@ async fn a_redelivered_batch_attaches_to_its_workflow_and_writes_nothing_twice()
     assert_eq!(metrics.counter("apex_workflow_starts_total", "completed_before"), 1);
     let id = batch_workflow_id(&batch);
     assert_count(client, &format!("WorkflowId = '{id}'"), 1).await;
-    assert_count(
-        client,
-        &format!("WorkflowType = 'IngestEventWorkflow' AND WorkflowId STARTS_WITH '{id}/'"),
-        40,
-    )
-    .await;
+    // Children of 10 events each, each started once.
+    assert_count(client, &children_of(&batch), 4).await;
     let records = assert_landed_once(stores, &batch).await;
     assert_eq!(a.records, records as u64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_poison_event_fails_its_child_and_goes_to_the_dead_letters_while_the_rest_lands() {
+async fn a_poison_event_goes_to_the_dead_letters_alone_while_the_rest_of_its_child_lands() {
     let _serial = SERIAL.lock().await;
-    let Setup { config, stores, client, orchestrator, .. } = &setup("poison").await;
-    let batch = batch(60, 4, 0.1);
-    let (_, expected_dead) = parse_batch(&batch);
-    assert!(!expected_dead.is_empty(), "the generated batch holds poison");
+    for steps in [ChildSteps::Stages, ChildSteps::Combined, ChildSteps::Local] {
+        let Setup { config, stores, client, orchestrator, .. } = &setup_with("poison", |c| {
+            c.temporal.events_per_child = 20;
+            c.temporal.child_steps = steps;
+        })
+        .await;
+        let batch = batch(60, 4, 0.1);
+        let (_, expected_dead) = parse_events(&batch.events);
+        assert!(!expected_dead.is_empty(), "the generated batch holds poison");
 
-    let report = with_worker(config, stores, async {
-        tokio::time::timeout(WAIT, orchestrator.run_batch(&batch)).await.unwrap().unwrap()
-    })
-    .await;
+        let report = with_worker(config, stores, async {
+            tokio::time::timeout(WAIT, orchestrator.run_batch(&batch)).await.unwrap().unwrap()
+        })
+        .await;
 
-    assert_landed_once(stores, &batch).await;
-    assert_eq!(report.dead_letters, expected_dead.len() as u64);
-    // Each poison event's letter carries the same id, reason and detail as on the direct path.
-    let stored =
-        stores.relational.dead_letters(&DeadLetterFilter { limit: 1000, ..Default::default() }).await;
-    let stored: BTreeMap<String, (String, String)> = stored
-        .unwrap()
-        .into_iter()
-        .map(|d| (d.letter.id.clone(), (d.letter.reason.clone(), d.letter.detail.clone())))
-        .collect();
-    let expected: BTreeMap<String, (String, String)> =
-        expected_dead.iter().map(|d| (d.id.clone(), (d.reason.clone(), d.detail.clone()))).collect();
-    assert_eq!(stored, expected);
-    // The poison children failed (non-retryably: one attempt, no retries waited out).
-    let id = batch_workflow_id(&batch);
-    let failed = format!(
-        "WorkflowType = 'IngestEventWorkflow' AND WorkflowId STARTS_WITH '{id}/' AND ExecutionStatus = 'Failed'"
-    );
-    assert_count(client, &failed, expected_dead.len()).await;
+        assert_landed_once(stores, &batch).await;
+        assert_eq!(report.dead_letters, expected_dead.len() as u64, "{steps:?}");
+        // Each poison event's letter carries the same id, reason and detail as on the direct path.
+        let stored =
+            stores.relational.dead_letters(&DeadLetterFilter { limit: 1000, ..Default::default() }).await;
+        let stored: BTreeMap<String, (String, String)> = stored
+            .unwrap()
+            .into_iter()
+            .map(|d| (d.letter.id.clone(), (d.letter.reason.clone(), d.letter.detail.clone())))
+            .collect();
+        let expected: BTreeMap<String, (String, String)> =
+            expected_dead.iter().map(|d| (d.id.clone(), (d.reason.clone(), d.detail.clone()))).collect();
+        assert_eq!(stored, expected, "{steps:?}");
+        // Poison is data, not a failure: all three children completed.
+        assert_count(client, &format!("{} AND ExecutionStatus = 'Completed'", children_of(&batch)), 3).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -372,6 +387,52 @@ async fn the_rollout_routes_each_batch_as_its_hash_says() {
     for store in stores.all() {
         assert_eq!(store.count_records().await.unwrap(), written, "{}", store.name());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_no_worker_takes_shows_as_stalled_until_a_worker_polls() {
+    let _serial = SERIAL.lock().await;
+    let Setup { config, stores, metrics, orchestrator, .. } =
+        &setup_with("stall", |c| c.temporal.stall_warning = Duration::from_secs(1)).await;
+    let queue = config.temporal.task_queue.as_str();
+    let shutdown = CancellationToken::new();
+    let watching = orchestrator.watch_stalls(shutdown.clone());
+    let batch = batch(10, 5, 0.0);
+
+    let running = orchestrator.run_batch(&batch);
+    let stalled = async {
+        // No worker polls this test's task queue: the batch waits, and says so.
+        let started = Instant::now();
+        while metrics.gauge("apex_temporal_stalled_batches", queue) != 1 {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the waiting batch never counted as stalled"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(metrics.gauge("apex_temporal_oldest_waiting_batch_seconds", queue) >= 1);
+        while metrics.gauge("apex_temporal_task_queue_pollers", queue) != 0
+            || !metrics.render().contains("apex_temporal_task_queue_pollers{")
+        {
+            assert!(started.elapsed() < Duration::from_secs(20), "the task queue's pollers were never asked");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let mut running = std::pin::pin!(running);
+    tokio::select! {
+        done = &mut running => panic!("the batch finished without a worker: {done:?}"),
+        () = stalled => {}
+    }
+    // A worker comes: the batch completes and nothing counts as stalled any more.
+    let report = with_worker(config, stores, tokio::time::timeout(WAIT, running)).await.unwrap().unwrap();
+    assert_eq!(report.events, 10);
+    let started = Instant::now();
+    while metrics.gauge("apex_temporal_stalled_batches", queue) != 0 {
+        assert!(started.elapsed() < Duration::from_secs(20), "the completed batch still counts as stalled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    shutdown.cancel();
+    watching.await.unwrap();
 }
 
 /// The same events at other offsets: another batch id, the same records.

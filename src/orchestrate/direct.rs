@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use super::{BatchReport, OrchestrateError, Orchestrator};
 use crate::batch::Batch;
-use crate::model::{Record, RecordId};
+use crate::model::{RawEvent, Record, RecordId};
 use crate::pipeline::embed::{EmbedPolicy, Embedder};
 use crate::pipeline::{ProcessedRecord, extract::extract, parse::parse};
 use crate::saga::SagaWriter;
@@ -25,12 +25,12 @@ impl DirectOrchestrator {
     }
 }
 
-/// Parses every event of a batch: the records (one copy per id, the last
-/// delivery winning) and a dead letter per poison event.
-pub fn parse_batch(batch: &Batch) -> (Vec<Record>, Vec<DeadLetter>) {
+/// Parses events (a batch's, or a child workflow's share of one): the records
+/// (one copy per id, the last delivery winning) and a dead letter per poison event.
+pub fn parse_events(events: &[RawEvent]) -> (Vec<Record>, Vec<DeadLetter>) {
     let mut records: BTreeMap<RecordId, Record> = BTreeMap::new();
     let mut dead = Vec::new();
-    for raw in &batch.events {
+    for raw in events {
         match parse(raw) {
             Ok(rs) => records.extend(rs.into_iter().map(|r| (r.id.clone(), r))),
             Err(reason) => {
@@ -74,7 +74,7 @@ impl Orchestrator for DirectOrchestrator {
         // every batch in flight from one task, and this is its CPU work.
         let (own, embedder, policy) = (batch.clone(), self.embedder.clone(), self.policy.clone());
         let stages = tokio::spawn(async move {
-            let (records, dead) = parse_batch(&own);
+            let (records, dead) = parse_events(&own.events);
             process_records(embedder.as_ref(), &policy, records).await.map(|rows| (rows, dead))
         });
         let (rows, dead) = match stages.await {

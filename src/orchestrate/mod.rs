@@ -1,6 +1,6 @@
 //! Orchestrators run one batch: parse, extract and embed every event, then write
 //! the batch through the saga. `direct` does it in process, `temporal` as a
-//! batch workflow with a child workflow per event, and `rollout` picks one of
+//! batch workflow with child workflows over its events, and `rollout` picks one of
 //! the two per batch.
 
 pub mod direct;

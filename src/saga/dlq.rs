@@ -27,12 +27,6 @@ pub struct DeadLetter {
 
 impl DeadLetter {
     pub fn poison(raw: &RawEvent, reason: &PoisonReason) -> Self {
-        Self::rejected(raw, reason.label(), &reason.to_string())
-    }
-
-    /// A poison event known by its reason's label and detail (how a reason
-    /// arrives back from a failed child workflow).
-    pub fn rejected(raw: &RawEvent, label: &str, detail: &str) -> Self {
         let mut h = Sha256::new();
         h.update(raw.origin.topic.as_bytes());
         h.update(raw.origin.partition.to_be_bytes());
@@ -43,8 +37,8 @@ impl DeadLetter {
             format: raw.format,
             origin: raw.origin.clone(),
             key: raw.key.clone(),
-            reason: label.to_owned(),
-            detail: detail.to_owned(),
+            reason: reason.label().to_owned(),
+            detail: reason.to_string(),
             raw: raw.payload.clone(),
         }
     }

@@ -202,8 +202,8 @@ pub fn generated_batch(events: usize, seed: u64, poison: f64) -> apex_ingest::ba
 pub async fn processed(
     batch: &apex_ingest::batch::Batch,
 ) -> (Vec<ProcessedRecord>, Vec<apex_ingest::saga::dlq::DeadLetter>) {
-    use apex_ingest::orchestrate::direct::{parse_batch, process_records};
-    let (records, dead) = parse_batch(batch);
+    use apex_ingest::orchestrate::direct::{parse_events, process_records};
+    let (records, dead) = parse_events(&batch.events);
     (
         process_records(
             &apex_ingest::pipeline::embed::HashingEmbedder::new(384),

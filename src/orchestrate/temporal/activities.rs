@@ -10,10 +10,10 @@ use temporalio_macros::activities;
 use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
-use super::workflows::POISON_FAILURE_TYPE;
 use crate::model::{RawEvent, Record};
+use crate::orchestrate::direct::{parse_events, process_records};
 use crate::pipeline::embed::{EmbedPolicy, Embedder};
-use crate::pipeline::{Extraction, extract::extract, parse::parse};
+use crate::pipeline::{Extraction, ProcessedRecord, extract::extract};
 use crate::saga::SagaWriter;
 use crate::saga::dlq::DeadLetter;
 use crate::saga::writer::WriteOutcome;
@@ -29,7 +29,22 @@ pub struct Vector(#[serde(with = "crate::model::wire::floats")] pub Vec<f32>);
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WriteBatchInput {
     pub batch_id: String,
-    pub rows: Vec<crate::pipeline::ProcessedRecord>,
+    pub rows: Vec<ProcessedRecord>,
+    pub dead: Vec<DeadLetter>,
+}
+
+/// Events parsed: their records, and a dead letter per poison event (poison
+/// is data, not a failure, so one bad event never fails its neighbours).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Parsed {
+    pub records: Vec<Record>,
+    pub dead: Vec<DeadLetter>,
+}
+
+/// Events processed: rows ready for the saga writer and the poison events' dead letters.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Processed {
+    pub rows: Vec<ProcessedRecord>,
     pub dead: Vec<DeadLetter>,
 }
 
@@ -74,16 +89,11 @@ async fn heartbeating<T>(ctx: &ActivityContext, work: impl Future<Output = T>) -
 
 #[activities]
 impl IngestActivities {
-    /// Raw bytes to records. A poison event fails non-retryably, typed
-    /// `PoisonEvent:<label>` with the detail as message.
+    /// Raw bytes to records, and a dead letter for each poison event.
     #[activity(name = "parse")]
-    pub async fn parse(_ctx: ActivityContext, event: RawEvent) -> Result<Vec<Record>, ActivityError> {
-        parse(&event).map_err(|reason| {
-            let type_name = format!("{POISON_FAILURE_TYPE}{}", reason.label());
-            ActivityError::application(
-                ApplicationFailure::builder(reason).type_name(type_name).non_retryable(true).build(),
-            )
-        })
+    pub async fn parse(_ctx: ActivityContext, events: Vec<RawEvent>) -> Result<Parsed, ActivityError> {
+        let (records, dead) = parse_events(&events);
+        Ok(Parsed { records, dead })
     }
 
     /// Summary and graph entities of each record, in order.
@@ -115,6 +125,20 @@ impl IngestActivities {
             .await
             .map_err(|e| failure(e.is_transient(), e))?;
         Ok(vectors.into_iter().map(Vector).collect())
+    }
+
+    /// parse → extract → embed in one activity (the direct path's stages).
+    #[activity(name = "process")]
+    pub async fn process(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        events: Vec<RawEvent>,
+    ) -> Result<Processed, ActivityError> {
+        let (records, dead) = parse_events(&events);
+        let rows = heartbeating(&ctx, process_records(self.embedder.as_ref(), &self.policy, records))
+            .await
+            .map_err(|e| failure(e.is_transient(), e))?;
+        Ok(Processed { rows, dead })
     }
 
     /// The whole batch through the saga writer (idempotent by batch id).

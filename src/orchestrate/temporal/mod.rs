@@ -8,6 +8,7 @@
 //! instead), and only a failed, timed-out or terminated one is run anew.
 
 pub mod activities;
+pub mod stall;
 pub mod worker;
 pub mod workflows;
 
@@ -22,6 +23,7 @@ use temporalio_client::{
     WorkflowIdReusePolicy, WorkflowStartOptions,
 };
 use temporalio_common::search_attributes::SearchAttributes;
+use tokio_util::sync::CancellationToken;
 
 use super::{BatchReport, OrchestrateError, Orchestrator};
 use crate::batch::Batch;
@@ -54,11 +56,19 @@ pub struct TemporalOrchestrator {
     client: Client,
     config: TemporalConfig,
     metrics: Arc<Metrics>,
+    waiting: Arc<stall::Waiting>,
 }
 
 impl TemporalOrchestrator {
     pub fn new(client: Client, config: TemporalConfig, metrics: Arc<Metrics>) -> Self {
-        TemporalOrchestrator { client, config, metrics }
+        TemporalOrchestrator { client, config, metrics, waiting: Arc::default() }
+    }
+
+    /// Watches this orchestrator's waiting batches in the background until
+    /// `shutdown` (see [`stall`]).
+    pub fn watch_stalls(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let (client, config) = (self.client.clone(), self.config.clone());
+        tokio::spawn(stall::watch(self.waiting.clone(), client, config, self.metrics.clone(), shutdown))
     }
 
     fn start_options(&self, batch: &Batch) -> WorkflowStartOptions {
@@ -91,7 +101,13 @@ fn source_of(batch: &Batch) -> String {
 impl Orchestrator for TemporalOrchestrator {
     async fn run_batch(&self, batch: &Batch) -> Result<BatchReport, OrchestrateError> {
         let started = Instant::now();
-        let input = BatchInput { batch_id: batch.id.clone(), events: batch.events.clone() };
+        let _waiting = self.waiting.enter();
+        let input = BatchInput {
+            batch_id: batch.id.clone(),
+            events: batch.events.clone(),
+            events_per_child: self.config.events_per_child,
+            child_steps: self.config.child_steps,
+        };
         let id = batch_workflow_id(batch);
         match self.client.start_workflow(BatchIngestWorkflow::run, input, self.start_options(batch)).await {
             Ok(_) => self.metrics.workflow_started("started"),
@@ -134,7 +150,7 @@ impl Orchestrator for TemporalOrchestrator {
                 // timeout, a termination) may pass when the batch is run anew.
                 let transient = match &e {
                     WorkflowGetResultError::Failed(f) => {
-                        !workflows::application_failures(f.failure()).any(|(_, info)| info.non_retryable)
+                        !workflows::application_failures(f.failure()).any(|info| info.non_retryable)
                     }
                     _ => true,
                 };

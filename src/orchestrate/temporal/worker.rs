@@ -11,7 +11,7 @@ use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 use tokio_util::sync::CancellationToken;
 
 use super::activities::IngestActivities;
-use super::workflows::{BatchIngestWorkflow, IngestEventWorkflow};
+use super::workflows::{BatchIngestWorkflow, IngestEventsWorkflow};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pipeline::embed::{EmbedPolicy, Embedder};
@@ -39,8 +39,8 @@ pub async fn run_worker(
     let options = WorkerOptions::new(t.task_queue.clone())
         .register_workflow::<BatchIngestWorkflow>()
         .context("registering BatchIngestWorkflow")?
-        .register_workflow::<IngestEventWorkflow>()
-        .context("registering IngestEventWorkflow")?
+        .register_workflow::<IngestEventsWorkflow>()
+        .context("registering IngestEventsWorkflow")?
         .register_activities(IngestActivities::new(embedder, EmbedPolicy::for_config(config), writer))
         .deployment_options(WorkerDeploymentOptions::from_build_id(t.build_id.clone()))
         .max_cached_workflows(t.max_cached_workflows)

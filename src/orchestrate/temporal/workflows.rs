@@ -1,10 +1,13 @@
-//! The workflows: `BatchIngestWorkflow` fans a batch out to one
-//! `IngestEventWorkflow` child per event (parse → extract_entities → embed),
-//! then writes every processed record in one `write_batch` activity.
+//! The workflows: `BatchIngestWorkflow` fans a batch out to
+//! `IngestEventsWorkflow` children of `events_per_child` events each (parse →
+//! extract_entities → embed, as activities per stage, one activity or one
+//! local activity), then writes every processed record in one `write_batch`
+//! activity.
 //!
 //! Workflow code must replay identically: it only orders activities and
 //! children and folds their results; all I/O is in the activities.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -17,15 +20,16 @@ use temporalio_common::protos::temporal::api::failure::v1::{
 use temporalio_common::search_attributes::SearchAttributeKey;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
-    ActivityOptions, ChildWorkflowExecutionError, ChildWorkflowOptions, WorkflowContext, WorkflowContextView,
+    ActivityOptions, ChildWorkflowOptions, LocalActivityOptions, WorkflowContext, WorkflowContextView,
     WorkflowResult,
 };
 
 use sha2::{Digest, Sha256};
 
-use super::activities::{IngestActivities, Vector, WriteBatchInput};
+use super::activities::{IngestActivities, Parsed, Processed, Vector, WriteBatchInput};
 use crate::batch::Batch;
-use crate::model::{RawEvent, Record};
+use crate::config::ChildSteps;
+use crate::model::{RawEvent, RecordId};
 use crate::pipeline::ProcessedRecord;
 use crate::saga::dlq::DeadLetter;
 use crate::saga::writer::WriteOutcome;
@@ -59,16 +63,21 @@ fn join_in_place<'a, T: 'a>(futures: Vec<LocalBoxFuture<'a, T>>) -> LocalBoxFutu
     join_all(groups).map(|outputs| outputs.into_iter().flatten().collect()).boxed_local()
 }
 
-/// Type of the non-retryable failure `parse` raises for a poison event; the
-/// reason's label follows, the failure message is its detail.
-pub const POISON_FAILURE_TYPE: &str = "PoisonEvent:";
-
-/// What a batch workflow is given: the events and the batch's id (its
-/// idempotency key in the saga).
+/// What a batch workflow is given: the events, the batch's id (its
+/// idempotency key in the saga) and how the events are fanned out to children.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BatchInput {
     pub batch_id: String,
     pub events: Vec<RawEvent>,
+    pub events_per_child: usize,
+    pub child_steps: ChildSteps,
+}
+
+/// What a child workflow is given: its share of the batch's events.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChildInput {
+    pub events: Vec<RawEvent>,
+    pub steps: ChildSteps,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,10 +143,12 @@ pub fn batch_workflow_id(batch: &Batch) -> String {
     format!("apex-batch-{}-{}", &batch.id[..32.min(batch.id.len())], &digest[..16])
 }
 
-/// The child workflow id of one event of a batch, from where the event came from.
-pub fn event_workflow_id(batch_workflow_id: &str, event: &RawEvent) -> String {
-    let o = &event.origin;
-    format!("{batch_workflow_id}/{}/{}/{}", o.topic, o.partition, o.offset)
+/// The child workflow id of a share of a batch's events: where its first
+/// event came from and how many events it holds.
+pub fn child_workflow_id(batch_workflow_id: &str, share: &[RawEvent]) -> String {
+    let first = share.first().map(|e| &e.origin);
+    let (topic, partition, offset) = first.map_or(("", 0, 0), |o| (o.topic.as_str(), o.partition, o.offset));
+    format!("{batch_workflow_id}/{topic}/{partition}/{offset}+{}", share.len())
 }
 
 fn seconds(s: u64) -> Duration {
@@ -160,7 +171,17 @@ fn quick_activity() -> ActivityOptions {
         .build()
 }
 
-/// embed may call a rate-limited provider: 5 attempts, heartbeats.
+/// `process` as a local activity: embed's attempts and timeout (a local
+/// activity has no heartbeat; the worker keeps its workflow task alive).
+fn local_process_activity() -> LocalActivityOptions {
+    LocalActivityOptions::builder()
+        .start_to_close_timeout(seconds(120))
+        .retry_policy(retries(5, seconds(1), 2.0))
+        .build()
+}
+
+/// embed (and `process`, which embeds) may call a rate-limited provider: 5
+/// attempts, heartbeats.
 fn embed_activity() -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(seconds(120))
         .heartbeat_timeout(seconds(10))
@@ -179,44 +200,55 @@ fn write_activity() -> ActivityOptions {
 
 #[workflow]
 #[derive(Default)]
-pub struct IngestEventWorkflow;
+pub struct IngestEventsWorkflow;
 
 #[workflow_methods]
-impl IngestEventWorkflow {
-    /// One event: parse, extract entities, embed. Fails non-retryably (from
-    /// `parse`) when the event is poison.
-    #[run(name = "IngestEventWorkflow")]
-    pub async fn run(
-        ctx: &mut WorkflowContext<Self>,
-        event: RawEvent,
-    ) -> WorkflowResult<Vec<ProcessedRecord>> {
-        let records: Vec<Record> =
-            ctx.execute_activity(IngestActivities::parse, event, quick_activity()).await?;
-        if records.is_empty() {
-            return Ok(Vec::new());
-        }
-        let extracted = ctx
-            .execute_activity(IngestActivities::extract_entities, records.clone(), quick_activity())
-            .await?;
-        let texts: Vec<(String, String)> = records
-            .iter()
-            .zip(&extracted)
-            .map(|(r, (summary, _))| (r.kind.clone(), summary.clone()))
-            .collect();
-        let vectors: Vec<Vector> =
-            ctx.execute_activity(IngestActivities::embed, texts, embed_activity()).await?;
-        Ok(records
-            .into_iter()
-            .zip(extracted)
-            .zip(vectors)
-            .map(|((record, (summary, extraction)), Vector(embedding))| ProcessedRecord {
-                record,
-                summary,
-                extraction,
-                embedding,
-            })
-            .collect())
+impl IngestEventsWorkflow {
+    /// A share of a batch: parse, extract entities, embed. Poison events come
+    /// back as dead letters; the child fails only when a step's retries are spent.
+    #[run(name = "IngestEventsWorkflow")]
+    pub async fn run(ctx: &mut WorkflowContext<Self>, input: ChildInput) -> WorkflowResult<Processed> {
+        let events = input.events;
+        Ok(match input.steps {
+            ChildSteps::Stages => in_stages(ctx, events).await?,
+            ChildSteps::Combined => {
+                ctx.execute_activity(IngestActivities::process, events, embed_activity()).await?
+            }
+            ChildSteps::Local => {
+                ctx.execute_local_activity(IngestActivities::process, events, local_process_activity())
+                    .await?
+            }
+        })
     }
+}
+
+/// One activity per stage.
+async fn in_stages(
+    ctx: &mut WorkflowContext<IngestEventsWorkflow>,
+    events: Vec<RawEvent>,
+) -> WorkflowResult<Processed> {
+    let Parsed { records, dead } =
+        ctx.execute_activity(IngestActivities::parse, events, quick_activity()).await?;
+    if records.is_empty() {
+        return Ok(Processed { rows: Vec::new(), dead });
+    }
+    let extracted =
+        ctx.execute_activity(IngestActivities::extract_entities, records.clone(), quick_activity()).await?;
+    let texts: Vec<(String, String)> =
+        records.iter().zip(&extracted).map(|(r, (summary, _))| (r.kind.clone(), summary.clone())).collect();
+    let vectors: Vec<Vector> = ctx.execute_activity(IngestActivities::embed, texts, embed_activity()).await?;
+    let rows = records
+        .into_iter()
+        .zip(extracted)
+        .zip(vectors)
+        .map(|((record, (summary, extraction)), Vector(embedding))| ProcessedRecord {
+            record,
+            summary,
+            extraction,
+            embedding,
+        })
+        .collect();
+    Ok(Processed { rows, dead })
 }
 
 #[workflow]
@@ -241,7 +273,7 @@ impl BatchIngestWorkflow {
     }
 }
 
-/// The batch workflow's work: children for every event, then the writes.
+/// The batch workflow's work: the children, then the writes.
 async fn ingest_batch(
     ctx: &mut WorkflowContext<BatchIngestWorkflow>,
     input: BatchInput,
@@ -251,16 +283,15 @@ async fn ingest_batch(
 
     // Every child at once, started in one workflow task.
     let view: &WorkflowContext<BatchIngestWorkflow> = ctx;
-    let starts = input.events.iter().map(|event| {
-        let id = event_workflow_id(&own_id, event);
+    let starts = input.events.chunks(input.events_per_child.max(1)).map(|share| {
         view.start_child_workflow(
-            IngestEventWorkflow::run,
-            event.clone(),
-            ChildWorkflowOptions::workflow_id(id),
+            IngestEventsWorkflow::run,
+            ChildInput { events: share.to_vec(), steps: input.child_steps },
+            ChildWorkflowOptions::workflow_id(child_workflow_id(&own_id, share)),
         )
         .boxed_local()
     });
-    let mut started = Vec::with_capacity(input.events.len());
+    let mut started = Vec::new();
     for child in join_in_place(starts.collect()).await {
         started.push(child?);
     }
@@ -276,17 +307,15 @@ async fn ingest_batch(
             })
             .boxed_local()
     });
-    let mut rows = Vec::new();
+    // One row per record id, the last event's winning (as on the direct path).
+    let mut rows: BTreeMap<RecordId, ProcessedRecord> = BTreeMap::new();
     let mut dead = Vec::new();
-    for (event, result) in input.events.iter().zip(join_in_place(results.collect()).await) {
-        match result {
-            Ok(records) => rows.extend(records),
-            Err(e) => {
-                let (label, detail) = poison_reason(&e).ok_or(e)?;
-                dead.push(DeadLetter::rejected(event, &label, &detail));
-            }
-        }
+    for result in join_in_place(results.collect()).await {
+        let processed = result?;
+        rows.extend(processed.rows.into_iter().map(|r| (r.record.id.clone(), r)));
+        dead.extend(processed.dead);
     }
+    let rows: Vec<ProcessedRecord> = rows.into_values().collect();
     let (poison, records) = (dead.len(), rows.len());
     ctx.state_mut(|s| {
         s.status.poison = poison;
@@ -342,25 +371,11 @@ fn set_phase(ctx: &mut WorkflowContext<BatchIngestWorkflow>, phase: Phase) {
     ctx.upsert_search_attributes([STATUS.value_set(phase.as_str().to_owned())]);
 }
 
-/// A failure and its causes, outermost first.
-pub fn causes(failure: &Failure) -> impl Iterator<Item = &Failure> {
-    std::iter::successors(Some(failure), |f| f.cause.as_deref())
-}
-
-/// The application failures along a failure's causes.
-pub fn application_failures(failure: &Failure) -> impl Iterator<Item = (&Failure, &ApplicationFailureInfo)> {
-    causes(failure).filter_map(|f| match &f.failure_info {
-        Some(FailureInfo::ApplicationFailureInfo(info)) => Some((f, info)),
+/// The application failures along a failure's causes, outermost first.
+pub fn application_failures(failure: &Failure) -> impl Iterator<Item = &ApplicationFailureInfo> {
+    std::iter::successors(Some(failure), |f| f.cause.as_deref()).filter_map(|f| match &f.failure_info {
+        Some(FailureInfo::ApplicationFailureInfo(info)) => Some(info),
         _ => None,
-    })
-}
-
-/// The poison reason (label, detail) a child failed with: child failure →
-/// activity failure → application failure typed `PoisonEvent:<label>`.
-pub fn poison_reason(error: &ChildWorkflowExecutionError) -> Option<(String, String)> {
-    application_failures(error.failure()?).find_map(|(f, info)| {
-        let label = info.r#type.strip_prefix(POISON_FAILURE_TYPE)?;
-        Some((label.to_owned(), f.message.clone()))
     })
 }
 
@@ -368,7 +383,7 @@ pub fn poison_reason(error: &ChildWorkflowExecutionError) -> Option<(String, Str
 mod tests {
     use super::*;
     use crate::batch::CloseReason;
-    use crate::orchestrate::direct::{parse_batch, process_records};
+    use crate::orchestrate::direct::{parse_events, process_records};
     use crate::pipeline::embed::{EmbedPolicy, HashingEmbedder};
     use crate::source::generator::{Fleet, GeneratorSettings};
 
@@ -382,7 +397,7 @@ mod tests {
             ..GeneratorSettings::clean(7)
         });
         let batch = Batch::new((0..events).map(|_| fleet.next_event()).collect(), CloseReason::Size);
-        let (records, dead) = parse_batch(&batch);
+        let (records, dead) = parse_events(&batch.events);
         let rows =
             process_records(&HashingEmbedder::new(384), &EmbedPolicy::default(), records).await.unwrap();
         (batch, rows, dead)
@@ -400,7 +415,12 @@ mod tests {
     async fn a_500_event_batch_fits_temporal_payload_limits() {
         // EDI-heavy: interchanges hold several transactions, so more records.
         let (batch, rows, dead) = batch_rows(500, 0.5).await;
-        let start = json_size(&BatchInput { batch_id: batch.id.clone(), events: batch.events.clone() });
+        let start = json_size(&BatchInput {
+            batch_id: batch.id.clone(),
+            events: batch.events.clone(),
+            events_per_child: 100,
+            child_steps: ChildSteps::Local,
+        });
         assert!(start < PAYLOAD_LIMIT, "workflow input is {start} bytes");
         let whole = json_size(&WriteBatchInput {
             batch_id: batch.id.clone(),
@@ -443,8 +463,8 @@ mod tests {
         other[0].payload.push(b' ');
         assert_ne!(batch_workflow_id(&batch), batch_workflow_id(&Batch::new(other, CloseReason::Size)));
         let id = batch_workflow_id(&batch);
-        let child = event_workflow_id(&id, &batch.events[2]);
+        let child = child_workflow_id(&id, &batch.events[2..4]);
         let o = &batch.events[2].origin;
-        assert_eq!(child, format!("{id}/{}/{}/{}", o.topic, o.partition, o.offset));
+        assert_eq!(child, format!("{id}/{}/{}/{}+2", o.topic, o.partition, o.offset));
     }
 }
