@@ -492,3 +492,16 @@ async fn without_graph_vector_and_cache_the_relational_store_takes_everything() 
     assert!(apex_ingest::verify::reconcile(&stores, None, &[]).await.unwrap().is_clean());
     assert!(!dir.path().join("graph.db").exists() && !dir.path().join("vectors.db").exists());
 }
+
+/// A member and a worker started together on one store directory both open
+/// (and migrate) its databases at once; neither may fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_openers_of_one_directory_at_once_both_get_migrated_stores() {
+    for _ in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) =
+            tokio::join!(Stores::open_embedded(dir.path(), 384), Stores::open_embedded(dir.path(), 384));
+        let (a, b) = (a.expect("first opener"), b.expect("second opener"));
+        assert_eq!(a.all().len(), b.all().len());
+    }
+}

@@ -21,7 +21,7 @@ use apex_ingest::store::sqlite_graph::SqliteGraphStore;
 use apex_ingest::store::{DeadLetterFilter, Stores};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use support::{Flaky, kafka_brokers};
+use support::{Flaky, WorkerProcess, kafka_brokers};
 
 /// One test at a time: they share two cores, and timing-sensitive steps
 /// (rebalances, pauses) should not compete with another test's members.
@@ -227,6 +227,17 @@ fn free_port() -> u16 {
 
 impl Member {
     fn start(brokers: &str, names: &Names, data_dir: &Path, batch: &str) -> Member {
+        Member::start_with(brokers, names, data_dir, batch, &[])
+    }
+
+    /// A member with more settings as `APEX_*` variables (they win over the file).
+    fn start_with(
+        brokers: &str,
+        names: &Names,
+        data_dir: &Path,
+        batch: &str,
+        env: &[(&str, String)],
+    ) -> Member {
         std::fs::create_dir_all(data_dir).unwrap();
         let port = free_port();
         let config = data_dir.join("member.toml");
@@ -255,6 +266,7 @@ impl Member {
             .env("RUST_LOG", "info,librdkafka=warn")
             // The environment wins over the file (`scripts/services env` sets it).
             .env("APEX_KAFKA_BROKERS", brokers)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -725,4 +737,142 @@ async fn a_member_is_not_ready_until_it_has_partitions() {
     assert_eq!(member.get("/healthz").await.map(|(s, _)| s), Some(200), "alive");
     assert_eq!(member.get("/readyz").await.map(|(s, _)| s), Some(503), "not ready without partitions");
     assert!(member.value("apex_kafka_client_errors_total").await > 0, "the broker errors are counted");
+}
+
+/// A run with every batch on Temporal: members and workers as processes over
+/// one store directory, with the cache role (batch locks, idempotency records)
+/// on real Redis so it outlives any of them.
+struct TemporalRun {
+    brokers: String,
+    names: Names,
+    /// The stores and the member and worker logs; kept when the test fails.
+    dir: Option<tempfile::TempDir>,
+    worker_config: apex_ingest::config::Config,
+    member_env: Vec<(&'static str, String)>,
+    want: Expected,
+    total: i64,
+}
+
+/// Small batches, two in flight: long enough a run to be interrupted in the middle.
+const TEMPORAL_BATCH: &str = "max_events = 25\nmax_wait = \"1s\"\nmax_in_flight = 2";
+
+impl TemporalRun {
+    async fn new(name: &str, seed: u64) -> TemporalRun {
+        let brokers = kafka_brokers();
+        let temporal_url = support::temporal_url();
+        let redis_url = support::redis_url();
+        let names = create_topics(&brokers, 3, 2).await;
+        produce_to(&brokers, &names.samsara, Format::Samsara, 4_500, 0.01, seed).await;
+        produce_to(&brokers, &names.edi, Format::Edi, 500, 0.01, seed + 1).await;
+        let want = expected(&brokers, &names);
+        let total = end_offsets(&brokers, &names.inputs()).values().sum();
+        let dir = tempfile::tempdir().unwrap();
+        let mut worker_config = support::config();
+        worker_config.temporal.task_queue = support::unique(&format!("apex-test-{name}"));
+        worker_config.stores.data_dir = dir.path().to_path_buf();
+        worker_config.stores.redis_prefix = support::unique(&format!("apex-test-{name}"));
+        worker_config.redis.url = redis_url.clone();
+        let member_env = vec![
+            ("APEX_TEMPORAL_ROLLOUT_PERCENT", "100".to_owned()),
+            ("APEX_TEMPORAL_URL", temporal_url),
+            ("APEX_TEMPORAL_TASK_QUEUE", worker_config.temporal.task_queue.clone()),
+            ("APEX_STORES_CACHE", "redis".to_owned()),
+            ("APEX_STORES_REDIS_PREFIX", worker_config.stores.redis_prefix.clone()),
+            ("APEX_REDIS_URL", redis_url),
+        ];
+        TemporalRun { brokers, names, dir: Some(dir), worker_config, member_env, want, total }
+    }
+
+    fn dir(&self) -> &Path {
+        self.dir.as_ref().expect("the directory lives as long as the run").path()
+    }
+
+    fn member(&self) -> Member {
+        Member::start_with(&self.brokers, &self.names, self.dir(), TEMPORAL_BATCH, &self.member_env)
+    }
+
+    fn worker(&self, name: &str) -> WorkerProcess {
+        WorkerProcess::start(&self.worker_config, name)
+    }
+
+    async fn wait_committed(&self, share: i64, what: &str) {
+        let (brokers, names, total) = (&self.brokers, &self.names, self.total);
+        wait_until(what, || committed_total(brokers, names) >= total * share / 100).await;
+        let now = committed_total(brokers, names);
+        assert!(now < total, "{what}: already at the end ({now} of {total}); the test proves nothing");
+    }
+
+    /// Every event landed once and the group committed every partition to its end.
+    async fn assert_complete(&self) {
+        wait_until_committed_to_end(&self.brokers, &self.names).await;
+        assert_exactly_once(&stored(self.dir()).await, &self.want);
+        let inputs = self.names.inputs();
+        assert_eq!(committed(&self.brokers, &self.names.group, &inputs), end_offsets(&self.brokers, &inputs));
+        // The batches went through Temporal: at least one completed workflow per 25 events.
+        let client = apex_ingest::orchestrate::temporal::connect(&self.worker_config.temporal).await.unwrap();
+        let query = format!(
+            "WorkflowType = 'BatchIngestWorkflow' AND TaskQueue = '{}' AND ExecutionStatus = 'Completed'",
+            self.worker_config.temporal.task_queue
+        );
+        let options = temporalio_client::WorkflowCountOptions::default();
+        let completed = client.count_workflows(&query, options).await.unwrap().count() as i64;
+        assert!(
+            completed >= self.total / 25,
+            "{completed} batch workflows completed for {} events",
+            self.total
+        );
+    }
+}
+
+impl Drop for TemporalRun {
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Some(dir) = self.dir.take()
+        {
+            eprintln!("member and worker logs kept in {}", dir.keep().display());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_temporal_a_killed_member_and_a_killed_worker_lose_nothing_and_duplicate_nothing() {
+    let _serial = SERIAL.lock().await;
+    let run = TemporalRun::new("kafka-kill", 11).await;
+    let mut worker = run.worker("first");
+    let mut member = run.member();
+    run.wait_committed(20, "a fifth of the events are committed through Temporal").await;
+    member.child.kill().unwrap(); // SIGKILL: batches of its own still run on Temporal
+    member.child.wait().unwrap();
+    let member = run.member();
+    run.wait_committed(50, "half of the events are committed after the member restarted").await;
+    worker.kill();
+    let worker = run.worker("second");
+    run.assert_complete().await;
+    assert!(member.logs().contains("rollout: share of batches on Temporal"), "{}", member.logs());
+    drop((member, worker));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_temporal_a_server_restart_mid_run_loses_nothing_and_duplicates_nothing() {
+    let _serial = SERIAL.lock().await;
+    let run = TemporalRun::new("kafka-restart", 13).await;
+    let worker = run.worker("only");
+    let member = run.member();
+    run.wait_committed(20, "a fifth of the events are committed through Temporal").await;
+    let services = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/services");
+    let down = Command::new(&services).args(["down", "temporal"]).output().unwrap();
+    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+    // Only a server `scripts/services` runs can be restarted from here.
+    let url = support::config().temporal.url;
+    let host = url.trim_start_matches("http://").trim_start_matches("https://");
+    assert!(
+        std::net::TcpStream::connect(host).is_err(),
+        "Temporal at {url} is still up after `scripts/services down temporal`: this test needs the dev server \
+         of `scripts/services`"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let up = Command::new(&services).args(["up", "temporal"]).output().unwrap();
+    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    run.assert_complete().await;
+    drop((member, worker));
 }

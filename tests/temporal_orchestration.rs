@@ -7,8 +7,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -26,6 +25,7 @@ use apex_ingest::orchestrate::temporal::{
 };
 use apex_ingest::source::generator::{Fleet, GeneratorSettings};
 use apex_ingest::store::{DeadLetterFilter, Stores};
+use support::WorkerProcess;
 use temporalio_client::{Client, WorkflowCountOptions, WorkflowQueryOptions};
 
 /// One test at a time: each runs a worker, and two cores are shared.
@@ -186,44 +186,6 @@ async fn a_500_event_batch_completes_and_is_written_in_parts_under_the_payload_l
     assert_eq!(report.records, records as u64);
 }
 
-/// Runs `apex-ingest worker` on the test's task queue, store directory and Redis prefix.
-struct WorkerProcess {
-    child: Child,
-    log: PathBuf,
-}
-
-impl WorkerProcess {
-    fn start(config: &Config, name: &str) -> WorkerProcess {
-        let log = config.stores.data_dir.join(format!("worker-{name}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_apex-ingest"))
-            .arg("worker")
-            .env("APEX_TEMPORAL_URL", &config.temporal.url)
-            .env("APEX_TEMPORAL_TASK_QUEUE", &config.temporal.task_queue)
-            .env("APEX_STORES_DATA_DIR", &config.stores.data_dir)
-            .env("APEX_STORES_CACHE", "redis")
-            .env("APEX_STORES_REDIS_PREFIX", &config.stores.redis_prefix)
-            .env("APEX_REDIS_URL", &config.redis.url)
-            .env("APEX_METRICS_LISTEN", "")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        WorkerProcess { child, log }
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_batch_is_replaced_and_the_batch_lands_once() {
     let _serial = SERIAL.lock().await;
@@ -257,8 +219,7 @@ async fn a_worker_killed_mid_batch_is_replaced_and_the_batch_lands_once() {
         assert!(started.elapsed() < WAIT, "the batch never got going:\n{}", first.logs());
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    first.child.kill().unwrap();
-    first.child.wait().unwrap();
+    first.kill();
     assert_eq!(seen.phase, Phase::Processing, "killed too late to be mid-batch: {seen:?}");
     assert!(seen.children_done < 100, "{seen:?}");
 

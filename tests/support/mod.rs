@@ -6,6 +6,8 @@
 #![allow(dead_code)] // each test crate uses the part it needs
 
 use std::collections::HashSet;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -214,4 +216,50 @@ pub async fn processed(
         .unwrap(),
         dead,
     )
+}
+
+/// `apex-ingest worker` as a child process on the configuration's Temporal
+/// server and task queue, store directory, Redis and Redis prefix (killed when dropped).
+pub struct WorkerProcess {
+    pub child: Child,
+    log: PathBuf,
+}
+
+impl WorkerProcess {
+    pub fn start(config: &Config, name: &str) -> WorkerProcess {
+        std::fs::create_dir_all(&config.stores.data_dir).unwrap();
+        let log = config.stores.data_dir.join(format!("worker-{name}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_apex-ingest"))
+            .arg("worker")
+            .env("APEX_TEMPORAL_URL", &config.temporal.url)
+            .env("APEX_TEMPORAL_TASK_QUEUE", &config.temporal.task_queue)
+            .env("APEX_STORES_DATA_DIR", &config.stores.data_dir)
+            .env("APEX_STORES_CACHE", "redis")
+            .env("APEX_STORES_REDIS_PREFIX", &config.stores.redis_prefix)
+            .env("APEX_REDIS_URL", &config.redis.url)
+            .env("APEX_METRICS_LISTEN", "")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        WorkerProcess { child, log }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL: no drain; its running tasks time out on the server and go to another worker.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
