@@ -17,10 +17,10 @@ use anyhow::Context;
 use apex_ingest::app;
 use apex_ingest::config::{Config, SourceKind};
 use apex_ingest::kafka::group_watch::GroupWatch;
-use apex_ingest::kafka::producer::{ProduceSettings, produce};
 use apex_ingest::kafka::topics::{self, TopicSpec};
 use apex_ingest::metrics::Metrics;
 use apex_ingest::model::Format;
+use apex_ingest::source::produce::{ProduceSettings, produce};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 

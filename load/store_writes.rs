@@ -16,6 +16,7 @@ use apex_ingest::orchestrate::direct::{parse_events, process_records};
 use apex_ingest::pipeline::ProcessedRecord;
 use apex_ingest::pipeline::embed::{EmbedPolicy, HashingEmbedder};
 use apex_ingest::saga::SagaWriter;
+use apex_ingest::saga::writer::SagaSettings;
 use apex_ingest::source::generator::{Fleet, GeneratorSettings};
 use apex_ingest::store::{BatchStore, Stores};
 
@@ -76,7 +77,7 @@ async fn main() -> anyhow::Result<()> {
     for store in stores.all() {
         one_store(store.as_ref(), n).await?;
     }
-    let writer = SagaWriter::new(&stores, Metrics::new(), config.saga_settings());
+    let writer = SagaWriter::new(&stores, Metrics::new(), SagaSettings::from(&config.saga));
     let work = batches(n).await?;
     let records = work.iter().map(|(_, rows)| rows.len()).sum();
     let mut latencies = Vec::with_capacity(n);

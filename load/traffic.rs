@@ -4,9 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use apex_ingest::kafka::producer::{ProduceSettings, produce};
 use apex_ingest::kafka::topics::{self, TopicSpec};
 use apex_ingest::model::Format;
+use apex_ingest::source::produce::{ProduceSettings, produce};
 
 pub const SAMSARA_PARTITIONS: i32 = 6;
 pub const EDI_PARTITIONS: i32 = 3;

@@ -24,6 +24,7 @@ use crate::orchestrate::{BatchReport, OrchestrateError, Orchestrator};
 use crate::pipeline::embed::{EmbedPolicy, Embedder, HashingEmbedder, OpenAiEmbedder, OpenAiSettings};
 use crate::saga::SagaWriter;
 use crate::saga::retry::sleep_unless_cancelled;
+use crate::saga::writer::SagaSettings;
 use crate::source::file::FileSource;
 use crate::source::generator::{GeneratorSettings, GeneratorSource};
 use crate::source::kafka::KafkaSource;
@@ -131,7 +132,8 @@ pub fn saga_writer(
     metrics: Arc<Metrics>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Arc<SagaWriter>> {
-    let mut writer = SagaWriter::new(stores, metrics, config.saga_settings()).with_shutdown(shutdown.clone());
+    let mut writer =
+        SagaWriter::new(stores, metrics, SagaSettings::from(&config.saga)).with_shutdown(shutdown.clone());
     if config.source.kind == SourceKind::Kafka {
         let topic = DeadLetterTopic::new(&config.kafka.brokers, &config.kafka.dlq_topic)?;
         writer = writer.with_dead_letter_topic(Arc::new(topic));

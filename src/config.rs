@@ -1,6 +1,8 @@
 //! Configuration: one TOML file plus `APEX_<SECTION>_<KEY>` environment
 //! overrides (e.g. `APEX_BATCH_MAX_EVENTS=50`, `APEX_STORES_DATA_DIR=/data`).
-//! Unknown keys and bad values fail at start with the key named.
+//! Unknown keys and bad values fail at start with the key named. Plain
+//! settings only: nothing here knows the components they configure (`app`
+//! wires them).
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -11,6 +13,11 @@ use anyhow::{Context, bail};
 use figment::Figment;
 use figment::providers::{Env, Format as _, Serialized, Toml};
 use serde::{Deserialize, Serialize};
+
+/// The topics of the design (`topics/topics.toml`), the `[kafka]` defaults.
+pub const SAMSARA_TOPIC: &str = "samsara.telemetry.v1";
+pub const EDI_TOPIC: &str = "edi.carrier.v1";
+pub const DLQ_TOPIC: &str = "ingest.dlq.v1";
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -149,9 +156,9 @@ impl Default for KafkaConfig {
         KafkaConfig {
             brokers: "127.0.0.1:9092".into(),
             group_id: "apex-ingest".into(),
-            samsara_topic: crate::source::SAMSARA_TOPIC.into(),
-            edi_topic: crate::source::EDI_TOPIC.into(),
-            dlq_topic: crate::source::DLQ_TOPIC.into(),
+            samsara_topic: SAMSARA_TOPIC.into(),
+            edi_topic: EDI_TOPIC.into(),
+            dlq_topic: DLQ_TOPIC.into(),
             auto_offset_reset: "earliest".into(),
             session_timeout: Duration::from_secs(30),
             statistics_interval: Duration::from_secs(5),
@@ -587,24 +594,6 @@ impl Config {
         self.metrics.listen.parse().map(Some).with_context(|| {
             format!("invalid configuration: metrics.listen {:?} is not host:port", self.metrics.listen)
         })
-    }
-
-    pub fn saga_settings(&self) -> crate::saga::writer::SagaSettings {
-        let s = &self.saga;
-        crate::saga::writer::SagaSettings {
-            lock_ttl: s.lock_ttl,
-            lock_wait: s.lock_wait,
-            retry: crate::saga::retry::RetryPolicy {
-                first_delay: s.retry_first,
-                retries: s.retries,
-                breaker_threshold: s.breaker_threshold,
-                breaker_cooldown: s.breaker_cooldown,
-            },
-            group_commit: crate::saga::group_commit::GroupCommitSettings {
-                max_records: s.group_commit_records,
-                writers: s.writers_per_store,
-            },
-        }
     }
 
     pub fn generator_rate(&self) -> Option<NonZeroU32> {

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod batch;
+pub mod cli;
 pub mod config;
 pub mod kafka;
 pub mod metrics;

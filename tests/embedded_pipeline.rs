@@ -32,7 +32,7 @@ fn quick_saga() -> SagaSettings {
             breaker_threshold: 5,
             breaker_cooldown: Duration::from_secs(1),
         },
-        group_commit: Config::default().saga_settings().group_commit,
+        group_commit: SagaSettings::from(&Config::default().saga).group_commit,
     }
 }
 
@@ -272,11 +272,11 @@ async fn replay_writes_letters_that_parse_now_and_keeps_the_rest() {
             apex_ingest::model::Origin { topic: "samsara.telemetry.v1".into(), partition: 0, offset };
         apex_ingest::model::RawEvent::new(apex_ingest::model::Format::Samsara, origin, None, payload)
     };
-    let old_reject = apex_ingest::saga::dlq::DeadLetter::poison(
+    let old_reject = apex_ingest::model::DeadLetter::poison(
         &raw(valid, 1),
         &apex_ingest::model::PoisonReason::InvalidSamsara("rejected by an older parser".into()),
     );
-    let poison = apex_ingest::saga::dlq::DeadLetter::poison(
+    let poison = apex_ingest::model::DeadLetter::poison(
         &raw(b"{not json".to_vec(), 2),
         &apex_ingest::model::PoisonReason::InvalidJson("broken".into()),
     );
@@ -284,10 +284,10 @@ async fn replay_writes_letters_that_parse_now_and_keeps_the_rest() {
 
     let filter = apex_ingest::store::DeadLetterFilter { reason: None, include_replayed: false, limit: 100 };
     let report =
-        apex_ingest::saga::dlq::replay(stores.relational.as_ref(), orchestrator.as_ref(), &filter, 100)
+        apex_ingest::cli::dlq::replay(stores.relational.as_ref(), orchestrator.as_ref(), &filter, 100)
             .await
             .unwrap();
-    assert_eq!(report, apex_ingest::saga::dlq::ReplayReport { replayed: 1, still_failing: 1 });
+    assert_eq!(report, apex_ingest::cli::dlq::ReplayReport { replayed: 1, still_failing: 1 });
     assert_eq!(counts(&stores).await, [("graph", 1), ("relational", 1), ("vector", 1), ("cache", 1)]);
     let left = stores.relational.dead_letters(&filter).await.unwrap();
     assert_eq!(left.iter().map(|d| d.letter.id.clone()).collect::<Vec<_>>(), [poison.id]);

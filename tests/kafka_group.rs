@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use apex_ingest::kafka::dead_letter_topic::headers;
-use apex_ingest::kafka::producer::{ProduceSettings, produce};
 use apex_ingest::kafka::topics::{self, TopicSpec};
 use apex_ingest::metrics::Metrics;
 use apex_ingest::model::{Format, Origin, RawEvent, RecordId};
+use apex_ingest::source::produce::{ProduceSettings, produce};
 use apex_ingest::store::sqlite_graph::SqliteGraphStore;
 use apex_ingest::store::{DeadLetterFilter, Stores};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -181,7 +181,7 @@ fn expected(brokers: &str, names: &Names) -> Expected {
 /// What one member's embedded stores hold, per durable store.
 struct Stored {
     ids: BTreeMap<&'static str, Vec<RecordId>>,
-    dead: Vec<apex_ingest::saga::dlq::DeadLetter>,
+    dead: Vec<apex_ingest::model::DeadLetter>,
 }
 
 async fn stored(dir: &Path) -> Stored {
@@ -619,7 +619,7 @@ async fn poison_messages_land_in_the_dlq_topic_and_table_with_reason_and_origin(
     let stored = stored(dir.path()).await;
     assert_exactly_once(&stored, &want);
 
-    let table: BTreeMap<Origin, &apex_ingest::saga::dlq::DeadLetter> =
+    let table: BTreeMap<Origin, &apex_ingest::model::DeadLetter> =
         stored.dead.iter().map(|d| (d.origin.clone(), d)).collect();
     let published = read_topic(&brokers, &names.dlq, Format::Samsara);
     assert_eq!(published.len(), want.poison.len(), "one DLQ message per poison message");

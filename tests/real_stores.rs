@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use apex_ingest::metrics::Metrics;
 use apex_ingest::model::RecordId;
 use apex_ingest::saga::SagaWriter;
+use apex_ingest::saga::writer::SagaSettings;
 use apex_ingest::store::memory_cache::MemoryCache;
 use apex_ingest::store::neo4j::Neo4jStore;
 use apex_ingest::store::{BatchStore, Stores};
@@ -37,7 +38,7 @@ async fn assert_nowhere(stores: &[Arc<dyn BatchStore>], ids: &[RecordId]) {
 async fn real_writer() -> (apex_ingest::config::Config, Stores, SagaWriter) {
     let config = real_stores_config(&unique("apex-test"));
     let stores = Stores::open(&config).await.unwrap();
-    let writer = SagaWriter::new(&stores, Metrics::new(), config.saga_settings());
+    let writer = SagaWriter::new(&stores, Metrics::new(), SagaSettings::from(&config.saga));
     (config, stores, writer)
 }
 
@@ -58,7 +59,7 @@ async fn a_batch_written_twice_leaves_one_copy_everywhere() {
     // Without the idempotency record (a fresh coordinator), every store upserts again.
     let mut forgetful = stores.clone();
     forgetful.coordinator = Arc::new(MemoryCache::new());
-    let rewrite = SagaWriter::new(&forgetful, Metrics::new(), config.saga_settings());
+    let rewrite = SagaWriter::new(&forgetful, Metrics::new(), SagaSettings::from(&config.saga));
     assert!(!rewrite.write(&batch.id, &rows, &dead).await.unwrap().already_written);
 
     assert_everywhere(&stores, &ids).await;
@@ -115,8 +116,8 @@ async fn two_writers_racing_on_one_batch_write_it_once() {
     let (m1, m2) = (Metrics::new(), Metrics::new());
     // Two members with their own connections, sharing only the services.
     let other = Stores::open(&config).await.unwrap();
-    let w1 = SagaWriter::new(&stores, m1.clone(), config.saga_settings());
-    let w2 = SagaWriter::new(&other, m2.clone(), config.saga_settings());
+    let w1 = SagaWriter::new(&stores, m1.clone(), SagaSettings::from(&config.saga));
+    let w2 = SagaWriter::new(&other, m2.clone(), SagaSettings::from(&config.saga));
     let batch = generated_batch(100, seed(), 0.0);
     let (rows, dead) = processed(&batch).await;
     let (a, b) = tokio::join!(w1.write(&batch.id, &rows, &dead), w2.write(&batch.id, &rows, &dead));
@@ -139,7 +140,7 @@ async fn a_store_failing_after_the_others_is_compensated_then_lands_once() {
     flaky.failing.store(true, Ordering::SeqCst);
     stores.graph = Some(flaky.clone());
     let metrics = Metrics::new();
-    let writer = SagaWriter::new(&stores, metrics.clone(), config.saga_settings());
+    let writer = SagaWriter::new(&stores, metrics.clone(), SagaSettings::from(&config.saga));
     let batch = generated_batch(100, seed(), 0.0);
     let (rows, dead) = processed(&batch).await;
     let ids: Vec<RecordId> = rows.iter().map(|r| r.record.id.clone()).collect();

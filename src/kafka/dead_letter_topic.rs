@@ -15,7 +15,8 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use super::producer_config;
-use crate::saga::dlq::{DeadLetter, DeadLetterPublisher};
+use crate::model::DeadLetter;
+use crate::saga::dlq::DeadLetterPublisher;
 use crate::store::StoreError;
 
 const NAME: &str = "dlq_topic";

@@ -3,7 +3,6 @@
 
 pub mod dead_letter_topic;
 pub mod group_watch;
-pub mod producer;
 pub mod read_back;
 pub mod topics;
 

@@ -311,12 +311,12 @@ mod tests {
     fn the_repository_topics_file_is_valid_and_names_the_pipeline_topics() {
         let specs = load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("topics/topics.toml")).unwrap();
         let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
-        for t in [crate::source::SAMSARA_TOPIC, crate::source::EDI_TOPIC, "ingest.dlq.v1"] {
+        for t in [crate::config::SAMSARA_TOPIC, crate::config::EDI_TOPIC, "ingest.dlq.v1"] {
             assert!(names.contains(&t), "{t} missing from topics.toml");
         }
         assert!(names.iter().any(|n| n.starts_with("webhooks.")));
         assert!(names.iter().any(|n| n.starts_with("poll.")));
-        let samsara = specs.iter().find(|s| s.name == crate::source::SAMSARA_TOPIC).unwrap();
+        let samsara = specs.iter().find(|s| s.name == crate::config::SAMSARA_TOPIC).unwrap();
         assert_eq!(samsara.dlq.as_deref(), Some("ingest.dlq.v1"));
         assert_eq!(samsara.configs(3)["min.insync.replicas"], "2");
         assert_eq!(samsara.configs(1)["min.insync.replicas"], "1");

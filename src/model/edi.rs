@@ -8,7 +8,7 @@
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::record::PoisonReason;
+use super::poison::PoisonReason;
 
 /// A party from an N1 loop, with its N4 location when present.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,11 +1,16 @@
 //! The data the pipeline carries: raw events as they arrive, typed inputs
-//! (Samsara, EDI), records with a stable identity, and graph entities.
+//! (Samsara, EDI), records with a stable identity, graph entities, and dead
+//! letters for what cannot become records.
 
+pub mod dead_letter;
 pub mod edi;
 pub mod entity;
+pub mod poison;
 pub mod record;
 pub mod samsara;
 pub mod wire;
 
+pub use dead_letter::{COMPENSATION_FAILED, DeadLetter};
 pub use entity::{Entity, EntityKey, Label, RelType, Relation};
-pub use record::{Format, Origin, PoisonReason, RawEvent, Record, RecordBody, RecordId};
+pub use poison::PoisonReason;
+pub use record::{Format, Origin, RawEvent, Record, RecordBody, RecordId};

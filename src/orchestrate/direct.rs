@@ -7,11 +7,11 @@ use async_trait::async_trait;
 
 use super::{BatchReport, OrchestrateError, Orchestrator};
 use crate::batch::Batch;
+use crate::model::DeadLetter;
 use crate::model::{RawEvent, Record, RecordId};
 use crate::pipeline::embed::{EmbedPolicy, Embedder};
 use crate::pipeline::{ProcessedRecord, extract::extract, parse::parse};
 use crate::saga::SagaWriter;
-use crate::saga::dlq::DeadLetter;
 
 pub struct DirectOrchestrator {
     embedder: Arc<dyn Embedder>,

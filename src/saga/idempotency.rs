@@ -3,7 +3,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::dlq::DeadLetter;
+use crate::model::DeadLetter;
 use crate::pipeline::ProcessedRecord;
 
 pub fn batch_key(rows: &[ProcessedRecord], dead: &[DeadLetter]) -> String {

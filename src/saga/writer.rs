@@ -13,11 +13,13 @@ use chrono::Utc;
 use futures::future::join_all;
 use tokio_util::sync::CancellationToken;
 
-use super::dlq::{DeadLetter, DeadLetterPublisher};
+use super::dlq::DeadLetterPublisher;
 use super::group_commit::{GroupCommit, GroupCommitSettings};
 use super::idempotency::batch_key;
 use super::retry::{GuardedStore, RetryPolicy};
+use crate::config::SagaConfig;
 use crate::metrics::Metrics;
+use crate::model::DeadLetter;
 use crate::model::RecordId;
 use crate::pipeline::ProcessedRecord;
 use crate::store::{
@@ -62,6 +64,25 @@ pub struct SagaSettings {
     pub lock_wait: Duration,
     pub retry: RetryPolicy,
     pub group_commit: GroupCommitSettings,
+}
+
+impl From<&SagaConfig> for SagaSettings {
+    fn from(s: &SagaConfig) -> Self {
+        SagaSettings {
+            lock_ttl: s.lock_ttl,
+            lock_wait: s.lock_wait,
+            retry: RetryPolicy {
+                first_delay: s.retry_first,
+                retries: s.retries,
+                breaker_threshold: s.breaker_threshold,
+                breaker_cooldown: s.breaker_cooldown,
+            },
+            group_commit: GroupCommitSettings {
+                max_records: s.group_commit_records,
+                writers: s.writers_per_store,
+            },
+        }
+    }
 }
 
 pub struct SagaWriter {

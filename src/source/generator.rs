@@ -15,7 +15,8 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{EDI_TOPIC, SAMSARA_TOPIC, Source};
+use super::Source;
+use crate::config::{EDI_TOPIC, SAMSARA_TOPIC};
 use crate::model::{Format, Origin, RawEvent};
 
 #[derive(Debug, Clone)]

@@ -5,6 +5,7 @@
 pub mod file;
 pub mod generator;
 pub mod kafka;
+pub mod produce;
 
 use std::sync::Arc;
 
@@ -14,10 +15,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batch::Batch;
 use crate::model::RawEvent;
-
-pub const SAMSARA_TOPIC: &str = "samsara.telemetry.v1";
-pub const EDI_TOPIC: &str = "edi.carrier.v1";
-pub const DLQ_TOPIC: &str = "ingest.dlq.v1";
 
 /// A batch the pipeline is about to run, as its source lets it.
 pub struct Dispatched {

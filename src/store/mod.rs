@@ -21,9 +21,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::model::DeadLetter;
 use crate::model::{EntityKey, RecordId, Relation};
 use crate::pipeline::ProcessedRecord;
-use crate::saga::dlq::DeadLetter;
 
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{store} store: {message}")]

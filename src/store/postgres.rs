@@ -20,9 +20,9 @@ use super::{
     BatchStore, DEAD_LETTER_COLUMNS, DeadLetterFilter, DeadLetterRow, LedgerEntry, RelationalStore,
     StoreError, StoredDeadLetter, VectorStore,
 };
+use crate::model::DeadLetter;
 use crate::model::RecordId;
 use crate::pipeline::ProcessedRecord;
-use crate::saga::dlq::DeadLetter;
 
 const NAME: &str = "relational";
 /// The width of `records.embedding` in the migration.

@@ -11,9 +11,9 @@ use super::{
     BatchStore, DEAD_LETTER_COLUMNS, DeadLetterFilter, DeadLetterRow, LedgerEntry, RelationalStore,
     StoreError, StoredDeadLetter, open_sqlite,
 };
+use crate::model::DeadLetter;
 use crate::model::RecordId;
 use crate::pipeline::ProcessedRecord;
-use crate::saga::dlq::DeadLetter;
 
 const NAME: &str = "relational";
 /// Rows per statement; SQLite allows 32,766 bound values.

@@ -203,7 +203,7 @@ pub fn generated_batch(events: usize, seed: u64, poison: f64) -> apex_ingest::ba
 /// Parsed, extracted and embedded rows and dead letters of a batch.
 pub async fn processed(
     batch: &apex_ingest::batch::Batch,
-) -> (Vec<ProcessedRecord>, Vec<apex_ingest::saga::dlq::DeadLetter>) {
+) -> (Vec<ProcessedRecord>, Vec<apex_ingest::model::DeadLetter>) {
     use apex_ingest::orchestrate::direct::{parse_events, process_records};
     let (records, dead) = parse_events(&batch.events);
     (

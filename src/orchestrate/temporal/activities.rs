@@ -10,12 +10,12 @@ use temporalio_macros::activities;
 use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
+use crate::model::DeadLetter;
 use crate::model::{RawEvent, Record};
 use crate::orchestrate::direct::{parse_events, process_records};
 use crate::pipeline::embed::{EmbedPolicy, Embedder};
 use crate::pipeline::{Extraction, ProcessedRecord, extract::extract};
 use crate::saga::SagaWriter;
-use crate::saga::dlq::DeadLetter;
 use crate::saga::writer::WriteOutcome;
 
 /// How often a long activity tells the server it is alive (heartbeat timeouts

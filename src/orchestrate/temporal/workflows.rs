@@ -29,9 +29,9 @@ use sha2::{Digest, Sha256};
 use super::activities::{IngestActivities, Parsed, Processed, Vector, WriteBatchInput};
 use crate::batch::Batch;
 use crate::config::ChildSteps;
+use crate::model::DeadLetter;
 use crate::model::{RawEvent, RecordId};
 use crate::pipeline::ProcessedRecord;
-use crate::saga::dlq::DeadLetter;
 use crate::saga::writer::WriteOutcome;
 
 /// Search attributes (Keyword) a batch can be found by in the Temporal UI;

@@ -1,4 +1,4 @@
-//! Load generator: writes realistic synthetic Samsara or EDI traffic to a topic
+//! Load generator: writes the generator's synthetic Samsara or EDI traffic to a topic
 //! (`apex-ingest produce`), keyed by vehicle id or sender (SCAC) so a key's
 //! events stay in one partition, in order.
 
@@ -12,9 +12,9 @@ use governor::{Quota, RateLimiter};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-use super::producer_config;
+use super::generator::{Fleet, GeneratorSettings};
+use crate::kafka::producer_config;
 use crate::model::{Format, RawEvent};
-use crate::source::generator::{Fleet, GeneratorSettings};
 
 /// Messages handed to librdkafka and not yet acknowledged, at most.
 const IN_FLIGHT: usize = 10_000;

@@ -1,0 +1,166 @@
+//! The `apex-ingest` commands, one file each; `main.rs` parses and dispatches.
+
+pub mod demo;
+pub mod dlq;
+pub mod produce;
+pub mod run;
+pub mod topics;
+pub mod verify;
+pub mod worker;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::metrics::{self, Metrics};
+use crate::telemetry;
+use demo::DemoArgs;
+use dlq::DlqAction;
+use produce::ProduceArgs;
+use topics::TopicsAction;
+
+#[derive(Parser)]
+#[command(
+    name = "apex-ingest",
+    version,
+    about = "Turns Samsara telemetry and carrier EDI into durable, queryable memory",
+    long_about = "Turns Samsara telemetry and carrier EDI into durable, queryable memory.\n\n\
+        Events are collected in batches (100 events or 30 s), parsed, turned into graph \
+        entities and embeddings, and written to every store through one batched saga. \
+        Poison events go to the dead-letter table with their reason.\n\n\
+        Configuration: a TOML file (--config) plus APEX_<SECTION>_<KEY> environment \
+        variables, e.g. APEX_BATCH_MAX_EVENTS=50. Logs: RUST_LOG, APEX_LOG_FORMAT=json."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Runs the whole pipeline once on generated traffic with embedded stores and
+    /// prints a summary that reconciles events in against every store.
+    ///
+    /// Needs nothing installed. Its data lands in --data-dir (default ./apex-demo),
+    /// whose store files are replaced at every run.
+    Demo(DemoArgs),
+    /// Runs the long-lived service from a config file: source, batcher,
+    /// orchestrator and stores as configured, with /metrics, /healthz and /readyz.
+    ///
+    /// Batches take the direct path, or with temporal.rollout_percent above 0 that
+    /// share of them (by a stable hash of the batch id) runs as a BatchIngestWorkflow
+    /// on Temporal; `apex-ingest worker` processes must run it. A batch is
+    /// committed only once it is written, on either path.
+    ///
+    /// With source.kind = "kafka" it is one member of the [kafka] consumer group:
+    /// offsets are committed only for fully written batches, partitions pause at
+    /// batch.max_in_flight, and poison records also go to kafka.dlq_topic.
+    /// Stops at the end of a finite source, or at SIGTERM / Ctrl-C: stops fetching,
+    /// gives batches in flight batch.drain_deadline, commits and leaves the group.
+    Run {
+        /// TOML configuration file; APEX_* environment variables override it.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Runs a Temporal worker: polls temporal.task_queue and runs batch workflows,
+    /// their child workflows and the activities (parse, extract_entities, embed,
+    /// process, write_batch) against the configured stores.
+    ///
+    /// Concurrency: temporal.max_concurrent_workflow_tasks and
+    /// temporal.max_concurrent_activities; reports temporal.build_id. At SIGTERM /
+    /// Ctrl-C it stops polling and lets running tasks finish; workflows it was
+    /// running resume on any other worker.
+    Worker {
+        /// TOML configuration file; APEX_* environment variables override it.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Checks that every record id is present in every configured store and
+    /// prints the differences; exits non-zero when there are any.
+    ///
+    /// Without --since/--until it compares the stores' whole id sets; with them
+    /// it checks the records whose event time falls in [since, until).
+    Verify {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Start of the event-time window (RFC 3339, e.g. 2026-11-20T00:00:00Z).
+        #[arg(long, requires = "until")]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// End of the event-time window (exclusive).
+        #[arg(long, requires = "since")]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// Creates or updates the Kafka topics defined in topics/ and lists topics.
+    Topics {
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: TopicsAction,
+    },
+    /// Writes synthetic Samsara or EDI traffic to a Kafka topic (load generator).
+    ///
+    /// Keys are vehicle ids (Samsara) or sender SCACs (EDI), so a key's events
+    /// stay in order in one partition. Waits until the broker acknowledged all.
+    Produce(ProduceArgs),
+    /// Lists, shows and replays dead letters (events that could not be parsed or validated).
+    Dlq {
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: DlqAction,
+    },
+}
+
+/// Runs one command with its logging defaults; an error is printed, not panicked.
+pub async fn dispatch(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Demo(args) => {
+            telemetry::init("warn,sqlx=error");
+            demo::demo(args).await
+        }
+        Command::Run { config } => {
+            telemetry::init("info");
+            run::run(&config).await
+        }
+        Command::Worker { config } => {
+            telemetry::init("info");
+            worker::worker(config.as_deref()).await
+        }
+        Command::Verify { config, since, until } => {
+            telemetry::init("warn,sqlx=error");
+            verify::verify(config.as_deref(), since.zip(until)).await
+        }
+        Command::Topics { config, action } => {
+            telemetry::init("warn");
+            topics::topics(config.as_deref(), action).await
+        }
+        Command::Produce(args) => {
+            telemetry::init("warn");
+            produce::produce(args).await
+        }
+        Command::Dlq { config, action } => {
+            telemetry::init("warn,sqlx=error");
+            dlq::dlq(config.as_deref(), action).await
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Metrics, served on `metrics.listen` unless it is empty.
+pub async fn serve_metrics(config: &Config) -> anyhow::Result<Arc<Metrics>> {
+    let metrics = Metrics::new();
+    if let Some(addr) = config.metrics_addr()? {
+        let bound = metrics::serve(addr, metrics.clone()).await?;
+        tracing::info!(addr = %bound, "serving /metrics, /healthz, /readyz");
+    }
+    Ok(metrics)
+}

@@ -1,0 +1,32 @@
+//! `apex-ingest run`: the long-lived service (a consumer-group member with `kind = "kafka"`).
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::serve_metrics;
+use crate::app;
+use crate::config::Config;
+
+pub async fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
+    let config = Config::load(Some(config_path))?;
+    let metrics = serve_metrics(&config).await?;
+    let shutdown = CancellationToken::new();
+    app::cancel_on_signal(shutdown.clone());
+    let (_stores, orchestrator) = app::build_orchestrator(&config, metrics.clone(), &shutdown).await?;
+    let source = app::build_source(&config, metrics.clone())?;
+    tracing::info!(source = ?config.source.kind, data_dir = %config.stores.data_dir.display(), "pipeline starting");
+    let t = app::run_pipeline(&config, source, orchestrator, Arc::clone(&metrics), shutdown, |r| {
+        tracing::info!(batch = %r.batch_id, events = r.events, records = r.records,
+            dead_letters = r.dead_letters, reason = r.close_reason.as_str(), "batch written");
+    })
+    .await?;
+    tracing::info!(
+        events = t.events,
+        records = t.records,
+        dead_letters = t.dead_letters,
+        seconds = t.elapsed.as_secs_f64(),
+        "pipeline finished"
+    );
+    Ok(())
+}
