@@ -40,7 +40,7 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct QdrantConfig {
     /// gRPC URL of a Qdrant server (port 6334). No server is available on the
-    /// machines this project is built on; see the README's test matrix.
+    /// machines this project is built on; see docs/testing.md.
     pub url: String,
     pub collection: String,
 }
