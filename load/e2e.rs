@@ -402,7 +402,7 @@ impl MembersReport {
         println!("| peak RSS of the process while the members ran | {:.0} MiB |", self.peak_rss);
         println!("| peak lag | {} |", self.peak_lag);
         for s in stores.all() {
-            let secs_in: f64 = self.metrics.iter().map(|m| m.write_seconds_total(s.name())).sum();
+            let secs_in: f64 = self.metrics.iter().map(|m| m.saga.write_seconds_total(s.name())).sum();
             let per_batch = secs_in / l.len().max(1) as f64;
             println!(
                 "| {} store: mean write per batch (queueing for a group write included), share of mean batch latency | {:.0} ms, {:.0} % |",

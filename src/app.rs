@@ -272,11 +272,11 @@ impl BatchRun<'_> {
             };
             if std::mem::take(&mut first) {
                 for e in &batch.events {
-                    self.metrics.event_in(e.format.as_str());
+                    self.metrics.source.event_in(e.format.as_str());
                 }
-                self.metrics.batch_closed(batch.close_reason, batch.events.len());
+                self.metrics.batcher.batch_closed(batch.close_reason, batch.events.len());
             }
-            self.metrics.batch_started();
+            self.metrics.batcher.batch_started();
             let mut in_flight =
                 InFlight { run: &self, ticket: dispatched.ticket, batch: &batch, done: false };
             // Fenced: the orchestrator's future is dropped, so the batch starts
@@ -296,7 +296,7 @@ impl BatchRun<'_> {
             let latency = batch.opened_at.elapsed();
             let report =
                 result.with_context(|| format!("batch {} ({} events)", batch.id, batch.events.len()))?;
-            self.metrics.batch_written(latency);
+            self.metrics.batcher.batch_written(latency);
             return Ok(Finished { report: Some(report), dropped, latency });
         }
     }
@@ -314,9 +314,9 @@ struct InFlight<'a> {
 impl InFlight<'_> {
     fn finish(&mut self, written: bool) {
         self.done = true;
-        self.run.metrics.batch_finished();
+        self.run.metrics.batcher.batch_finished();
         if !written {
-            self.run.metrics.batches_abandoned(1);
+            self.run.metrics.batcher.batches_abandoned(1);
             self.run.abandoned.fetch_add(1, Ordering::Relaxed);
         }
         self.run.progress.finish(self.ticket, self.batch, written);
@@ -357,7 +357,7 @@ async fn run_with_retries(
         .sleep(sleep_unless_cancelled(shutdown.clone()))
         .when(|e: &OrchestrateError| e.is_transient() && !shutdown.is_cancelled())
         .notify(|e, after| {
-            metrics.batch_retried();
+            metrics.batcher.batch_retried();
             tracing::warn!(batch = %batch.id, error = %e, ?after, "batch failed; retrying");
         })
         .await

@@ -43,7 +43,7 @@ fn guard() -> Arc<GuardedStore> {
         breaker_threshold: 100,
         breaker_cooldown: Duration::from_secs(1),
     };
-    Arc::new(GuardedStore::new("test", policy, Metrics::new(), CancellationToken::new()))
+    Arc::new(GuardedStore::new("test", policy, Metrics::new().saga.clone(), CancellationToken::new()))
 }
 
 /// Writes every batch while the store holds its first call, so the rest

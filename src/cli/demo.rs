@@ -127,7 +127,7 @@ async fn print_summary(
             "  {:<16} {n:>6}  {:<8}  mean batch write {:.1} ms",
             store.name(),
             if ok { "ok" } else { "MISMATCH" },
-            metrics.mean_write_seconds(store.name()) * 1000.0
+            metrics.saga.mean_write_seconds(store.name()) * 1000.0
         )?;
     }
     if reconciled {

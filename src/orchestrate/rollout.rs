@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use super::{BatchReport, OrchestrateError, Orchestrator};
 use crate::batch::Batch;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, OrchestratorMetrics};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -41,7 +41,7 @@ pub struct RolloutOrchestrator {
     direct: Arc<dyn Orchestrator>,
     temporal: Arc<dyn Orchestrator>,
     percent: u8,
-    metrics: Arc<Metrics>,
+    metrics: OrchestratorMetrics,
 }
 
 impl RolloutOrchestrator {
@@ -51,7 +51,7 @@ impl RolloutOrchestrator {
         percent: u8,
         metrics: Arc<Metrics>,
     ) -> Self {
-        RolloutOrchestrator { direct, temporal, percent, metrics }
+        RolloutOrchestrator { direct, temporal, percent, metrics: metrics.orchestrator.clone() }
     }
 }
 

@@ -2,10 +2,10 @@
 //! calls through again (half-open) after `cooldown`, closes on a success. While
 //! open, calls fail at once instead of waiting on a store that is down.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::metrics::{BreakerState, Metrics};
+use crate::metrics::{BreakerState, SagaMetrics};
 use crate::store::StoreError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,11 +20,11 @@ pub struct Breaker {
     threshold: u32,
     cooldown: Duration,
     state: Mutex<State>,
-    metrics: Arc<Metrics>,
+    metrics: SagaMetrics,
 }
 
 impl Breaker {
-    pub fn new(store: &'static str, threshold: u32, cooldown: Duration, metrics: Arc<Metrics>) -> Self {
+    pub fn new(store: &'static str, threshold: u32, cooldown: Duration, metrics: SagaMetrics) -> Self {
         metrics.breaker_state(store, BreakerState::Closed);
         Breaker { store, threshold, cooldown, state: Mutex::new(State::Closed { failures: 0 }), metrics }
     }
@@ -83,6 +83,7 @@ impl Breaker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::Metrics;
 
     fn outage() -> Result<(), StoreError> {
         Err(StoreError { store: "s", message: "down".into(), transient: true })
@@ -91,7 +92,7 @@ mod tests {
     #[test]
     fn opens_after_threshold_then_half_opens_and_closes() {
         let m = Metrics::new();
-        let b = Breaker::new("s", 5, Duration::from_millis(30), m.clone());
+        let b = Breaker::new("s", 5, Duration::from_millis(30), m.saga.clone());
         for _ in 0..4 {
             b.allow().unwrap();
             b.record(&outage());
@@ -110,7 +111,7 @@ mod tests {
 
     #[test]
     fn a_failure_while_half_open_reopens_and_permanent_errors_do_not_count() {
-        let b = Breaker::new("s", 2, Duration::from_millis(10), Metrics::new());
+        let b = Breaker::new("s", 2, Duration::from_millis(10), Metrics::new().saga.clone());
         for _ in 0..5 {
             b.record(&Err::<(), _>(StoreError { store: "s", message: "bad row".into(), transient: false }));
         }

@@ -5,7 +5,6 @@
 //! the batch is given up uncommitted rather than holding up the drain.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -13,7 +12,7 @@ use backon::{ExponentialBuilder, Retryable};
 use tokio_util::sync::CancellationToken;
 
 use super::breaker::Breaker;
-use crate::metrics::Metrics;
+use crate::metrics::SagaMetrics;
 use crate::store::StoreError;
 
 #[derive(Debug, Clone, Copy)]
@@ -30,7 +29,7 @@ pub struct GuardedStore {
     pub name: &'static str,
     breaker: Breaker,
     policy: RetryPolicy,
-    metrics: Arc<Metrics>,
+    metrics: SagaMetrics,
     /// Cancelled at shutdown: ends the wait between tries.
     shutdown: CancellationToken,
 }
@@ -39,7 +38,7 @@ impl GuardedStore {
     pub fn new(
         name: &'static str,
         policy: RetryPolicy,
-        metrics: Arc<Metrics>,
+        metrics: SagaMetrics,
         shutdown: CancellationToken,
     ) -> Self {
         GuardedStore {

@@ -18,7 +18,7 @@ use super::group_commit::{GroupCommit, GroupCommitSettings};
 use super::idempotency::batch_key;
 use super::retry::{GuardedStore, RetryPolicy};
 use crate::config::SagaConfig;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, SagaMetrics};
 use crate::model::DeadLetter;
 use crate::model::RecordId;
 use crate::pipeline::ProcessedRecord;
@@ -95,7 +95,7 @@ pub struct SagaWriter {
     guards: BTreeMap<&'static str, GuardedStore>,
     /// Per store name, the batches waiting to share a store call.
     groups: BTreeMap<&'static str, GroupCommit>,
-    metrics: Arc<Metrics>,
+    metrics: SagaMetrics,
     settings: SagaSettings,
     /// Cancelled at shutdown: store retries stop waiting.
     shutdown: CancellationToken,
@@ -109,6 +109,7 @@ const COORDINATOR: &str = "coordinator";
 
 impl SagaWriter {
     pub fn new(stores: &Stores, metrics: Arc<Metrics>, settings: SagaSettings) -> Self {
+        let metrics = metrics.saga.clone();
         let stores_all = stores.all();
         let shutdown = CancellationToken::new();
         let guards = stores_all

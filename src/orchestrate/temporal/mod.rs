@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use super::{BatchReport, OrchestrateError, Orchestrator};
 use crate::batch::Batch;
 use crate::config::TemporalConfig;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, OrchestratorMetrics};
 pub use workflows::{BatchIngestWorkflow, BatchInput, BatchStatus, BatchSummary, Phase, batch_workflow_id};
 
 /// A client of the configured namespace.
@@ -55,13 +55,18 @@ fn hostname() -> String {
 pub struct TemporalOrchestrator {
     client: Client,
     config: TemporalConfig,
-    metrics: Arc<Metrics>,
+    metrics: OrchestratorMetrics,
     waiting: Arc<stall::Waiting>,
 }
 
 impl TemporalOrchestrator {
     pub fn new(client: Client, config: TemporalConfig, metrics: Arc<Metrics>) -> Self {
-        TemporalOrchestrator { client, config, metrics, waiting: Arc::default() }
+        TemporalOrchestrator {
+            client,
+            config,
+            metrics: metrics.orchestrator.clone(),
+            waiting: Arc::default(),
+        }
     }
 
     /// Watches this orchestrator's waiting batches in the background until

@@ -15,7 +15,7 @@ use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeTaskQ
 use tokio_util::sync::CancellationToken;
 
 use crate::config::TemporalConfig;
-use crate::metrics::Metrics;
+use crate::metrics::OrchestratorMetrics;
 
 /// When the gauges refresh (at most; sooner for a short `stall_warning`).
 const CHECK_EVERY: Duration = Duration::from_secs(5);
@@ -63,7 +63,7 @@ pub async fn watch(
     waiting: Arc<Waiting>,
     client: Client,
     config: TemporalConfig,
-    metrics: Arc<Metrics>,
+    metrics: OrchestratorMetrics,
     shutdown: CancellationToken,
 ) {
     let limit = config.stall_warning;

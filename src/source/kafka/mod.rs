@@ -58,7 +58,7 @@ impl Shared {
     }
 
     fn set_assigned(&self, assigned: usize) {
-        self.metrics.kafka_assigned(assigned);
+        self.metrics.source.kafka_assigned(assigned);
         self.metrics.set_ready(assigned > 0);
     }
 
@@ -76,7 +76,7 @@ impl Shared {
     }
 
     fn revoke(&self, consumer: &BaseConsumer<GroupContext>, tpl: &TopicPartitionList) {
-        self.metrics.kafka_rebalance("revoke");
+        self.metrics.source.kafka_rebalance("revoke");
         let tps = partitions_of(tpl);
         let running = {
             let mut state = self.lock();
@@ -105,14 +105,14 @@ impl Shared {
         }
         commit(consumer, &commits, CommitMode::Sync);
         for (topic, partition) in &tps {
-            self.metrics.kafka_released(topic, *partition);
+            self.metrics.source.kafka_released(topic, *partition);
         }
         self.set_assigned(assigned);
         tracing::info!(partitions = ?tps, committed = ?commits, "partitions released");
     }
 
     fn assign(&self, consumer: &BaseConsumer<GroupContext>, tpl: &TopicPartitionList) {
-        self.metrics.kafka_rebalance("assign");
+        self.metrics.source.kafka_rebalance("assign");
         let tps = partitions_of(tpl);
         let (paused, assigned) = {
             let mut state = self.lock();
@@ -151,7 +151,7 @@ fn set_paused<C: Consumer<GroupContext>>(consumer: &C, metrics: &Metrics, tps: &
         tracing::warn!(error = %e, paused, "pause/resume failed");
     }
     for (topic, partition) in tps {
-        metrics.kafka_paused(topic, *partition, paused);
+        metrics.source.kafka_paused(topic, *partition, paused);
     }
 }
 
@@ -191,12 +191,12 @@ impl ClientContext for GroupContext {
                 // Nothing committed yet: everything retained is still to read.
                 None => (p.hi_offset - p.lo_offset.max(0)).max(0),
             });
-            self.shared.metrics.kafka_partition(&topic, partition, next, committed, lag);
+            self.shared.metrics.source.kafka_partition(&topic, partition, next, committed, lag);
         }
     }
 
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        self.shared.metrics.kafka_client_error();
+        self.shared.metrics.source.kafka_client_error();
         tracing::warn!(error = %error, reason, "kafka client error");
     }
 }
@@ -207,7 +207,7 @@ impl ConsumerContext for GroupContext {
             Rebalance::Revoke(tpl) => self.shared.revoke(consumer, tpl),
             Rebalance::Assign(_) => {}
             Rebalance::Error(e) => {
-                self.shared.metrics.kafka_rebalance("error");
+                self.shared.metrics.source.kafka_rebalance("error");
                 tracing::error!(error = %e, "rebalance failed");
             }
         }
@@ -220,7 +220,7 @@ impl ConsumerContext for GroupContext {
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        self.shared.metrics.kafka_commit(result.is_ok());
+        self.shared.metrics.source.kafka_commit(result.is_ok());
         if let Err(e) = result {
             let tps = partitions_of(offsets);
             tracing::warn!(error = %e, partitions = ?tps, "offset commit failed; retried with the next commit");
@@ -317,7 +317,7 @@ impl Source for KafkaSource {
                         }
                     }
                     Err(e) => {
-                        self.shared.metrics.kafka_client_error();
+                        self.shared.metrics.source.kafka_client_error();
                         tracing::warn!(error = %e, "kafka receive failed; polling again");
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
@@ -358,7 +358,7 @@ impl BatchProgress for KafkaProgress {
             (kept, dropped, pause.then(|| state.tracker.assigned()), fence)
         };
         if dropped > 0 {
-            self.shared.metrics.kafka_dropped_on_revoke(dropped);
+            self.shared.metrics.source.kafka_dropped_on_revoke(dropped);
         }
         if let Some(tps) = pause {
             self.backpressure(&tps, true);

@@ -1,0 +1,166 @@
+//! Every metric the service exports, in one registry, grouped per component
+//! (source and Kafka, batcher, saga and stores, orchestrators and Temporal):
+//! the saga and the orchestrators hold only their own group's handles (the
+//! pipeline loop and the Kafka source, which also set readiness, the whole),
+//! with one method per
+//! thing that can happen so dashboards and code stay in step (`docs/metrics.md`
+//! lists them). Served on `/metrics` beside `/healthz` and `/readyz`.
+
+mod batcher;
+mod orchestrator;
+mod saga;
+mod source;
+
+pub use batcher::BatcherMetrics;
+pub use orchestrator::OrchestratorMetrics;
+pub use saga::SagaMetrics;
+pub use source::SourceMetrics;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+
+/// Circuit breaker states as exported by `apex_breaker_state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerState {
+    Closed = 0,
+    HalfOpen = 1,
+    Open = 2,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub source: SourceMetrics,
+    pub batcher: BatcherMetrics,
+    pub saga: SagaMetrics,
+    pub orchestrator: OrchestratorMetrics,
+    ready: AtomicBool,
+}
+
+/// Registers a metric built from constant definitions; failing here is a bug
+/// in this file (a bad name or a name used twice), caught by any test.
+fn registered<M: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: prometheus::Result<M>,
+) -> M {
+    let metric = metric.expect("valid metric definition");
+    registry.register(Box::new(metric.clone())).expect("metric registered once");
+    metric
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    registered(registry, IntCounterVec::new(Opts::new(name, help), labels))
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    registered(registry, IntGaugeVec::new(Opts::new(name, help), labels))
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Self> {
+        let registry = Registry::new();
+        Arc::new(Metrics {
+            source: SourceMetrics::new(&registry),
+            batcher: BatcherMetrics::new(&registry),
+            saga: SagaMetrics::new(&registry),
+            orchestrator: OrchestratorMetrics::new(&registry),
+            registry,
+            ready: AtomicBool::new(false),
+        })
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metric families.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// Sum over the series of `name` that carry `label_value`, for summaries and tests.
+    fn sample(&self, name: &str, label_value: &str, value: fn(&prometheus::proto::Metric) -> f64) -> f64 {
+        self.registry
+            .gather()
+            .iter()
+            .filter(|f| f.name() == name)
+            .flat_map(|f| f.get_metric().iter())
+            .filter(|m| m.get_label().iter().any(|l| l.value() == label_value))
+            .map(value)
+            .sum()
+    }
+
+    pub fn gauge(&self, name: &str, label_value: &str) -> i64 {
+        self.sample(name, label_value, |m| m.get_gauge().value()) as i64
+    }
+
+    pub fn counter(&self, name: &str, label_value: &str) -> u64 {
+        self.sample(name, label_value, |m| m.get_counter().value()) as u64
+    }
+}
+
+async fn metrics_handler(State(m): State<Arc<Metrics>>) -> String {
+    m.render()
+}
+
+async fn ready_handler(State(m): State<Arc<Metrics>>) -> (StatusCode, &'static str) {
+    if m.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
+}
+
+pub fn router(metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready_handler))
+        .with_state(metrics)
+}
+
+/// Binds the metrics listener (failing at start, not later, when the address is
+/// taken) and serves it in the background; returns the bound address.
+pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {addr}: {e}"))?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router(metrics)).await {
+            tracing::error!(error = %e, "metrics server stopped");
+        }
+    });
+    Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn serves_metrics_health_and_readiness() {
+        let m = Metrics::new();
+        m.saga.dead_lettered("invalid_json");
+        m.batcher.batch_closed(crate::batch::CloseReason::Timeout, 3);
+        let addr = serve("127.0.0.1:0".parse().unwrap(), m.clone()).await.unwrap();
+        let get = |path: &str| reqwest::get(format!("http://{addr}{path}"));
+        assert_eq!(get("/healthz").await.unwrap().status(), 200);
+        assert_eq!(get("/readyz").await.unwrap().status(), 503);
+        m.set_ready(true);
+        assert_eq!(get("/readyz").await.unwrap().status(), 200);
+        let body = get("/metrics").await.unwrap().text().await.unwrap();
+        assert!(body.contains(r#"apex_dead_letters_total{reason="invalid_json"} 1"#), "{body}");
+        assert!(body.contains(r#"apex_batches_total{reason="timeout"} 1"#), "{body}");
+        assert!(body.contains("apex_batch_size_events_sum 3"), "{body}");
+    }
+}
