@@ -44,7 +44,7 @@ use apex_ingest::model::COMPENSATION_FAILED;
 use apex_ingest::model::{Format, Origin, RecordId};
 use apex_ingest::pipeline::parse::parse;
 use apex_ingest::store::neo4j::Neo4jStore;
-use apex_ingest::store::{DeadLetterFilter, Stores};
+use apex_ingest::store::DeadLetterFilter;
 use clap::{Parser, ValueEnum};
 use rand::Rng;
 use tokio::process::{Child, Command};
@@ -460,7 +460,7 @@ async fn reconcile(config: &Config, topics: &RunTopics, watch: &GroupWatch) -> a
         .into_iter()
         .collect();
 
-    let stores = Stores::open(config).await?;
+    let stores = apex_ingest::app::open_stores(config).await?;
     let diff = apex_ingest::verify::check_ids(&stores, &ids, &config.embed.skip_kinds).await?;
     let missing: BTreeSet<&RecordId> = diff.missing.values().flatten().collect();
     let filter = DeadLetterFilter { reason: None, include_replayed: true, limit: usize::MAX >> 1 };

@@ -294,7 +294,7 @@ async fn main() -> anyhow::Result<()> {
         config.kafka.group_id = format!("e2e-{}-{layout:?}", run.id).to_lowercase();
         println!("\n## layout {layout:?}");
         let report = members(&args, &config, &run, &mut producer).await?;
-        let stores = Stores::open(&config).await?;
+        let stores = apex_ingest::app::open_stores(&config).await?;
         report.print(&stores);
         verify(&config, &stores, &batches, report.dead_letters).await?;
         let policy = EmbedPolicy::for_config(&config);

@@ -95,7 +95,7 @@ async fn main() -> anyhow::Result<()> {
     config.kafka.edi_topic = edi.clone();
     config.kafka.dlq_topic = dlq;
     let metrics = Metrics::new();
-    let stores = apex_ingest::store::Stores::open(&config).await?;
+    let stores = apex_ingest::app::open_stores(&config).await?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let orchestrator = app::direct_over(&config, &stores, metrics.clone(), &shutdown)?;
     let source = app::build_source(&config, metrics.clone())?;

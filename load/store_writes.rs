@@ -18,7 +18,7 @@ use apex_ingest::pipeline::embed::{EmbedPolicy, HashingEmbedder};
 use apex_ingest::saga::SagaWriter;
 use apex_ingest::saga::writer::SagaSettings;
 use apex_ingest::source::generator::{Fleet, GeneratorSettings};
-use apex_ingest::store::{BatchStore, Stores};
+use apex_ingest::store::BatchStore;
 
 const EVENTS_PER_BATCH: usize = 100;
 
@@ -70,7 +70,7 @@ async fn main() -> anyhow::Result<()> {
     config.stores.vector = VectorKind::Pgvector;
     config.stores.cache = CacheKind::Redis;
     config.stores.redis_prefix = format!("apex-load-{:08x}", rand::random::<u32>());
-    let stores = Stores::open(&config).await?;
+    let stores = apex_ingest::app::open_stores(&config).await?;
 
     println!("| target | batches | records | records/s | p50 batch ms | p99 batch ms |");
     println!("|---|---|---|---|---|---|");

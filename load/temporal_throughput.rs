@@ -23,7 +23,6 @@ use apex_ingest::orchestrate::Orchestrator;
 use apex_ingest::orchestrate::temporal::worker::while_working;
 use apex_ingest::orchestrate::temporal::{TemporalOrchestrator, connect};
 use apex_ingest::source::generator::{Fleet, GeneratorSettings};
-use apex_ingest::store::Stores;
 use futures::StreamExt;
 
 struct Figures {
@@ -110,14 +109,14 @@ async fn main() -> anyhow::Result<()> {
     config.stores = Config::default().stores;
     config.stores.data_dir = dir.path().join("temporal");
     config.temporal.task_queue = format!("apex-load-{unique}");
-    let stores = Stores::open(&config).await?;
+    let stores = apex_ingest::app::open_stores(&config).await?;
     let metrics = Metrics::new();
     let client = connect(&config.temporal).await?;
     let temporal = TemporalOrchestrator::new(client, config.temporal.clone(), metrics.clone());
 
     let mut direct_config = config.clone();
     direct_config.stores.data_dir = dir.path().join("direct");
-    let direct_stores = Stores::open(&direct_config).await?;
+    let direct_stores = apex_ingest::app::open_stores(&direct_config).await?;
     let direct = app::direct_over(&direct_config, &direct_stores, Metrics::new(), &CancellationToken::new())?;
 
     let writer = app::saga_writer(&config, &stores, metrics.clone(), &CancellationToken::new())?;

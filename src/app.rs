@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::{Batch, Batcher, CloseReason};
-use crate::config::{Config, EmbedKind, SourceKind};
+use crate::config::{CacheKind, Config, EmbedKind, GraphKind, RelationalKind, SourceKind, VectorKind};
 use crate::kafka::dead_letter_topic::DeadLetterTopic;
 use crate::metrics::Metrics;
 use crate::orchestrate::direct::DirectOrchestrator;
@@ -29,7 +29,10 @@ use crate::source::file::FileSource;
 use crate::source::generator::{GeneratorSettings, GeneratorSource};
 use crate::source::kafka::KafkaSource;
 use crate::source::{BatchProgress, Source};
-use crate::store::Stores;
+use crate::store::{
+    BatchStore, Coordinator, RelationalStore, StoreError, Stores, VectorStore, memory_cache, neo4j, postgres,
+    qdrant, redis, sqlite_graph, sqlite_records, vector_index,
+};
 
 /// Longest wait between two tries of a batch that failed transiently.
 const BATCH_RETRY_MAX_DELAY: Duration = Duration::from_secs(30);
@@ -88,6 +91,74 @@ pub fn build_source(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Bo
     })
 }
 
+/// The stores as `[stores]` names them: each role embedded, on its real
+/// service, or off (the wiring from configuration to stores).
+pub async fn open_stores(config: &Config) -> Result<Stores, StoreError> {
+    let s = &config.stores;
+    let file = |name: &str| -> Result<std::path::PathBuf, StoreError> {
+        std::fs::create_dir_all(&s.data_dir).map_err(|e| StoreError {
+            store: "embedded",
+            message: format!("cannot create data directory {}: {e}", s.data_dir.display()),
+            transient: false,
+        })?;
+        Ok(s.data_dir.join(name))
+    };
+    let graph: Option<Arc<dyn BatchStore>> = match s.graph {
+        GraphKind::Embedded => {
+            Some(Arc::new(sqlite_graph::SqliteGraphStore::open(&file("graph.db")?).await?))
+        }
+        GraphKind::Neo4j => {
+            let n = &config.neo4j;
+            Some(Arc::new(neo4j::Neo4jStore::connect(&n.uri, &n.user, &n.password).await?))
+        }
+        GraphKind::None => None,
+    };
+    let postgres = match s.relational {
+        RelationalKind::Postgres => {
+            let p = &config.postgres;
+            let hnsw = (s.vector == VectorKind::Pgvector)
+                .then_some(postgres::HnswParams { m: p.hnsw_m, ef_construction: p.hnsw_ef_construction });
+            Some(Arc::new(postgres::PostgresStore::connect(p, config.embed.dims, hnsw).await?))
+        }
+        RelationalKind::Embedded => None,
+    };
+    let relational: Arc<dyn RelationalStore> = match &postgres {
+        Some(pg) => pg.clone(),
+        None => Arc::new(sqlite_records::SqliteRecordStore::open(&file("records.db")?).await?),
+    };
+    let vector: Option<Arc<dyn VectorStore>> = match (s.vector, postgres) {
+        (VectorKind::Embedded, _) => Some(Arc::new(
+            vector_index::ExactVectorIndex::open(&file("vectors.db")?, config.embed.dims).await?,
+        )),
+        (VectorKind::Pgvector, Some(pg)) => Some(pg),
+        (VectorKind::Qdrant, _) => {
+            let q = &config.qdrant;
+            Some(Arc::new(qdrant::QdrantStore::connect(&q.url, &q.collection, config.embed.dims).await?))
+        }
+        (VectorKind::Pgvector, None) => {
+            return Err(StoreError {
+                store: "vector",
+                message: "stores.vector = \"pgvector\" needs stores.relational = \"postgres\"".into(),
+                transient: false,
+            });
+        }
+        (VectorKind::None, _) => None,
+    };
+    let (cache, coordinator): (Option<Arc<dyn BatchStore>>, Arc<dyn Coordinator>) = match s.cache {
+        CacheKind::Embedded => {
+            let m = Arc::new(memory_cache::MemoryCache::new());
+            (Some(m.clone()), m)
+        }
+        CacheKind::Redis => {
+            let r = Arc::new(redis::RedisStore::connect(&config.redis.url, &s.redis_prefix).await?);
+            (Some(r.clone()), r)
+        }
+        // Locks and idempotency records still exist, in this process only.
+        CacheKind::None => (None, Arc::new(memory_cache::MemoryCache::new())),
+    };
+    Ok(Stores { graph, relational, vector, cache, coordinator })
+}
+
 /// The configured stores and the orchestrator `run` uses over them: direct,
 /// or with `temporal.rollout_percent` above 0 the rollout between direct and
 /// Temporal (whose workers must run `apex-ingest worker`). `shutdown` ends
@@ -97,7 +168,7 @@ pub async fn build_orchestrator(
     metrics: Arc<Metrics>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<(Stores, Arc<dyn Orchestrator>)> {
-    let stores = Stores::open(config).await?;
+    let stores = open_stores(config).await?;
     let direct = direct_over(config, &stores, metrics.clone(), shutdown)?;
     let percent = config.temporal.rollout_percent;
     if percent == 0 {

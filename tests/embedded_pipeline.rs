@@ -263,7 +263,7 @@ async fn replay_writes_letters_that_parse_now_and_keeps_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::default();
     config.stores.data_dir = dir.path().to_path_buf();
-    let stores = Stores::open(&config).await.unwrap();
+    let stores = apex_ingest::app::open_stores(&config).await.unwrap();
     let orchestrator = app::direct_over(&config, &stores, Metrics::new(), &CancellationToken::new()).unwrap();
     // A letter an older parser rejected although it is valid, and a real poison one.
     let valid = std::fs::read(fixtures().join("samsara/vehicle_location.json")).unwrap();
@@ -436,7 +436,7 @@ async fn shutdown_ends_the_wait_between_store_retries_and_starts_no_further_try(
 
 /// Generated traffic through the stores `config` names (not only the embedded set).
 async fn run_configured(config: &Config) -> (RunTotals, Stores) {
-    let stores = Stores::open(config).await.unwrap();
+    let stores = apex_ingest::app::open_stores(config).await.unwrap();
     let metrics = Metrics::new();
     let shutdown = CancellationToken::new();
     let orchestrator = app::direct_over(config, &stores, metrics.clone(), &shutdown).unwrap();

@@ -536,7 +536,7 @@ struct HeldMember {
 impl HeldMember {
     async fn start(config: &apex_ingest::config::Config) -> HeldMember {
         use apex_ingest::app;
-        let mut stores = Stores::open(config).await.unwrap();
+        let mut stores = apex_ingest::app::open_stores(config).await.unwrap();
         let graph_file = config.stores.data_dir.join("graph.db");
         let graph = Arc::new(Flaky::new(SqliteGraphStore::open(&graph_file).await.unwrap()));
         graph.hold(true);

@@ -37,7 +37,7 @@ async fn assert_nowhere(stores: &[Arc<dyn BatchStore>], ids: &[RecordId]) {
 /// The real stores under a fresh Redis prefix, and a saga writer over them.
 async fn real_writer() -> (apex_ingest::config::Config, Stores, SagaWriter) {
     let config = real_stores_config(&unique("apex-test"));
-    let stores = Stores::open(&config).await.unwrap();
+    let stores = apex_ingest::app::open_stores(&config).await.unwrap();
     let writer = SagaWriter::new(&stores, Metrics::new(), SagaSettings::from(&config.saga));
     (config, stores, writer)
 }
@@ -64,7 +64,7 @@ async fn a_batch_written_twice_leaves_one_copy_everywhere() {
 
     assert_everywhere(&stores, &ids).await;
     // One copy: PostgreSQL rows and Neo4j Event nodes for these ids number exactly the ids.
-    let pg = Stores::open(&config).await.unwrap();
+    let pg = apex_ingest::app::open_stores(&config).await.unwrap();
     let neo =
         Neo4jStore::connect(&config.neo4j.uri, &config.neo4j.user, &config.neo4j.password).await.unwrap();
     let keys: Vec<String> = ids.iter().map(|i| i.as_str().to_owned()).collect();
@@ -112,10 +112,10 @@ async fn pgvector_nearest_neighbour_of_a_record_is_the_record() {
 #[tokio::test]
 async fn two_writers_racing_on_one_batch_write_it_once() {
     let config = real_stores_config(&unique("apex-test"));
-    let stores = Stores::open(&config).await.unwrap();
+    let stores = apex_ingest::app::open_stores(&config).await.unwrap();
     let (m1, m2) = (Metrics::new(), Metrics::new());
     // Two members with their own connections, sharing only the services.
-    let other = Stores::open(&config).await.unwrap();
+    let other = apex_ingest::app::open_stores(&config).await.unwrap();
     let w1 = SagaWriter::new(&stores, m1.clone(), SagaSettings::from(&config.saga));
     let w2 = SagaWriter::new(&other, m2.clone(), SagaSettings::from(&config.saga));
     let batch = generated_batch(100, seed(), 0.0);
@@ -133,7 +133,7 @@ async fn two_writers_racing_on_one_batch_write_it_once() {
 #[tokio::test]
 async fn a_store_failing_after_the_others_is_compensated_then_lands_once() {
     let config = real_stores_config(&unique("apex-test"));
-    let mut stores = Stores::open(&config).await.unwrap();
+    let mut stores = apex_ingest::app::open_stores(&config).await.unwrap();
     let neo =
         Neo4jStore::connect(&config.neo4j.uri, &config.neo4j.user, &config.neo4j.password).await.unwrap();
     let flaky = Arc::new(Flaky::new(neo));

@@ -16,7 +16,6 @@ use apex_ingest::metrics::Metrics;
 use apex_ingest::model::RecordId;
 use apex_ingest::pipeline::parse::parse;
 use apex_ingest::source::generator::{Fleet, GeneratorSettings};
-use apex_ingest::store::Stores;
 use support::{real_stores_config, unique};
 use tokio_util::sync::CancellationToken;
 
@@ -52,7 +51,7 @@ async fn outage(service: &'static str, breakers: &[&'static str]) {
         partitions: config.source.partitions,
         seed,
     };
-    let stores = Stores::open(&config).await.unwrap();
+    let stores = apex_ingest::app::open_stores(&config).await.unwrap();
     let metrics = Metrics::new();
     let shutdown = CancellationToken::new();
     let orchestrator = app::direct_over(&config, &stores, metrics.clone(), &shutdown).unwrap();

@@ -118,7 +118,7 @@ async fn setup_with(name: &str, adjust: impl FnOnce(&mut Config)) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path(), name);
     adjust(&mut config);
-    let stores = Stores::open(&config).await.unwrap();
+    let stores = apex_ingest::app::open_stores(&config).await.unwrap();
     let client = connect(&config.temporal).await.unwrap();
     let metrics = Metrics::new();
     let orchestrator = TemporalOrchestrator::new(client.clone(), config.temporal.clone(), metrics.clone());
@@ -233,7 +233,7 @@ async fn a_worker_killed_mid_batch_is_replaced_and_the_batch_lands_once() {
     assert_eq!((done.phase, done.children_done), (Phase::Completed, 100));
     drop(second);
 
-    let stores = Stores::open(&config).await.unwrap();
+    let stores = apex_ingest::app::open_stores(&config).await.unwrap();
     let records = assert_landed_once(&stores, &batch).await;
     assert_eq!(report.records, records as u64);
     assert_count(&client, &format!("WorkflowId = '{}'", batch_workflow_id(&batch)), 1).await;

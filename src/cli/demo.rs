@@ -59,7 +59,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     }
 
     let metrics = serve_metrics(&config).await?;
-    let stores = Stores::open(&config).await?;
+    let stores = app::open_stores(&config).await?;
     let shutdown = CancellationToken::new();
     app::cancel_on_signal(shutdown.clone());
     let orchestrator = app::direct_over(&config, &stores, metrics.clone(), &shutdown)?;

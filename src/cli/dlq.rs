@@ -12,7 +12,7 @@ use crate::metrics::Metrics;
 use crate::model::RawEvent;
 use crate::orchestrate::{OrchestrateError, Orchestrator};
 use crate::pipeline::parse::parse;
-use crate::store::{DeadLetterFilter, RelationalStore, StoreError, Stores};
+use crate::store::{DeadLetterFilter, RelationalStore, StoreError};
 
 #[derive(Subcommand)]
 pub enum DlqAction {
@@ -41,7 +41,7 @@ pub enum DlqAction {
 
 pub async fn dlq(config: Option<&std::path::Path>, action: DlqAction) -> anyhow::Result<()> {
     let config = Config::load(config)?;
-    let stores = Stores::open(&config).await?;
+    let stores = app::open_stores(&config).await?;
     match action {
         DlqAction::List { reason, all, limit } => {
             let letters = stores

@@ -1,14 +1,14 @@
 //! `apex-ingest verify`: every record id in every configured store.
 
+use crate::app;
 use crate::config::Config;
-use crate::store::Stores;
 
 pub async fn verify(
     config: Option<&std::path::Path>,
     window: Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>,
 ) -> anyhow::Result<()> {
     let config = Config::load(config)?;
-    let stores = Stores::open(&config).await?;
+    let stores = app::open_stores(&config).await?;
     let diff = crate::verify::reconcile(&stores, window, &config.embed.skip_kinds).await?;
     println!("checked {} record ids", diff.checked);
     for store in &diff.skipped {

@@ -5,12 +5,11 @@ use tokio_util::sync::CancellationToken;
 use super::serve_metrics;
 use crate::app;
 use crate::config::Config;
-use crate::store::Stores;
 
 pub async fn worker(config_path: Option<&std::path::Path>) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
     let metrics = serve_metrics(&config).await?;
-    let stores = Stores::open(&config).await?;
+    let stores = app::open_stores(&config).await?;
     let shutdown = CancellationToken::new();
     app::cancel_on_signal(shutdown.clone());
     let writer = app::saga_writer(&config, &stores, metrics.clone(), &shutdown)?;

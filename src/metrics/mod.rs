@@ -2,9 +2,8 @@
 //! (source and Kafka, batcher, saga and stores, orchestrators and Temporal):
 //! the saga and the orchestrators hold only their own group's handles (the
 //! pipeline loop and the Kafka source, which also set readiness, the whole),
-//! with one method per
-//! thing that can happen so dashboards and code stay in step (`docs/metrics.md`
-//! lists them). Served on `/metrics` beside `/healthz` and `/readyz`.
+//! with one method per thing that can happen so dashboards and code stay in
+//! step (`docs/metrics.md` lists them). Served on `/metrics` beside `/healthz` and `/readyz`.
 
 mod batcher;
 mod orchestrator;

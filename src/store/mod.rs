@@ -314,79 +314,21 @@ impl Stores {
     /// The embedded stack under `dir`: SQLite files for records, graph and
     /// vectors, and the in-process cache and coordinator.
     pub async fn open_embedded(dir: &std::path::Path, dims: usize) -> Result<Self, StoreError> {
-        let mut config = crate::config::Config::default();
-        config.stores.data_dir = dir.to_path_buf();
-        config.embed.dims = dims;
-        Self::open(&config).await
-    }
-
-    /// The store each role's configuration names; embedded files only for the
-    /// roles that are embedded.
-    pub async fn open(config: &crate::config::Config) -> Result<Self, StoreError> {
-        use crate::config::{CacheKind, GraphKind, RelationalKind, VectorKind};
-        let s = &config.stores;
-        let file = |name: &str| -> Result<std::path::PathBuf, StoreError> {
-            std::fs::create_dir_all(&s.data_dir).map_err(|e| StoreError {
-                store: "embedded",
-                message: format!("cannot create data directory {}: {e}", s.data_dir.display()),
-                transient: false,
-            })?;
-            Ok(s.data_dir.join(name))
-        };
-        let graph: Option<Arc<dyn BatchStore>> = match s.graph {
-            GraphKind::Embedded => {
-                Some(Arc::new(sqlite_graph::SqliteGraphStore::open(&file("graph.db")?).await?))
-            }
-            GraphKind::Neo4j => {
-                let n = &config.neo4j;
-                Some(Arc::new(neo4j::Neo4jStore::connect(&n.uri, &n.user, &n.password).await?))
-            }
-            GraphKind::None => None,
-        };
-        let postgres = match s.relational {
-            RelationalKind::Postgres => {
-                let p = &config.postgres;
-                let hnsw = (s.vector == VectorKind::Pgvector)
-                    .then_some(postgres::HnswParams { m: p.hnsw_m, ef_construction: p.hnsw_ef_construction });
-                Some(Arc::new(postgres::PostgresStore::connect(p, config.embed.dims, hnsw).await?))
-            }
-            RelationalKind::Embedded => None,
-        };
-        let relational: Arc<dyn RelationalStore> = match &postgres {
-            Some(pg) => pg.clone(),
-            None => Arc::new(sqlite_records::SqliteRecordStore::open(&file("records.db")?).await?),
-        };
-        let vector: Option<Arc<dyn VectorStore>> = match (s.vector, postgres) {
-            (VectorKind::Embedded, _) => Some(Arc::new(
-                vector_index::ExactVectorIndex::open(&file("vectors.db")?, config.embed.dims).await?,
+        std::fs::create_dir_all(dir).map_err(|e| StoreError {
+            store: "embedded",
+            message: format!("cannot create data directory {}: {e}", dir.display()),
+            transient: false,
+        })?;
+        let cache = Arc::new(memory_cache::MemoryCache::new());
+        Ok(Stores {
+            graph: Some(Arc::new(sqlite_graph::SqliteGraphStore::open(&dir.join("graph.db")).await?)),
+            relational: Arc::new(sqlite_records::SqliteRecordStore::open(&dir.join("records.db")).await?),
+            vector: Some(Arc::new(
+                vector_index::ExactVectorIndex::open(&dir.join("vectors.db"), dims).await?,
             )),
-            (VectorKind::Pgvector, Some(pg)) => Some(pg),
-            (VectorKind::Qdrant, _) => {
-                let q = &config.qdrant;
-                Some(Arc::new(qdrant::QdrantStore::connect(&q.url, &q.collection, config.embed.dims).await?))
-            }
-            (VectorKind::Pgvector, None) => {
-                return Err(StoreError {
-                    store: "vector",
-                    message: "stores.vector = \"pgvector\" needs stores.relational = \"postgres\"".into(),
-                    transient: false,
-                });
-            }
-            (VectorKind::None, _) => None,
-        };
-        let (cache, coordinator): (Option<Arc<dyn BatchStore>>, Arc<dyn Coordinator>) = match s.cache {
-            CacheKind::Embedded => {
-                let m = Arc::new(memory_cache::MemoryCache::new());
-                (Some(m.clone()), m)
-            }
-            CacheKind::Redis => {
-                let r = Arc::new(redis::RedisStore::connect(&config.redis.url, &s.redis_prefix).await?);
-                (Some(r.clone()), r)
-            }
-            // Locks and idempotency records still exist, in this process only.
-            CacheKind::None => (None, Arc::new(memory_cache::MemoryCache::new())),
-        };
-        Ok(Stores { graph, relational, vector, cache, coordinator })
+            cache: Some(cache.clone()),
+            coordinator: cache,
+        })
     }
 
     /// Every distinct store the saga writes a batch to, in a fixed order (with
