@@ -366,9 +366,14 @@ fn json_size<T: Serialize>(value: &T) -> usize {
     serde_json::to_vec(value).map_or(0, |v| v.len())
 }
 
+/// The phase for `get_status`; the `Status` search attribute changes only at
+/// the end (`completed`, `failed`): each upsert is a history event and a
+/// visibility write, and the server's work per batch sets the Temporal rate.
 fn set_phase(ctx: &mut WorkflowContext<BatchIngestWorkflow>, phase: Phase) {
     ctx.state_mut(|s| s.status.phase = phase);
-    ctx.upsert_search_attributes([STATUS.value_set(phase.as_str().to_owned())]);
+    if matches!(phase, Phase::Completed | Phase::Failed) {
+        ctx.upsert_search_attributes([STATUS.value_set(phase.as_str().to_owned())]);
+    }
 }
 
 /// The application failures along a failure's causes, outermost first.
