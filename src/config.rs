@@ -132,6 +132,10 @@ pub struct TemporalConfig {
     pub events_per_child: usize,
     /// How a child runs parse → extract → embed over its events.
     pub child_steps: ChildSteps,
+    /// Payloads of 1 kB and more are zstd-compressed before they reach the
+    /// server (fewer bytes of history; the UI then shows compressed bytes).
+    /// Compressed payloads are read either way.
+    pub compress_payloads: bool,
     /// Worker: workflow tasks (batch and event workflows) run at once.
     pub max_concurrent_workflow_tasks: usize,
     /// Worker: activities (parse, extract_entities, embed, write_batch) run at once.
@@ -202,6 +206,7 @@ impl Default for TemporalConfig {
             rollout_percent: 0,
             events_per_child: 100,
             child_steps: ChildSteps::Local,
+            compress_payloads: true,
             max_concurrent_workflow_tasks: 100,
             max_concurrent_activities: 100,
             max_pollers: 20,

@@ -351,6 +351,27 @@ async fn the_rollout_routes_each_batch_as_its_hash_says() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payloads_compressed_by_the_member_are_read_by_a_worker_that_does_not_compress() {
+    let _serial = SERIAL.lock().await;
+    // The worker (from `config`) does not compress; the member's client does.
+    let Setup { config, stores, client, .. } =
+        &setup_with("codec", |c| c.temporal.compress_payloads = false).await;
+    let mut member = config.temporal.clone();
+    member.compress_payloads = true;
+    let orchestrator = TemporalOrchestrator::new(connect(&member).await.unwrap(), member, Metrics::new());
+    let batch = batch(100, 6, 0.02);
+
+    let report = with_worker(config, stores, async {
+        tokio::time::timeout(WAIT, orchestrator.run_batch(&batch)).await.unwrap().unwrap()
+    })
+    .await;
+
+    let records = assert_landed_once(stores, &batch).await;
+    assert_eq!(report.records, records as u64);
+    assert_count(client, &format!("BatchId = '{}' AND `Status` = 'completed'", batch.id), 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_no_worker_takes_shows_as_stalled_until_a_worker_polls() {
     let _serial = SERIAL.lock().await;
     let Setup { config, stores, metrics, orchestrator, .. } =

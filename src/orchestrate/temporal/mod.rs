@@ -8,6 +8,7 @@
 //! instead), and only a failed, timed-out or terminated one is run anew.
 
 pub mod activities;
+pub mod codec;
 pub mod stall;
 pub mod worker;
 pub mod workflows;
@@ -44,8 +45,10 @@ pub async fn connect(config: &TemporalConfig) -> anyhow::Result<Client> {
                 config.url
             )
         })?;
-    Client::new(connection, ClientOptions::new(config.namespace.clone()).build())
-        .context("creating the Temporal client")
+    let options = ClientOptions::new(config.namespace.clone())
+        .data_converter(codec::data_converter(config.compress_payloads))
+        .build();
+    Client::new(connection, options).context("creating the Temporal client")
 }
 
 fn hostname() -> String {
