@@ -241,31 +241,25 @@ pub(crate) async fn sqlite_ids(
     Ok(ids.into_iter().map(RecordId::from_stored).collect())
 }
 
-/// Tries at opening an embedded database (see [`open_sqlite`]).
-const OPEN_ATTEMPTS: u32 = 5;
-
 /// Opens (creating if needed) one embedded SQLite database and applies its
 /// migrations. Two processes on one directory (a member and a worker started
 /// together) may open it at once: switching to WAL then finds the file locked,
 /// or the second migration fails on the version the first recorded. Opening
-/// again a moment later finds WAL set and the migrations applied.
+/// again a moment later (4 more tries, 100 ms doubling) finds WAL set and the
+/// migrations applied.
 pub(crate) async fn open_sqlite(
     store: &'static str,
     path: &std::path::Path,
     migrator: &sqlx::migrate::Migrator,
 ) -> Result<sqlx::SqlitePool, StoreError> {
-    let mut attempt = 1;
-    loop {
-        match try_open_sqlite(store, path, migrator).await {
-            Ok(pool) => return Ok(pool),
-            Err(e) if attempt < OPEN_ATTEMPTS => {
-                tracing::info!(store, path = %path.display(), error = %e.message, "opening again (another process may be opening it)");
-                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
-                attempt += 1;
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    use backon::{ExponentialBuilder, Retryable};
+    (|| try_open_sqlite(store, path, migrator))
+        .retry(ExponentialBuilder::default().with_min_delay(Duration::from_millis(100)).with_max_times(4))
+        .notify(|e, after| {
+            tracing::info!(store, path = %path.display(), error = %e.message, ?after,
+                "opening again (another process may be opening it)");
+        })
+        .await
 }
 
 async fn try_open_sqlite(
