@@ -30,8 +30,8 @@ use crate::source::generator::{GeneratorSettings, GeneratorSource};
 use crate::source::kafka::KafkaSource;
 use crate::source::{BatchProgress, Source};
 use crate::store::{
-    BatchStore, Coordinator, RelationalStore, StoreError, Stores, VectorStore, memory_cache, neo4j, postgres,
-    qdrant, redis, sqlite_graph, sqlite_records, vector_index,
+    BatchStore, Coordinator, RelationalStore, StoreError, Stores, VectorStore, data_file, memory_cache,
+    neo4j, postgres, qdrant, redis, sqlite_graph, sqlite_records, vector_index,
 };
 
 /// Longest wait between two tries of a batch that failed transiently.
@@ -95,14 +95,7 @@ pub fn build_source(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Bo
 /// service, or off (the wiring from configuration to stores).
 pub async fn open_stores(config: &Config) -> Result<Stores, StoreError> {
     let s = &config.stores;
-    let file = |name: &str| -> Result<std::path::PathBuf, StoreError> {
-        std::fs::create_dir_all(&s.data_dir).map_err(|e| StoreError {
-            store: "embedded",
-            message: format!("cannot create data directory {}: {e}", s.data_dir.display()),
-            transient: false,
-        })?;
-        Ok(s.data_dir.join(name))
-    };
+    let file = |name: &str| data_file(&s.data_dir, name);
     let graph: Option<Arc<dyn BatchStore>> = match s.graph {
         GraphKind::Embedded => {
             Some(Arc::new(sqlite_graph::SqliteGraphStore::open(&file("graph.db")?).await?))

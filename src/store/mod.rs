@@ -21,8 +21,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::model::DeadLetter;
-use crate::model::{EntityKey, RecordId, Relation};
+use crate::model::{DeadLetter, EntityKey, RecordId, Relation};
 use crate::pipeline::ProcessedRecord;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -293,6 +292,16 @@ async fn try_open_sqlite(
     Ok(pool)
 }
 
+/// The path of an embedded store's file in `dir`, creating the directory.
+pub fn data_file(dir: &std::path::Path, name: &str) -> Result<std::path::PathBuf, StoreError> {
+    std::fs::create_dir_all(dir).map_err(|e| StoreError {
+        store: "embedded",
+        message: format!("cannot create data directory {}: {e}", dir.display()),
+        transient: false,
+    })?;
+    Ok(dir.join(name))
+}
+
 /// The four store roles the saga writes to, plus coordination. A role set to
 /// `"none"` is absent; the relational role (ledger, dead letters) always exists.
 #[derive(Clone)]
@@ -308,17 +317,14 @@ impl Stores {
     /// The embedded stack under `dir`: SQLite files for records, graph and
     /// vectors, and the in-process cache and coordinator.
     pub async fn open_embedded(dir: &std::path::Path, dims: usize) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError {
-            store: "embedded",
-            message: format!("cannot create data directory {}: {e}", dir.display()),
-            transient: false,
-        })?;
         let cache = Arc::new(memory_cache::MemoryCache::new());
         Ok(Stores {
-            graph: Some(Arc::new(sqlite_graph::SqliteGraphStore::open(&dir.join("graph.db")).await?)),
-            relational: Arc::new(sqlite_records::SqliteRecordStore::open(&dir.join("records.db")).await?),
+            graph: Some(Arc::new(sqlite_graph::SqliteGraphStore::open(&data_file(dir, "graph.db")?).await?)),
+            relational: Arc::new(
+                sqlite_records::SqliteRecordStore::open(&data_file(dir, "records.db")?).await?,
+            ),
             vector: Some(Arc::new(
-                vector_index::ExactVectorIndex::open(&dir.join("vectors.db"), dims).await?,
+                vector_index::ExactVectorIndex::open(&data_file(dir, "vectors.db")?, dims).await?,
             )),
             cache: Some(cache.clone()),
             coordinator: cache,
