@@ -7,8 +7,7 @@ use async_trait::async_trait;
 
 use super::{BatchReport, OrchestrateError, Orchestrator};
 use crate::batch::Batch;
-use crate::model::DeadLetter;
-use crate::model::{RawEvent, Record, RecordId};
+use crate::model::{DeadLetter, RawEvent, Record, RecordId};
 use crate::pipeline::embed::{EmbedPolicy, Embedder};
 use crate::pipeline::{ProcessedRecord, extract::extract, parse::parse};
 use crate::saga::SagaWriter;
@@ -67,16 +66,26 @@ pub async fn process_records(
         .collect())
 }
 
+/// parse → extract → embed over events: the rows for the saga writer and a
+/// dead letter per poison event (the direct path's stages, and the Temporal
+/// `process` activity's).
+pub async fn process_events(
+    embedder: &dyn Embedder,
+    policy: &EmbedPolicy,
+    events: &[RawEvent],
+) -> Result<(Vec<ProcessedRecord>, Vec<DeadLetter>), crate::pipeline::embed::EmbedError> {
+    let (records, dead) = parse_events(events);
+    Ok((process_records(embedder, policy, records).await?, dead))
+}
+
 #[async_trait]
 impl Orchestrator for DirectOrchestrator {
     async fn run_batch(&self, batch: &Batch) -> Result<BatchReport, OrchestrateError> {
         // Parse, extract and embed on a task of their own: the pipeline polls
         // every batch in flight from one task, and this is its CPU work.
         let (own, embedder, policy) = (batch.clone(), self.embedder.clone(), self.policy.clone());
-        let stages = tokio::spawn(async move {
-            let (records, dead) = parse_events(&own.events);
-            process_records(embedder.as_ref(), &policy, records).await.map(|rows| (rows, dead))
-        });
+        let stages =
+            tokio::spawn(async move { process_events(embedder.as_ref(), &policy, &own.events).await });
         let (rows, dead) = match stages.await {
             Ok(done) => done?,
             Err(e) => std::panic::resume_unwind(e.into_panic()),

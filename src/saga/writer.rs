@@ -19,8 +19,7 @@ use super::idempotency::batch_key;
 use super::retry::{GuardedStore, RetryPolicy};
 use crate::config::SagaConfig;
 use crate::metrics::{Metrics, SagaMetrics};
-use crate::model::DeadLetter;
-use crate::model::RecordId;
+use crate::model::{DeadLetter, RecordId};
 use crate::pipeline::ProcessedRecord;
 use crate::store::{
     BatchOutcome, BatchStore, Coordinator, LedgerEntry, LockToken, RelationalStore, StoreError, Stores,

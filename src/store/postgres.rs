@@ -20,8 +20,7 @@ use super::{
     BatchStore, DEAD_LETTER_COLUMNS, DeadLetterFilter, DeadLetterRow, LedgerEntry, RelationalStore,
     StoreError, StoredDeadLetter, VectorStore,
 };
-use crate::model::DeadLetter;
-use crate::model::RecordId;
+use crate::model::{DeadLetter, RecordId};
 use crate::pipeline::ProcessedRecord;
 
 const NAME: &str = "relational";

@@ -11,8 +11,7 @@ use super::{
     BatchStore, DEAD_LETTER_COLUMNS, DeadLetterFilter, DeadLetterRow, LedgerEntry, RelationalStore,
     StoreError, StoredDeadLetter, open_sqlite,
 };
-use crate::model::DeadLetter;
-use crate::model::RecordId;
+use crate::model::{DeadLetter, RecordId};
 use crate::pipeline::ProcessedRecord;
 
 const NAME: &str = "relational";

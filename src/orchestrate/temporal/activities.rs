@@ -10,9 +10,8 @@ use temporalio_macros::activities;
 use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
-use crate::model::DeadLetter;
-use crate::model::{RawEvent, Record};
-use crate::orchestrate::direct::{parse_events, process_records};
+use crate::model::{DeadLetter, RawEvent, Record};
+use crate::orchestrate::direct::{parse_events, process_events};
 use crate::pipeline::embed::{EmbedPolicy, Embedder};
 use crate::pipeline::{Extraction, ProcessedRecord, extract::extract};
 use crate::saga::SagaWriter;
@@ -42,7 +41,7 @@ pub struct Parsed {
 }
 
 /// Events processed: rows ready for the saga writer and the poison events' dead letters.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Processed {
     pub rows: Vec<ProcessedRecord>,
     pub dead: Vec<DeadLetter>,
@@ -134,8 +133,7 @@ impl IngestActivities {
         ctx: ActivityContext,
         events: Vec<RawEvent>,
     ) -> Result<Processed, ActivityError> {
-        let (records, dead) = parse_events(&events);
-        let rows = heartbeating(&ctx, process_records(self.embedder.as_ref(), &self.policy, records))
+        let (rows, dead) = heartbeating(&ctx, process_events(self.embedder.as_ref(), &self.policy, &events))
             .await
             .map_err(|e| failure(e.is_transient(), e))?;
         Ok(Processed { rows, dead })

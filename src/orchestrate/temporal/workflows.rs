@@ -29,8 +29,7 @@ use sha2::{Digest, Sha256};
 use super::activities::{IngestActivities, Parsed, Processed, Vector, WriteBatchInput};
 use crate::batch::Batch;
 use crate::config::ChildSteps;
-use crate::model::DeadLetter;
-use crate::model::{RawEvent, RecordId};
+use crate::model::{DeadLetter, RawEvent, RecordId};
 use crate::pipeline::ProcessedRecord;
 use crate::saga::writer::WriteOutcome;
 
