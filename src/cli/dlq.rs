@@ -10,9 +10,9 @@ use crate::batch::{Batch, CloseReason};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::model::RawEvent;
-use crate::orchestrate::{OrchestrateError, Orchestrator};
+use crate::orchestrate::Orchestrator;
 use crate::pipeline::parse::parse;
-use crate::store::{DeadLetterFilter, RelationalStore, StoreError};
+use crate::store::{DeadLetterFilter, RelationalStore};
 
 #[derive(Subcommand)]
 pub enum DlqAction {
@@ -102,14 +102,6 @@ pub struct ReplayReport {
     pub still_failing: usize,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ReplayError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Orchestrate(#[from] OrchestrateError),
-}
-
 /// Re-submits dead letters that have not been replayed through the normal path
 /// (e.g. after a parser fix), in batches of `batch_size`. Those that parse now
 /// are written and marked replayed; those that still fail stay as they are.
@@ -118,7 +110,7 @@ pub async fn replay(
     orchestrator: &dyn Orchestrator,
     filter: &DeadLetterFilter,
     batch_size: usize,
-) -> Result<ReplayReport, ReplayError> {
+) -> anyhow::Result<ReplayReport> {
     let mut letters =
         relational.dead_letters(&DeadLetterFilter { include_replayed: false, ..filter.clone() }).await?;
     letters.retain(|d| !d.letter.is_repair());
