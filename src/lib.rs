@@ -5,6 +5,7 @@ pub mod app;
 pub mod batch;
 pub mod cli;
 pub mod config;
+pub mod edge;
 pub mod kafka;
 pub mod metrics;
 pub mod model;

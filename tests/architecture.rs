@@ -20,7 +20,7 @@ const LAYERS: &[&[&str]] = &[
     &["saga"],
     &["orchestrate"],
     &["kafka"],
-    &["source", "verify"],
+    &["source", "verify", "edge"],
     &["app"],
     &["cli"],
 ];

@@ -249,7 +249,8 @@ impl Member {
                  [stores]\ndata_dir = {dir:?}\n\
                  [metrics]\nlisten = \"127.0.0.1:{port}\"\n\
                  [kafka]\nbrokers = {brokers:?}\ngroup_id = {group:?}\nsamsara_topic = {s:?}\n\
-                 edi_topic = {e:?}\ndlq_topic = {d:?}\nsession_timeout = \"6s\"\n\
+                 edi_topic = {e:?}\ndlq_topic = {d:?}\nfront_topic = \"\"\nturvo_topic = \"\"\n\
+                 session_timeout = \"6s\"\n\
                  statistics_interval = \"1s\"\nresume_below = 0\n",
                 dir = data_dir.display().to_string(),
                 group = names.group,
@@ -518,6 +519,7 @@ fn in_process_config(names: &Names, dir: &Path) -> apex_ingest::config::Config {
     config.kafka.group_id = names.group.clone();
     config.kafka.samsara_topic = names.samsara.clone();
     config.kafka.edi_topic = names.edi.clone();
+    (config.kafka.front_topic, config.kafka.turvo_topic) = (String::new(), String::new());
     config.kafka.dlq_topic = names.dlq.clone();
     config.kafka.statistics_interval = Duration::from_secs(1);
     config.kafka.session_timeout = Duration::from_secs(6);

@@ -213,3 +213,31 @@ fn jsonl_lines_parse_or_are_poison_with_reason() {
     assert_eq!(results[3].as_ref().unwrap_err().label(), "invalid_samsara");
     assert_eq!(results[4].as_ref().unwrap_err().label(), "invalid_json");
 }
+
+/// The edge's Turvo and Front messages as a member reads them (keyed by the event id or digest).
+#[test]
+fn a_turvo_shipment_is_the_edi_shipment_of_the_same_reference() {
+    let tender = parse(&raw(Format::Edi, "edi/204_load_tender.x12")).unwrap().remove(0);
+    let turvo = one(Format::Turvo, "turvo/shipment_status.json");
+    assert_eq!(turvo.kind, "SHIPMENT_STATUS_UPDATE");
+    assert_eq!(turvo.subject(), tender.subject(), "one cache subject for both");
+    let event = (Label::Event, turvo.id.as_str());
+    assert!(has_edge(&turvo, (Label::Shipment, "SHP4410021"), RelType::HasStatus, event));
+    assert!(has_edge(&tender, (Label::Carrier, "ODFL"), RelType::Carries, (Label::Shipment, "SHP4410021")));
+    assert!(turvo.summary().contains("En route to pickup"), "{}", turvo.summary());
+}
+
+#[test]
+fn a_front_conversation_names_its_carrier_and_contact() {
+    let mut message = raw(Format::Front, "front/inbound_message.json");
+    message.key = Some("evt_55a1".into());
+    let r = parse(&message).unwrap().remove(0);
+    assert_eq!((r.kind.as_str(), r.natural_key.as_str()), ("inbound", "evt_55a1"));
+    assert_eq!(r.id, RecordId::derive(Format::Front, "evt_55a1"));
+    let RecordBody::Webhook(w) = &r.body else { panic!("a webhook record") };
+    assert_eq!(w.occurred_at.timestamp(), 1_763_725_200);
+    let conversation = (Label::Conversation, "cnv_7yh");
+    assert!(has_edge(&r, conversation, RelType::HasStatus, (Label::Event, r.id.as_str())));
+    assert!(has_edge(&r, conversation, RelType::Mentions, (Label::Carrier, "ODFL")));
+    assert!(has_edge(&r, conversation, RelType::Mentions, (Label::Contact, "dispatch@odfl.example")));
+}

@@ -2,6 +2,7 @@
 
 pub mod demo;
 pub mod dlq;
+pub mod edge;
 pub mod produce;
 pub mod run;
 pub mod topics;
@@ -105,6 +106,21 @@ pub enum Command {
     /// Keys are vehicle ids (Samsara) or sender SCACs (EDI), so a key's events
     /// stay in order in one partition. Waits until the broker acknowledged all.
     Produce(ProduceArgs),
+    /// Runs the webhook edge: POST /webhooks/{samsara,front,turvo,generic} on
+    /// edge.listen, beside /metrics, /healthz and /readyz (ready while the broker is reachable).
+    ///
+    /// Each provider's route is on when edge.<provider>.secret_env names the
+    /// environment variables holding its secrets (two during a rotation).
+    /// A request is authenticated as its provider documents it (401 if not; a
+    /// timestamp outside edge.timestamp_tolerance too), deduplicated by its event
+    /// id (a re-send answers 200 and produces nothing), and produced to its topic;
+    /// 200 only after the broker acknowledged (503 + Retry-After when it cannot).
+    /// A signed body that is not a JSON object goes to kafka.dlq_topic (400).
+    Edge {
+        /// TOML configuration file; APEX_* environment variables override it.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Lists, shows and replays dead letters (events that could not be parsed or validated).
     Dlq {
         #[arg(long, short, global = true)]
@@ -140,6 +156,10 @@ pub async fn dispatch(cli: Cli) -> ExitCode {
         Command::Produce(args) => {
             telemetry::init("warn");
             produce::produce(args).await
+        }
+        Command::Edge { config } => {
+            telemetry::init("info");
+            edge::edge(config.as_deref()).await
         }
         Command::Dlq { config, action } => {
             telemetry::init("warn,sqlx=error");

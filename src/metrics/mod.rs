@@ -1,16 +1,19 @@
 //! Every metric the service exports, in one registry, grouped per component
-//! (source and Kafka, batcher, saga and stores, orchestrators and Temporal):
+//! (source and Kafka, batcher, saga and stores, orchestrators and Temporal,
+//! the webhook edge):
 //! the saga and the orchestrators hold only their own group's handles (the
 //! pipeline loop and the Kafka source, which also set readiness, the whole),
 //! with one method per thing that can happen so dashboards and code stay in
 //! step (`docs/metrics.md` lists them). Served on `/metrics` beside `/healthz` and `/readyz`.
 
 mod batcher;
+mod edge;
 mod orchestrator;
 mod saga;
 mod source;
 
 pub use batcher::BatcherMetrics;
+pub use edge::EdgeMetrics;
 pub use orchestrator::OrchestratorMetrics;
 pub use saga::SagaMetrics;
 pub use source::SourceMetrics;
@@ -39,6 +42,7 @@ pub struct Metrics {
     pub batcher: BatcherMetrics,
     pub saga: SagaMetrics,
     pub orchestrator: OrchestratorMetrics,
+    pub edge: EdgeMetrics,
     ready: AtomicBool,
 }
 
@@ -69,6 +73,7 @@ impl Metrics {
             batcher: BatcherMetrics::new(&registry),
             saga: SagaMetrics::new(&registry),
             orchestrator: OrchestratorMetrics::new(&registry),
+            edge: EdgeMetrics::new(&registry),
             registry,
             ready: AtomicBool::new(false),
         })

@@ -13,10 +13,14 @@ pub enum Label {
     Carrier,
     Facility,
     Event,
+    /// A Front conversation.
+    Conversation,
+    /// A person or mailbox a Front conversation is with.
+    Contact,
 }
 
 impl Label {
-    pub const ALL: [Label; 7] = [
+    pub const ALL: [Label; 9] = [
         Label::Vehicle,
         Label::Driver,
         Label::Location,
@@ -24,6 +28,8 @@ impl Label {
         Label::Carrier,
         Label::Facility,
         Label::Event,
+        Label::Conversation,
+        Label::Contact,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -35,6 +41,8 @@ impl Label {
             Label::Carrier => "Carrier",
             Label::Facility => "Facility",
             Label::Event => "Event",
+            Label::Conversation => "Conversation",
+            Label::Contact => "Contact",
         }
     }
 }
@@ -65,7 +73,7 @@ pub enum RelType {
     Reported,
     /// (Driver)-[:DROVE]->(Vehicle)
     Drove,
-    /// (Shipment)-[:HAS_STATUS]->(Event)
+    /// (Shipment|Conversation)-[:HAS_STATUS]->(Event)
     HasStatus,
     /// (Carrier)-[:CARRIES]->(Shipment)
     Carries,
@@ -74,10 +82,12 @@ pub enum RelType {
     /// (Shipment)-[:PICKUP_AT|DELIVER_TO]->(Facility)
     PickupAt,
     DeliverTo,
+    /// (Conversation)-[:MENTIONS]->(Carrier|Contact)
+    Mentions,
 }
 
 impl RelType {
-    pub const ALL: [RelType; 7] = [
+    pub const ALL: [RelType; 8] = [
         RelType::Reported,
         RelType::Drove,
         RelType::HasStatus,
@@ -85,6 +95,7 @@ impl RelType {
         RelType::At,
         RelType::PickupAt,
         RelType::DeliverTo,
+        RelType::Mentions,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -96,6 +107,7 @@ impl RelType {
             RelType::At => "AT",
             RelType::PickupAt => "PICKUP_AT",
             RelType::DeliverTo => "DELIVER_TO",
+            RelType::Mentions => "MENTIONS",
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The data the pipeline carries: raw events as they arrive, typed inputs
-//! (Samsara, EDI), records with a stable identity, graph entities, and dead
+//! (Samsara, EDI, webhooks), records with a stable identity, graph entities, and dead
 //! letters for what cannot become records.
 
 pub mod dead_letter;
@@ -8,6 +8,7 @@ pub mod entity;
 pub mod poison;
 pub mod record;
 pub mod samsara;
+pub mod webhook;
 pub mod wire;
 
 pub use dead_letter::{COMPENSATION_FAILED, DeadLetter};

@@ -10,6 +10,8 @@ pub enum PoisonReason {
     InvalidJson(String),
     #[error("invalid Samsara event: {0}")]
     InvalidSamsara(String),
+    #[error("invalid webhook event: {0}")]
+    InvalidWebhook(String),
     #[error("malformed EDI segment: {0}")]
     EdiSyntax(String),
     #[error("EDI envelope error: {0}")]
@@ -25,6 +27,7 @@ impl PoisonReason {
             PoisonReason::NotUtf8(_) => "not_utf8",
             PoisonReason::InvalidJson(_) => "invalid_json",
             PoisonReason::InvalidSamsara(_) => "invalid_samsara",
+            PoisonReason::InvalidWebhook(_) => "invalid_webhook",
             PoisonReason::EdiSyntax(_) => "edi_syntax",
             PoisonReason::EdiEnvelope(_) => "edi_envelope",
             PoisonReason::EdiTransaction(_) => "edi_transaction",

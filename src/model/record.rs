@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::edi::EdiTransaction;
 use super::samsara::SamsaraEvent;
+use super::webhook::{WebhookEvent, WebhookSubject};
 
 /// Which parser a raw event needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -15,6 +16,12 @@ use super::samsara::SamsaraEvent;
 pub enum Format {
     Samsara,
     Edi,
+    /// Front (FrontApp) webhooks from the edge.
+    Front,
+    /// Turvo webhooks from the edge.
+    Turvo,
+    /// Bodies of the edge's generic HMAC route.
+    Webhook,
 }
 
 impl Format {
@@ -22,7 +29,21 @@ impl Format {
         match self {
             Format::Samsara => "samsara",
             Format::Edi => "edi",
+            Format::Front => "front",
+            Format::Turvo => "turvo",
+            Format::Webhook => "webhook",
         }
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        [Format::Samsara, Format::Edi, Format::Front, Format::Turvo, Format::Webhook]
+            .into_iter()
+            .find(|f| f.as_str() == name)
+            .ok_or_else(|| format!("unknown format {name:?}"))
     }
 }
 
@@ -92,14 +113,16 @@ impl fmt::Display for RecordId {
 pub enum RecordBody {
     Samsara(SamsaraEvent),
     Edi(EdiTransaction),
+    /// Front, Turvo and generic webhooks.
+    Webhook(WebhookEvent),
 }
 
-/// One parsed, validated unit of memory: a Samsara event or one EDI transaction.
+/// One parsed, validated unit of memory: a Samsara event, one EDI transaction or a webhook event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     pub id: RecordId,
     pub format: Format,
-    /// Event type (`VehicleLocation`) or transaction set (`214`).
+    /// Event type (`VehicleLocation`, `inbound`, `SHIPMENT_STATUS_UPDATE`) or transaction set (`214`).
     pub kind: String,
     pub natural_key: String,
     pub occurred_at: DateTime<Utc>,
@@ -109,11 +132,21 @@ pub struct Record {
 
 impl Record {
     /// What the record is about, as a cache key for "latest state":
-    /// `vehicle:<id>` for telemetry, `shipment:<ref>` for EDI.
+    /// `vehicle:<id>` for telemetry, `shipment:<ref>` for EDI and Turvo,
+    /// `conversation:<id>` for Front.
     pub fn subject(&self) -> Option<String> {
         match &self.body {
             RecordBody::Samsara(e) => e.data.vehicle().map(|v| format!("vehicle:{}", v.id)),
             RecordBody::Edi(t) => t.shipment_ref().map(|s| format!("shipment:{s}")),
+            RecordBody::Webhook(w) => match &w.subject {
+                WebhookSubject::FrontConversation { conversation_id, .. } => {
+                    Some(format!("conversation:{conversation_id}"))
+                }
+                WebhookSubject::TurvoShipment { reference, turvo_id, .. } => {
+                    Some(format!("shipment:{}", reference.as_deref().unwrap_or(turvo_id)))
+                }
+                WebhookSubject::Other => None,
+            },
         }
     }
 
@@ -122,6 +155,7 @@ impl Record {
         match &self.body {
             RecordBody::Samsara(e) => e.summary(),
             RecordBody::Edi(t) => t.summary(),
+            RecordBody::Webhook(w) => w.summary(self.format.as_str()),
         }
     }
 }
@@ -136,5 +170,13 @@ mod tests {
         assert_eq!(a, RecordId::derive(Format::Samsara, "abc"));
         assert_ne!(a, RecordId::derive(Format::Edi, "abc"));
         assert_eq!(a.as_str().len(), 64);
+    }
+
+    #[test]
+    fn format_names_round_trip() {
+        for f in [Format::Samsara, Format::Edi, Format::Front, Format::Turvo, Format::Webhook] {
+            assert_eq!(f.as_str().parse::<Format>(), Ok(f));
+        }
+        assert!("x12".parse::<Format>().is_err());
     }
 }

@@ -1,6 +1,7 @@
-//! Samsara webhook events: the envelope (`eventId`, `eventTime`, `eventType`, `data`)
-//! and typed payloads for the event types the pipeline understands. Unknown event
-//! types are kept as generic records rather than rejected.
+//! Samsara webhook events: the envelope, v2 (`eventId`, `eventTime`, `eventType`,
+//! `data`) or v1 (`eventId`, `eventMs`, `eventType` "Alert"/"Ping", `event`), and
+//! typed payloads for the event types the pipeline understands. Unknown event
+//! types (and v1 events) are kept as generic records rather than rejected.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -92,10 +93,14 @@ pub struct SamsaraEvent {
 #[serde(rename_all = "camelCase")]
 struct WireEnvelope {
     event_id: Option<String>,
-    event_time: DateTime<Utc>,
     event_type: String,
     org_id: Option<Value>,
-    data: Value,
+    /// v2
+    event_time: Option<DateTime<Utc>>,
+    data: Option<Value>,
+    /// v1
+    event_ms: Option<i64>,
+    event: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -330,14 +335,26 @@ impl SamsaraEvent {
         if env.event_type.trim().is_empty() {
             return Err(PoisonReason::InvalidSamsara("eventType is empty".into()));
         }
-        let data = parse_data(&env.event_type, env.data)?;
+        let (event_time, data) = match (env.event_time, env.data, env.event_ms, env.event) {
+            (Some(time), Some(data), _, _) => (time, parse_data(&env.event_type, data)?),
+            (None, None, Some(ms), Some(event)) => {
+                let time = DateTime::<Utc>::from_timestamp_millis(ms)
+                    .ok_or_else(|| PoisonReason::InvalidSamsara(format!("eventMs {ms} is not a time")))?;
+                (time, SamsaraData::Other { data: event })
+            }
+            _ => {
+                return Err(PoisonReason::InvalidSamsara(
+                    "envelope: needs eventTime and data (v2) or eventMs and event (v1)".into(),
+                ));
+            }
+        };
         let org_id = env.org_id.map(|v| match v {
             Value::String(s) => s,
             other => other.to_string(),
         });
         Ok(SamsaraEvent {
             event_id: env.event_id.filter(|s| !s.trim().is_empty()),
-            event_time: env.event_time,
+            event_time,
             event_type: env.event_type,
             org_id,
             data,
@@ -414,6 +431,19 @@ mod tests {
         .unwrap();
         assert!(matches!(e.data, SamsaraData::Other { .. }));
         assert_eq!(e.natural_key().unwrap(), "x1");
+    }
+
+    #[test]
+    fn v1_envelope_is_kept_whole() {
+        let e = SamsaraEvent::parse(
+            r#"{"eventId":"a1","eventMs":1700000000000,"eventType":"Alert","event":{"alertConditionId":"DeviceLocationInsideGeofence"}}"#,
+        )
+        .unwrap();
+        assert_eq!(e.event_time.timestamp(), 1_700_000_000);
+        assert_eq!(e.event_type, "Alert");
+        assert!(matches!(e.data, SamsaraData::Other { .. }));
+        let err = SamsaraEvent::parse(r#"{"eventId":"a1","eventType":"Ping","event":{}}"#).unwrap_err();
+        assert!(err.to_string().contains("eventMs and event (v1)"), "{err}");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::edi::EdiTransaction;
 use crate::model::samsara::{SamsaraData, SamsaraEvent};
+use crate::model::webhook::{WebhookEvent, WebhookSubject};
 use crate::model::{Entity, EntityKey, Label, Record, RecordBody, RelType, Relation};
 
 /// Geohash precision for Location cells: 5 characters is roughly 5 km x 5 km.
@@ -48,6 +49,7 @@ pub fn extract(record: &Record, summary: &str) -> Extraction {
     match &record.body {
         RecordBody::Samsara(e) => extract_samsara(&mut x, &event, e),
         RecordBody::Edi(t) => extract_edi(&mut x, &event, t),
+        RecordBody::Webhook(w) => extract_webhook(&mut x, &event, w),
     }
     x
 }
@@ -114,5 +116,33 @@ fn extract_edi(x: &mut Extraction, event: &EntityKey, t: &EdiTransaction) {
     {
         let k = x.node(Label::Location, &format!("city:{city},{state}"), &[("kind", Some("city"))]);
         x.edge(event, RelType::At, &k);
+    }
+}
+
+/// A Turvo shipment is the EDI shipment with the same reference (one node);
+/// a Front conversation links to the carrier (SCAC) and the contact it names.
+fn extract_webhook(x: &mut Extraction, event: &EntityKey, w: &WebhookEvent) {
+    match &w.subject {
+        WebhookSubject::TurvoShipment { turvo_id, reference, .. } => {
+            let k = x.node(
+                Label::Shipment,
+                reference.as_deref().unwrap_or(turvo_id),
+                &[("turvo_id", Some(turvo_id))],
+            );
+            x.edge(&k, RelType::HasStatus, event);
+        }
+        WebhookSubject::FrontConversation { conversation_id, subject, carrier_scac, contact, .. } => {
+            let c = x.node(Label::Conversation, conversation_id, &[("subject", subject.as_deref())]);
+            x.edge(&c, RelType::HasStatus, event);
+            if let Some(scac) = carrier_scac {
+                let k = x.node(Label::Carrier, scac, &[("scac", Some(scac))]);
+                x.edge(&c, RelType::Mentions, &k);
+            }
+            if let Some(handle) = contact {
+                let k = x.node(Label::Contact, handle, &[]);
+                x.edge(&c, RelType::Mentions, &k);
+            }
+        }
+        WebhookSubject::Other => {}
     }
 }

@@ -2,10 +2,11 @@
 
 use crate::model::edi::parse_interchange;
 use crate::model::samsara::SamsaraEvent;
+use crate::model::webhook::WebhookEvent;
 use crate::model::{Format, PoisonReason, RawEvent, Record, RecordBody, RecordId};
 
-/// Parses one raw event. A Samsara event yields one record; an EDI interchange
-/// yields one record per transaction.
+/// Parses one raw event. A Samsara event or a webhook yields one record; an EDI
+/// interchange yields one record per transaction.
 pub fn parse(raw: &RawEvent) -> Result<Vec<Record>, PoisonReason> {
     let text = std::str::from_utf8(&raw.payload).map_err(|e| PoisonReason::NotUtf8(e.to_string()))?;
     match raw.format {
@@ -37,5 +38,31 @@ pub fn parse(raw: &RawEvent) -> Result<Vec<Record>, PoisonReason> {
                 }
             })
             .collect()),
+        Format::Front | Format::Turvo | Format::Webhook => {
+            let event = match raw.format {
+                Format::Front => WebhookEvent::front(text, raw.timestamp)?,
+                Format::Turvo => WebhookEvent::turvo(text, raw.timestamp)?,
+                _ => WebhookEvent::generic(text, raw.timestamp)?,
+            };
+            let natural_key = webhook_key(raw);
+            Ok(vec![Record {
+                id: RecordId::derive(raw.format, &natural_key),
+                format: raw.format,
+                kind: event.event_type.clone(),
+                natural_key,
+                occurred_at: event.occurred_at,
+                origin: raw.origin.clone(),
+                body: RecordBody::Webhook(event),
+            }])
+        }
+    }
+}
+
+/// The edge keys each webhook message by the provider's event id (or the
+/// body's digest); a message from elsewhere without a key gets the digest here.
+fn webhook_key(raw: &RawEvent) -> String {
+    match &raw.key {
+        Some(key) if !key.is_empty() => key.clone(),
+        _ => hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&raw.payload)),
     }
 }

@@ -76,7 +76,8 @@ impl Source for FileSource {
             let bytes = tokio::fs::read(path).await.with_context(|| format!("reading {}", path.display()))?;
             let events: Vec<RawEvent> = match format {
                 Format::Edi => vec![event(path, *format, 0, bytes)],
-                Format::Samsara => bytes
+                // JSON Lines: one event per line.
+                _ => bytes
                     .split(|b| *b == b'\n')
                     .enumerate()
                     .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))

@@ -140,17 +140,13 @@ impl Fleet {
         self.clock += Duration::milliseconds(self.rng.random_range(50..400));
         let poison = self.rng.random_bool(self.settings.poison_fraction.clamp(0.0, 1.0));
         let edi = self.rng.random_bool(self.settings.edi_fraction.clamp(0.0, 1.0));
-        let (format, key, payload) = if edi {
+        let (format, topic, key, payload) = if edi {
             let (key, text) = self.interchange_text(poison);
-            (Format::Edi, key, text)
+            (Format::Edi, EDI_TOPIC, key, text)
         } else {
             let t = self.rng.random_range(0..self.trucks.len());
             let key = self.trucks[t].id.clone();
-            (Format::Samsara, key, self.samsara_bytes(t, poison))
-        };
-        let topic = match format {
-            Format::Samsara => SAMSARA_TOPIC,
-            Format::Edi => EDI_TOPIC,
+            (Format::Samsara, SAMSARA_TOPIC, key, self.samsara_bytes(t, poison))
         };
         let partition =
             (xxhash_rust::xxh3::xxh3_64(key.as_bytes()) % self.settings.partitions.max(1) as u64) as i32;

@@ -135,11 +135,9 @@ impl StoredDeadLetter {
         StoredDeadLetter {
             letter: DeadLetter {
                 id,
-                format: if format == "edi" {
-                    crate::model::Format::Edi
-                } else {
-                    crate::model::Format::Samsara
-                },
+                // Rows are written from `Format::as_str`; a name this version
+                // does not know is read as Samsara (JSON kept whole).
+                format: format.parse().unwrap_or(crate::model::Format::Samsara),
                 origin: crate::model::Origin { topic, partition, offset },
                 key,
                 reason,

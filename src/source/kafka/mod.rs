@@ -259,10 +259,16 @@ impl KafkaSource {
             metrics,
             kafka: k.clone(),
             max_in_flight: config.batch.max_in_flight,
-            formats: HashMap::from([
-                (k.samsara_topic.clone(), Format::Samsara),
-                (k.edi_topic.clone(), Format::Edi),
-            ]),
+            formats: [
+                (&k.samsara_topic, Format::Samsara),
+                (&k.edi_topic, Format::Edi),
+                (&k.front_topic, Format::Front),
+                (&k.turvo_topic, Format::Turvo),
+            ]
+            .into_iter()
+            .filter(|(topic, _)| !topic.is_empty())
+            .map(|(topic, format)| (topic.clone(), format))
+            .collect(),
         });
         let consumer: GroupConsumer = cfg
             .create_with_context(GroupContext { shared: shared.clone() })
