@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
-use crate::kafka::producer_config;
+use crate::kafka::{is_permanent_produce_error, producer_config};
 
 /// How often the broker is asked for metadata to decide readiness.
 const BROKER_CHECK: Duration = Duration::from_secs(2);
@@ -93,15 +93,9 @@ impl Forwarder {
 }
 
 fn classify(e: KafkaError) -> ForwardError {
-    use RDKafkaErrorCode as C;
-    match e.rdkafka_error_code() {
-        Some(
-            C::MessageSizeTooLarge
-            | C::InvalidMessageSize
-            | C::UnknownTopicOrPartition
-            | C::UnknownTopic
-            | C::TopicAuthorizationFailed,
-        ) => ForwardError::Refused(e.to_string()),
-        _ => ForwardError::Unavailable(e.to_string()),
+    if is_permanent_produce_error(&e) {
+        ForwardError::Refused(e.to_string())
+    } else {
+        ForwardError::Unavailable(e.to_string())
     }
 }

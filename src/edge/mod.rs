@@ -27,11 +27,11 @@ use axum::routing::post;
 use chrono::{DateTime, Utc};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use crate::config::{Config, DedupeKind, EdgeConfig, WebhookConfig};
 use crate::kafka::dead_letter_topic::DeadLetterTopic;
 use crate::metrics::{self, Metrics};
+use crate::model::webhook::body_digest;
 use crate::model::{DeadLetter, Format, Origin, PoisonReason, RawEvent};
 use crate::saga::dlq::DeadLetterPublisher;
 use dedupe::{Claim, DedupeLedger, MemoryLedger, RedisLedger};
@@ -331,7 +331,7 @@ fn event_id(event: &Value, pointer: &str, body: &[u8]) -> String {
     match found {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
         Some(Value::Number(n)) => n.to_string(),
-        _ => hex::encode(Sha256::digest(body)),
+        _ => body_digest(body),
     }
 }
 

@@ -148,16 +148,9 @@ impl Verifier {
         if ok { Ok(()) } else { Err(AuthFailure::BadSignature) }
     }
 
-    /// True when some secret's MAC over the concatenated `parts` is `tag`.
+    /// True when some secret's MAC over the concatenated `parts` is `tag` (constant time).
     fn any_mac<M: Mac + KeyInit>(&self, parts: &[&[u8]], tag: &[u8]) -> bool {
-        self.secrets.iter().any(|secret| {
-            // HMAC takes a key of any length.
-            let Ok(mut mac) = <M as KeyInit>::new_from_slice(&secret.0) else { return false };
-            for part in parts {
-                mac.update(part);
-            }
-            mac.verify_slice(tag).is_ok()
-        })
+        self.secrets.iter().any(|secret| mac::<M>(&secret.0, parts).verify_slice(tag).is_ok())
     }
 
     /// `timestamp` in `per_second` units (1: seconds, 1000: ms) within the tolerance of `now`.
@@ -178,6 +171,15 @@ impl Verifier {
     }
 }
 
+/// The MAC of the concatenated `parts`.
+fn mac<M: Mac + KeyInit>(key: &[u8], parts: &[&[u8]]) -> M {
+    let mut mac = <M as KeyInit>::new_from_slice(key).expect("HMAC takes a key of any length");
+    for part in parts {
+        mac.update(part);
+    }
+    mac
+}
+
 fn header<'h>(headers: &'h HeaderMap, name: &str) -> Result<&'h str, AuthFailure> {
     headers
         .get(name)
@@ -189,29 +191,25 @@ fn header<'h>(headers: &'h HeaderMap, name: &str) -> Result<&'h str, AuthFailure
 /// Signature headers for a body, as the provider would send them: used by the
 /// tests and by load runs that play a provider.
 pub fn sign(scheme: SignatureScheme, secret: &str, timestamp: &str, body: &[u8]) -> String {
-    fn mac<M: Mac + KeyInit>(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
-        let mut mac = <M as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
-        for part in parts {
-            mac.update(part);
-        }
-        mac.finalize().into_bytes().to_vec()
+    fn tag<M: Mac + KeyInit>(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+        mac::<M>(key, parts).finalize().into_bytes().to_vec()
     }
     match scheme {
         SignatureScheme::SamsaraV1 => {
             let key = BASE64.decode(secret).unwrap_or_default();
-            let tag = mac::<Hmac<sha2::Sha256>>(&key, &[b"v1:", timestamp.as_bytes(), b":", body]);
+            let tag = tag::<Hmac<sha2::Sha256>>(&key, &[b"v1:", timestamp.as_bytes(), b":", body]);
             format!("v1={}", hex::encode(tag))
         }
         SignatureScheme::FrontApplication => {
-            BASE64.encode(mac::<Hmac<sha2::Sha256>>(secret.as_bytes(), &[timestamp.as_bytes(), b":", body]))
+            BASE64.encode(tag::<Hmac<sha2::Sha256>>(secret.as_bytes(), &[timestamp.as_bytes(), b":", body]))
         }
-        SignatureScheme::FrontRule => BASE64.encode(mac::<Hmac<sha1::Sha1>>(secret.as_bytes(), &[body])),
+        SignatureScheme::FrontRule => BASE64.encode(tag::<Hmac<sha1::Sha1>>(secret.as_bytes(), &[body])),
         SignatureScheme::SharedToken => secret.to_owned(),
         SignatureScheme::HmacSha256 if timestamp.is_empty() => {
-            hex::encode(mac::<Hmac<sha2::Sha256>>(secret.as_bytes(), &[body]))
+            hex::encode(tag::<Hmac<sha2::Sha256>>(secret.as_bytes(), &[body]))
         }
         SignatureScheme::HmacSha256 => {
-            hex::encode(mac::<Hmac<sha2::Sha256>>(secret.as_bytes(), &[timestamp.as_bytes(), b".", body]))
+            hex::encode(tag::<Hmac<sha2::Sha256>>(secret.as_bytes(), &[timestamp.as_bytes(), b".", body]))
         }
     }
 }

@@ -10,11 +10,10 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use futures::future::try_join_all;
-use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-use super::producer_config;
+use super::{is_permanent_produce_error, producer_config};
 use crate::model::DeadLetter;
 use crate::saga::dlq::DeadLetterPublisher;
 use crate::store::StoreError;
@@ -76,21 +75,10 @@ impl DeadLetterPublisher for DeadLetterTopic {
                 message: format!("publishing dead letter {} to {}: {e}", d.id, self.topic),
                 // A full queue, a timeout or a broker outage passes; a rejected
                 // message (too large, unknown topic) does not.
-                transient: !matches!(e, KafkaError::MessageProduction(c) if is_permanent(c)),
+                transient: !is_permanent_produce_error(&e),
             })
         }))
         .await?;
         Ok(())
     }
-}
-
-fn is_permanent(code: rdkafka::types::RDKafkaErrorCode) -> bool {
-    use rdkafka::types::RDKafkaErrorCode as C;
-    matches!(
-        code,
-        C::MessageSizeTooLarge
-            | C::InvalidMessageSize
-            | C::UnknownTopicOrPartition
-            | C::TopicAuthorizationFailed
-    )
 }

@@ -36,6 +36,23 @@ pub fn producer_config(brokers: &str) -> ClientConfig {
     c
 }
 
+/// A produce error no retry will fix: the message is too large, or the topic
+/// is unknown or forbidden. Anything else (a full queue, a timeout, a broker
+/// outage) passes.
+pub fn is_permanent_produce_error(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::MessageSizeTooLarge
+                | C::InvalidMessageSize
+                | C::UnknownTopicOrPartition
+                | C::UnknownTopic
+                | C::TopicAuthorizationFailed
+        )
+    )
+}
+
 /// A consumed message as the pipeline carries it: origin, key, payload,
 /// headers and broker timestamp. A message without a payload (a tombstone)
 /// has empty bytes, which parse as poison.

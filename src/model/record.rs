@@ -25,6 +25,9 @@ pub enum Format {
 }
 
 impl Format {
+    pub const ALL: [Format; 5] =
+        [Format::Samsara, Format::Edi, Format::Front, Format::Turvo, Format::Webhook];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Format::Samsara => "samsara",
@@ -40,10 +43,7 @@ impl std::str::FromStr for Format {
     type Err = String;
 
     fn from_str(name: &str) -> Result<Self, Self::Err> {
-        [Format::Samsara, Format::Edi, Format::Front, Format::Turvo, Format::Webhook]
-            .into_iter()
-            .find(|f| f.as_str() == name)
-            .ok_or_else(|| format!("unknown format {name:?}"))
+        Format::ALL.into_iter().find(|f| f.as_str() == name).ok_or_else(|| format!("unknown format {name:?}"))
     }
 }
 
@@ -174,7 +174,7 @@ mod tests {
 
     #[test]
     fn format_names_round_trip() {
-        for f in [Format::Samsara, Format::Edi, Format::Front, Format::Turvo, Format::Webhook] {
+        for f in Format::ALL {
             assert_eq!(f.as_str().parse::<Format>(), Ok(f));
         }
         assert!("x12".parse::<Format>().is_err());

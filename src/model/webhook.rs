@@ -50,6 +50,11 @@ pub enum WebhookSubject {
     Other,
 }
 
+/// The identity of a webhook without an event id (Turvo): SHA-256 of the body, hex.
+pub fn body_digest(body: &[u8]) -> String {
+    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(body))
+}
+
 fn text(v: &Value, pointer: &str) -> Option<String> {
     match v.pointer(pointer)? {
         Value::String(s) if !s.trim().is_empty() => Some(s.clone()),

@@ -2,7 +2,7 @@
 
 use crate::model::edi::parse_interchange;
 use crate::model::samsara::SamsaraEvent;
-use crate::model::webhook::WebhookEvent;
+use crate::model::webhook::{WebhookEvent, body_digest};
 use crate::model::{Format, PoisonReason, RawEvent, Record, RecordBody, RecordId};
 
 /// Parses one raw event. A Samsara event or a webhook yields one record; an EDI
@@ -63,6 +63,6 @@ pub fn parse(raw: &RawEvent) -> Result<Vec<Record>, PoisonReason> {
 fn webhook_key(raw: &RawEvent) -> String {
     match &raw.key {
         Some(key) if !key.is_empty() => key.clone(),
-        _ => hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&raw.payload)),
+        _ => body_digest(&raw.payload),
     }
 }
