@@ -79,7 +79,7 @@ pub struct KafkaConfig {
     /// A member that sends no heartbeat for this long leaves the group.
     #[serde(with = "humantime_serde")]
     pub session_timeout: Duration,
-    /// How often librdkafka reports statistics (lag metrics refresh at this pace).
+    /// How often each assigned partition's lag is measured against the broker's end offset.
     #[serde(with = "humantime_serde")]
     pub statistics_interval: Duration,
     /// On revocation, how long batches of the revoked partitions may take to

@@ -20,7 +20,6 @@ use async_trait::async_trait;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::BorrowedMessage;
-use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -29,7 +28,7 @@ use self::offsets::{OffsetTracker, Tp};
 use super::{BatchProgress, Dispatched, Source};
 use crate::batch::Batch;
 use crate::config::{Config, KafkaConfig};
-use crate::kafka::{client_config, raw_event};
+use crate::kafka::{ADMIN_TIMEOUT, client_config, raw_event};
 use crate::metrics::Metrics;
 use crate::model::{Format, RawEvent};
 
@@ -181,20 +180,6 @@ struct GroupContext {
 }
 
 impl ClientContext for GroupContext {
-    fn stats(&self, stats: Statistics) {
-        let positions = self.shared.lock().tracker.positions();
-        for ((topic, partition), next, committed) in positions {
-            let broker = stats.topics.get(&topic).and_then(|t| t.partitions.get(&partition));
-            let committed = broker.map(|p| p.committed_offset).filter(|c| *c >= 0).or(committed);
-            let lag = broker.filter(|p| p.hi_offset >= 0).map(|p| match committed {
-                Some(c) => (p.hi_offset - c).max(0),
-                // Nothing committed yet: everything retained is still to read.
-                None => (p.hi_offset - p.lo_offset.max(0)).max(0),
-            });
-            self.shared.metrics.source.kafka_partition(&topic, partition, next, committed, lag);
-        }
-    }
-
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         self.shared.metrics.source.kafka_client_error();
         tracing::warn!(error = %error, reason, "kafka client error");
@@ -249,7 +234,6 @@ impl KafkaSource {
             .set("partition.assignment.strategy", "cooperative-sticky")
             .set("auto.offset.reset", &k.auto_offset_reset)
             .set("session.timeout.ms", k.session_timeout.as_millis().to_string())
-            .set("statistics.interval.ms", k.statistics_interval.as_millis().to_string())
             // Bounds what a paused member holds in memory besides its batches.
             .set("queued.max.messages.kbytes", "16384")
             .set("enable.partition.eof", "false");
@@ -299,6 +283,8 @@ impl Source for KafkaSource {
         shutdown: CancellationToken,
     ) -> anyhow::Result<u64> {
         tracing::info!(topics = ?self.topics, group = %self.shared.kafka.group_id, "consumer started");
+        let lag =
+            tokio::spawn(measure_lag_until(self.consumer.clone(), self.shared.clone(), shutdown.clone()));
         let mut waiting: VecDeque<RawEvent> = VecDeque::new();
         let mut sent = 0u64;
         loop {
@@ -330,8 +316,75 @@ impl Source for KafkaSource {
                 }
             }
         }
+        lag.abort();
         tracing::info!(sent, undelivered = waiting.len(), "consumer stopped fetching");
         Ok(sent)
+    }
+}
+
+/// Every `kafka.statistics_interval`, measures the lag of each assigned
+/// partition against the broker's end offset. librdkafka's statistics know the
+/// end only of partitions it fetched from, and a paused partition is not
+/// fetched: a member paused early (or long) would show no lag, or a stale one,
+/// exactly when lag matters.
+async fn measure_lag_until(consumer: Arc<GroupConsumer>, shared: Arc<Shared>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(shared.kafka.statistics_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let (consumer, shared) = (consumer.clone(), shared.clone());
+        if let Err(e) = tokio::task::spawn_blocking(move || measure_lag(&consumer, &shared)).await {
+            tracing::warn!(error = %e, "measuring the consumer lag failed");
+        }
+    }
+}
+
+/// One measurement: end offset minus the committed offset (this member's own,
+/// else the group's; with neither, everything retained is still to read).
+fn measure_lag(consumer: &GroupConsumer, shared: &Shared) {
+    let positions = shared.lock().tracker.positions();
+    if positions.is_empty() {
+        return;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), _, _) in &positions {
+        tpl.add_partition(topic, *partition);
+    }
+    let group_committed: HashMap<Tp, i64> = match consumer.committed_offsets(tpl, ADMIN_TIMEOUT) {
+        Ok(tpl) => tpl
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) => Some(((e.topic().to_owned(), e.partition()), o)),
+                _ => None,
+            })
+            .collect(),
+        Err(e) => {
+            tracing::debug!(error = %e, "reading the group's committed offsets failed");
+            HashMap::new()
+        }
+    };
+    let mut measured = Vec::with_capacity(positions.len());
+    for (tp, next, committed) in positions {
+        let committed = committed.or_else(|| group_committed.get(&tp).copied());
+        let lag = match consumer.fetch_watermarks(&tp.0, tp.1, ADMIN_TIMEOUT) {
+            Ok((low, high)) => Some((high - committed.unwrap_or(low)).max(0)),
+            Err(e) => {
+                tracing::debug!(error = %e, topic = %tp.0, partition = tp.1, "reading the end offset failed");
+                None
+            }
+        };
+        measured.push((tp, next, committed, lag));
+    }
+    // Only partitions still ours: a released one's series must stay gone.
+    let assigned = shared.lock().tracker.assigned();
+    for ((topic, partition), next, committed, lag) in measured {
+        if assigned.binary_search(&(topic.clone(), partition)).is_ok() {
+            shared.metrics.source.kafka_partition(&topic, partition, next, committed, lag);
+        }
     }
 }
 
