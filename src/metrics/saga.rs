@@ -82,6 +82,20 @@ impl SagaMetrics {
         }
     }
 
+    /// A store joins the saga: its breaker is closed and its error, retry and
+    /// compensation counters exist at 0, so alerts on their increase see the first one.
+    pub fn store_registered(&self, store: &str) {
+        self.breaker_state.with_label_values(&[store]).set(BreakerState::Closed as i64);
+        self.breaker_opened.with_label_values(&[store]);
+        self.store_retries.with_label_values(&[store]);
+        for kind in ["transient", "permanent"] {
+            self.store_write_errors.with_label_values(&[store, kind]);
+        }
+        for outcome in ["removed", "failed"] {
+            self.compensations.with_label_values(&[store, outcome]);
+        }
+    }
+
     pub fn store_written(&self, store: &str, records: usize, took: Duration) {
         self.records_written.with_label_values(&[store]).inc_by(records as u64);
         self.store_write_seconds.with_label_values(&[store]).observe(took.as_secs_f64());

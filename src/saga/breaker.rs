@@ -25,7 +25,7 @@ pub struct Breaker {
 
 impl Breaker {
     pub fn new(store: &'static str, threshold: u32, cooldown: Duration, metrics: SagaMetrics) -> Self {
-        metrics.breaker_state(store, BreakerState::Closed);
+        metrics.store_registered(store);
         Breaker { store, threshold, cooldown, state: Mutex::new(State::Closed { failures: 0 }), metrics }
     }
 

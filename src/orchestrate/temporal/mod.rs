@@ -64,6 +64,7 @@ pub struct TemporalOrchestrator {
 
 impl TemporalOrchestrator {
     pub fn new(client: Client, config: TemporalConfig, metrics: Arc<Metrics>) -> Self {
+        metrics.orchestrator.workflow_outcomes(&OUTCOMES);
         TemporalOrchestrator {
             client,
             config,
@@ -93,6 +94,9 @@ impl TemporalOrchestrator {
             .build()
     }
 }
+
+/// How a batch workflow can end, as `apex_workflow_results_total{outcome}` counts it.
+const OUTCOMES: [&str; 6] = ["completed", "failed", "timed_out", "cancelled", "terminated", "unreachable"];
 
 /// `samsara`, `edi`, or `mixed` when a batch holds both.
 fn source_of(batch: &Batch) -> String {
