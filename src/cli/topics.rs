@@ -21,16 +21,39 @@ pub enum TopicsAction {
     },
     /// Lists the cluster's topics with partition counts and replication.
     List,
+    /// Prints the topics as Kubernetes resources of a topic operator, for
+    /// clusters where topics are managed in Kubernetes (needs no broker):
+    /// `topics render --format strimzi > deploy/strimzi/kafka-topics.yaml`.
+    Render {
+        /// Topic definitions.
+        #[arg(long, default_value = "topics/topics.toml")]
+        file: PathBuf,
+        #[arg(long, value_enum, default_value = "strimzi")]
+        format: RenderFormat,
+        /// The Strimzi `Kafka` cluster the topics belong to (the `strimzi.io/cluster` label).
+        #[arg(long, default_value = "apex-kafka")]
+        cluster: String,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum RenderFormat {
+    /// `KafkaTopic` resources (kafka.strimzi.io/v1beta2) for the Strimzi Topic Operator.
+    Strimzi,
 }
 
 pub async fn topics(config: Option<&std::path::Path>, action: TopicsAction) -> anyhow::Result<()> {
     use crate::kafka::topics;
-    let config = Config::load(config)?;
-    let brokers = &config.kafka.brokers;
+    // Rendering needs no broker, so no configuration either.
+    let brokers = || Config::load(config).map(|c| c.kafka.brokers);
     match action {
+        TopicsAction::Render { file, format: RenderFormat::Strimzi, cluster } => {
+            let specs = topics::load(&file)?;
+            print!("{}", topics::render_strimzi(&specs, &cluster, &file.display().to_string())?);
+        }
         TopicsAction::Apply { file, replication_factor } => {
             let specs = topics::load(&file)?;
-            let reports = topics::apply(brokers, &specs, replication_factor).await?;
+            let reports = topics::apply(&brokers()?, &specs, replication_factor).await?;
             for r in &reports {
                 println!("{r}");
             }
@@ -42,7 +65,7 @@ pub async fn topics(config: Option<&std::path::Path>, action: TopicsAction) -> a
             anyhow::ensure!(drift == 0, "{drift} difference(s) apply cannot fix; see DRIFT above");
         }
         TopicsAction::List => {
-            let list = topics::list(brokers)?;
+            let list = topics::list(&brokers()?)?;
             println!("{:<40} {:>10} {:>11}", "topic", "partitions", "replication");
             for t in &list {
                 println!("{:<40} {:>10} {:>11}", t.name, t.partitions, t.replication);

@@ -109,6 +109,36 @@ fn check(specs: &[TopicSpec]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The topics as Strimzi `KafkaTopic` resources (`kafka.strimzi.io/v1beta2`) of
+/// the Kafka cluster `cluster`, for clusters whose topics the Strimzi Topic
+/// Operator manages: the same partitions, replicas and configs `apply` sets.
+pub fn render_strimzi(specs: &[TopicSpec], cluster: &str, source: &str) -> anyhow::Result<String> {
+    let mut out = format!(
+        "# Rendered from {source} by `apex-ingest topics render --format strimzi --cluster {cluster}`.\n\
+         # Do not edit: change {source} and render again (tests/deploy.rs checks they agree).\n"
+    );
+    let mut names = BTreeSet::new();
+    for s in specs {
+        // A resource name is a DNS subdomain; the Kafka name goes in spec.topicName.
+        let resource = s.name.to_ascii_lowercase().replace('_', "-");
+        ensure!(names.insert(resource.clone()), "topics {} and another map to one resource name", s.name);
+        let q = |v: &str| serde_json::to_string(v).expect("a string serializes");
+        out.push_str(&format!(
+            "---\napiVersion: kafka.strimzi.io/v1beta2\nkind: KafkaTopic\nmetadata:\n  name: {}\n  labels:\n    \
+             strimzi.io/cluster: {}\nspec:\n  topicName: {}\n  partitions: {}\n  replicas: {}\n  config:\n",
+            q(&resource),
+            q(cluster),
+            q(&s.name),
+            s.partitions,
+            s.replication_factor
+        ));
+        for (key, value) in s.configs(s.replication_factor) {
+            out.push_str(&format!("    {key}: {}\n", q(&value)));
+        }
+    }
+    Ok(out)
+}
+
 /// One thing `apply` did, or found it could not do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
