@@ -91,6 +91,21 @@ pub fn metric_series(text: &str, name: &str) -> Vec<(String, i64)> {
         .collect()
 }
 
+/// Every `apex_*` metric name a text uses (PromQL of the dashboard and the alert rules).
+pub fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("apex_") {
+        let name: String = rest[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+            .collect();
+        rest = &rest[at + name.len()..];
+        out.insert(name);
+    }
+    out
+}
+
 /// A name no other test run uses, for topics, keys and groups.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{:08x}", std::process::id(), rand::random::<u32>())

@@ -1,0 +1,386 @@
+//! The deploy artefacts checked offline with the real validators that
+//! `scripts/deploy-tools` installs: the Helm chart (`helm lint`, `helm template`
+//! into `kubeconform -strict` against the Kubernetes, KEDA, Prometheus Operator
+//! and Strimzi schemas, install-time refusals of broken values), the alert rules
+//! (`promtool check rules`, `promtool test rules`), the Strimzi topics rendered
+//! from `topics/` and the dashboard. That every metric the dashboard and the
+//! rules use is served by a running member is checked in `tests/kafka_group.rs`.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use apex_ingest::config::Config;
+
+/// The Kubernetes version the chart is rendered and validated for (scripts/deploy-tools' K8S).
+const KUBE_VERSION: &str = "1.31.0";
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn chart() -> PathBuf {
+    repo().join("helm/apex-ingest")
+}
+
+/// Where scripts/deploy-tools put the validators; fails the test, saying how to install them.
+fn tools() -> PathBuf {
+    let dir = std::env::var_os("DEPLOY_TOOLS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".state/deploy-tools"));
+    for tool in ["helm", "kubeconform", "promtool"] {
+        assert!(
+            dir.join("bin").join(tool).is_file(),
+            "{tool} is not installed in {}: run `scripts/deploy-tools` (scripts/test runs it), \
+             or set DEPLOY_TOOLS_DIR to where it installed them",
+            dir.display()
+        );
+    }
+    dir
+}
+
+fn tool(name: &str) -> Command {
+    let mut c = Command::new(tools().join("bin").join(name));
+    // A stray remote schema reference must fail at once, not wait on the network.
+    c.env("HTTPS_PROXY", "http://127.0.0.1:9").env("HTTP_PROXY", "http://127.0.0.1:9");
+    c
+}
+
+fn run(mut c: Command) -> Output {
+    c.output().unwrap_or_else(|e| panic!("cannot run {c:?}: {e}"))
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// `helm template` of the chart with these extra arguments (values files, --set).
+fn helm_template(args: &[&str]) -> Output {
+    let mut c = tool("helm");
+    c.args(["template", "apex", "--kube-version", KUBE_VERSION]).arg(chart()).args(args);
+    run(c)
+}
+
+fn rendered(args: &[&str]) -> String {
+    let out = helm_template(args);
+    assert!(out.status.success(), "helm template {args:?} failed:\n{}", text(&out));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `kubeconform -strict` of `manifests` against the installed schemas, never
+/// ignoring a kind it has no schema for.
+fn kubeconform_output(manifests: &str) -> Output {
+    let schemas = tools().join("schemas");
+    let mut c = tool("kubeconform");
+    c.args([
+        "-strict",
+        "-summary",
+        "-output",
+        "text",
+        "-kubernetes-version",
+        KUBE_VERSION,
+        "-schema-location",
+    ])
+    .arg(format!(
+        "{}/kubernetes/v{KUBE_VERSION}-local-strict/{{{{.ResourceKind}}}}{{{{.KindSuffix}}}}.json",
+        schemas.display()
+    ))
+    .arg("-schema-location")
+    .arg(format!(
+        "{}/crds/{{{{.Group}}}}/{{{{.ResourceKind}}}}_{{{{.ResourceAPIVersion}}}}.json",
+        schemas.display()
+    ))
+    .arg("-")
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), manifests.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// As [`kubeconform_output`]; panics unless every resource is valid, else returns the report.
+fn kubeconform(manifests: &str) -> String {
+    let out = kubeconform_output(manifests);
+    let report = text(&out);
+    assert!(out.status.success(), "kubeconform refused the manifests:\n{report}");
+    report
+}
+
+/// `kind/name` of every resource in a multi-document YAML stream.
+fn resources(manifests: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for doc in manifests.split("\n---") {
+        let field = |key: &str, indent: &str| {
+            doc.lines()
+                .find_map(|l| l.strip_prefix(indent)?.strip_prefix(key))
+                .map(|v| v.trim().trim_matches('"'))
+        };
+        if let (Some(kind), Some(name)) = (field("kind:", ""), field("name:", "  ")) {
+            out.insert(format!("{kind}/{name}"));
+        }
+    }
+    out
+}
+
+/// The chart's example for a real cluster, with every optional feature on.
+const PRODUCTION: &str = "examples/production.yaml";
+
+fn production() -> String {
+    rendered(&["-f", chart().join(PRODUCTION).to_str().unwrap()])
+}
+
+#[test]
+fn the_chart_lints_and_renders_valid_kubernetes_with_defaults_and_with_every_feature_on() {
+    for values in [None, Some(PRODUCTION)] {
+        let mut c = tool("helm");
+        c.args(["lint", "--strict", "--kube-version", KUBE_VERSION]).arg(chart());
+        if let Some(v) = values {
+            c.arg("-f").arg(chart().join(v));
+        }
+        let out = run(c);
+        assert!(out.status.success(), "helm lint with {values:?}:\n{}", text(&out));
+    }
+
+    let defaults = rendered(&[]);
+    let report = kubeconform(&defaults);
+    assert!(report.contains("Invalid: 0, Errors: 0, Skipped: 0"), "{report}");
+    let kinds = resources(&defaults);
+    let want_defaults: BTreeSet<String> = [
+        "ConfigMap/apex-apex-ingest",
+        "Deployment/apex-apex-ingest-run",
+        "PodDisruptionBudget/apex-apex-ingest-run",
+        "Service/apex-apex-ingest-run-metrics",
+        "ServiceAccount/apex-apex-ingest",
+    ]
+    .map(String::from)
+    .into();
+    assert_eq!(kinds, want_defaults, "the defaults run members only (no worker at rollout 0, no edge)");
+
+    let full = production();
+    let report = kubeconform(&full);
+    assert!(report.contains("Valid: 17, Invalid: 0, Errors: 0, Skipped: 0"), "{report}");
+    let kinds = resources(&full);
+    for want in [
+        "Deployment/apex-apex-ingest-worker",
+        "Deployment/apex-apex-ingest-edge",
+        "Service/apex-apex-ingest-edge",
+        "Ingress/apex-apex-ingest-edge",
+        "PodDisruptionBudget/apex-apex-ingest-edge",
+        "ScaledObject/apex-apex-ingest-run",
+        "ServiceMonitor/apex-apex-ingest",
+        "PrometheusRule/apex-apex-ingest",
+        "ConfigMap/apex-apex-ingest-dashboard",
+    ] {
+        assert!(kinds.contains(want), "{want} missing from {kinds:?}");
+    }
+    // KEDA owns the member count: the Deployment leaves replicas to it.
+    let run = full
+        .split("\n---")
+        .find(|d| d.contains("name: apex-apex-ingest-run\n") && d.contains("kind: Deployment"))
+        .unwrap();
+    assert!(!run.contains("replicas:"), "{run}");
+    assert!(full.contains("maxReplicaCount: 12"), "{full}");
+    // KEDA's trigger metadata is a free string map no schema checks: every key
+    // the chart sets must be one KEDA's kafka scaler reads from trigger metadata.
+    let scaler = std::fs::read_to_string(tools().join("keda/kafka_scaler.go")).unwrap();
+    let scaled = full.split("\n---").find(|d| d.contains("kind: ScaledObject")).unwrap();
+    let metadata = &scaled[scaled.find("      metadata:\n").unwrap()..];
+    let keys: Vec<&str> = metadata
+        .lines()
+        .skip(1)
+        .filter(|l| l.starts_with("        ") && !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.trim().split_once(':').map(|(k, _)| k))
+        .collect();
+    assert!(keys.len() >= 5, "{metadata}");
+    for key in keys {
+        assert!(
+            scaler.contains(&format!("keda:\"name={key},order=triggerMetadata")),
+            "KEDA's kafka trigger reads no metadata key {key}"
+        );
+    }
+    for probe in ["path: /readyz", "path: /healthz", "readOnlyRootFilesystem: true", "runAsNonRoot: true"] {
+        assert!(run.contains(probe), "{probe} in\n{run}");
+    }
+    // Secrets only by reference: the Secret's keys, never a value.
+    assert!(
+        run.contains(
+            "secretKeyRef:\n                  name: apex-ingest-secrets\n                  key: postgres-url"
+        ),
+        "{run}"
+    );
+}
+
+#[test]
+fn the_rendered_configuration_is_one_apex_ingest_loads_with_integers_kept_integers() {
+    let full = production();
+    let start = full.find("apex-ingest.toml: |\n").expect("the config map") + "apex-ingest.toml: |\n".len();
+    let toml: String = full[start..]
+        .lines()
+        .take_while(|l| l.is_empty() || l.starts_with("    "))
+        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+        .collect();
+    // Read as the program reads its file (defaults, the file, then APEX_* variables,
+    // which here only point at the test services; none of the keys below).
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &toml).unwrap();
+    let config = Config::load(Some(file.path()))
+        .unwrap_or_else(|e| panic!("apex-ingest refuses the chart's configuration: {e:#}\n{toml}"));
+    assert_eq!(config.temporal.rollout_percent, 10);
+    assert_eq!(config.temporal.namespace, "apex");
+    assert_eq!(config.stores.graph, apex_ingest::config::GraphKind::Neo4j);
+    assert_eq!(config.edge.samsara.secret_env, ["SAMSARA_WEBHOOK_SECRET"]);
+    assert_eq!(config.edge.samsara.rate_limit, 500);
+    assert_eq!(config.metrics.listen, "0.0.0.0:9464");
+    assert!(!toml.contains("password"), "the Neo4j password comes from APEX_NEO4J_PASSWORD, not the file");
+
+    // The config checksum on the pods changes with the configuration (pods roll).
+    let checksum = |s: &str| s.lines().find(|l| l.contains("checksum/config:")).unwrap().to_owned();
+    let other =
+        rendered(&["-f", chart().join(PRODUCTION).to_str().unwrap(), "--set", "config.batch.max_events=50"]);
+    assert_ne!(checksum(&full), checksum(&other));
+}
+
+#[test]
+fn values_the_chart_refuses_fail_at_install_with_a_message() {
+    let cases: [(&[&str], &str); 8] = [
+        (&["--set", "config.batch.max_event=50"], "additional properties 'max_event' not allowed"),
+        (&["--set", "runn.replicas=2"], "additional properties 'runn' not allowed"),
+        (&["--set", "run.replicas=13"], "run.replicas (13) is above kafkaPartitions (12)"),
+        (
+            &["--set", "autoscaling.enabled=true", "--set", "autoscaling.maxReplicas=24"],
+            "autoscaling.maxReplicas (24) is above kafkaPartitions (12)",
+        ),
+        (&["--set", "config.neo4j.password=hunter2"], "additional properties 'password' not allowed"),
+        (
+            &["--set", "config.postgres.url=postgres://apex:hunter2@db:5432/apex"],
+            "config.postgres.url holds a password",
+        ),
+        (&["--set", "extraEnv.OPENAI_API_KEY=sk-live"], "extraEnv.OPENAI_API_KEY looks like a secret"),
+        (
+            &["--set", "run.terminationGracePeriodSeconds=45"],
+            "must exceed batch.drain_deadline + kafka.revoke_deadline (45 s)",
+        ),
+    ];
+    for (args, message) in cases {
+        let out = helm_template(args);
+        let said = text(&out);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(said.contains(message), "{args:?}: want {message:?} in\n{said}");
+        assert!(!said.contains("hunter2"), "{args:?} echoed a secret:\n{said}");
+    }
+    // A longer drain deadline raises the bar; the grace period check reads the config.
+    let out = helm_template(&["--set", "config.batch.drain_deadline=2m"]);
+    assert!(
+        text(&out).contains("must exceed batch.drain_deadline + kafka.revoke_deadline (140 s)"),
+        "{}",
+        text(&out)
+    );
+    // Secrets by reference need the Secret's name.
+    let out = helm_template(&["--set", "secrets.env.APEX_POSTGRES_URL=postgres-url"]);
+    assert!(text(&out).contains("name that Secret"), "{}", text(&out));
+}
+
+#[test]
+fn alert_rules_pass_promtool_check_and_their_unit_tests_and_a_wrong_expectation_fails() {
+    let rules = repo().join("deploy/prometheus");
+    let mut check = tool("promtool");
+    check.args(["check", "rules"]).arg(rules.join("alerts.yaml"));
+    let out = run(check);
+    assert!(out.status.success() && text(&out).contains("SUCCESS: 6 rules found"), "{}", text(&out));
+
+    let mut test = tool("promtool");
+    test.args(["test", "rules"]).arg(rules.join("alerts_test.yaml"));
+    let out = run(test);
+    assert!(out.status.success(), "promtool test rules:\n{}", text(&out));
+
+    // The tests do test: one expectation changed makes promtool fail.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(rules.join("alerts.yaml"), dir.path().join("alerts.yaml")).unwrap();
+    let tests = std::fs::read_to_string(rules.join("alerts_test.yaml")).unwrap();
+    let wrong = tests.replacen("store: graph", "store: relational", 1);
+    assert_ne!(wrong, tests);
+    std::fs::write(dir.path().join("alerts_test.yaml"), wrong).unwrap();
+    let mut test = tool("promtool");
+    test.args(["test", "rules"]).arg(dir.path().join("alerts_test.yaml"));
+    let out = run(test);
+    assert!(!out.status.success(), "a wrong expectation passed:\n{}", text(&out));
+}
+
+#[test]
+fn strimzi_topics_are_rendered_from_topics_toml_and_are_valid_kafka_topics() {
+    let specs = apex_ingest::kafka::topics::load(&repo().join("topics/topics.toml")).unwrap();
+    // The command the file's header names, run as a user runs it (no broker, no config).
+    let out = Command::new(env!("CARGO_BIN_EXE_apex-ingest"))
+        .args(["topics", "render", "--format", "strimzi"])
+        .current_dir(repo())
+        .env("APEX_KAFKA_BROKERS", "127.0.0.1:9")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "topics render:\n{}", text(&out));
+    let want = String::from_utf8(out.stdout).unwrap();
+    let file = repo().join("deploy/strimzi/kafka-topics.yaml");
+    let have = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(
+        have,
+        want,
+        "{} is stale: run `apex-ingest topics render --format strimzi > deploy/strimzi/kafka-topics.yaml`",
+        file.display()
+    );
+    for s in &specs {
+        assert!(
+            have.contains(&format!("topicName: \"{}\"\n  partitions: {}\n", s.name, s.partitions)),
+            "{}",
+            s.name
+        );
+    }
+    let report = kubeconform(&have);
+    assert!(report.contains(&format!("Valid: {}, Invalid: 0", specs.len())), "{report}");
+    // Strict: a misspelled field of a KafkaTopic is refused.
+    let out = kubeconform_output(&have.replacen("partitions:", "partition:", 1));
+    assert!(!out.status.success() && text(&out).contains("partition"), "{}", text(&out));
+}
+
+#[test]
+fn the_dashboard_shows_what_operators_need_and_documents_its_panels() {
+    let text = std::fs::read_to_string(repo().join("deploy/grafana/apex-ingest.json")).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("the dashboard is JSON");
+    let panels = dashboard["panels"].as_array().unwrap();
+    let titles: Vec<&str> = panels.iter().map(|p| p["title"].as_str().unwrap()).collect();
+    let docs = std::fs::read_to_string(repo().join("docs/deploy.md")).unwrap();
+    for p in panels {
+        let targets = p["targets"].as_array().unwrap();
+        assert!(!targets.is_empty(), "{} has no query", p["title"]);
+        assert!(
+            docs.contains(p["title"].as_str().unwrap()),
+            "docs/deploy.md does not describe {}",
+            p["title"]
+        );
+    }
+    let names = support::metric_names(&text);
+    for needed in [
+        "apex_events_in_total",
+        "apex_batch_latency_seconds_bucket",
+        "apex_kafka_consumer_lag",
+        "apex_kafka_partition_paused",
+        "apex_batches_in_flight",
+        "apex_store_write_seconds_bucket",
+        "apex_store_write_errors_total",
+        "apex_breaker_state",
+        "apex_compensations_total",
+        "apex_dead_letters_total",
+        "apex_workflow_results_total",
+        "apex_temporal_oldest_waiting_batch_seconds",
+    ] {
+        assert!(names.contains(needed), "no panel shows {needed}: {titles:?}");
+    }
+    // Every name the dashboard and the rules use is a documented metric.
+    let metrics_doc = std::fs::read_to_string(repo().join("docs/metrics.md")).unwrap();
+    let rules = std::fs::read_to_string(repo().join("deploy/prometheus/alerts.yaml")).unwrap();
+    for name in names.union(&support::metric_names(&rules)) {
+        let family = name.strip_suffix("_bucket").unwrap_or(name);
+        assert!(metrics_doc.contains(&format!("`{family}")), "{name} is not in docs/metrics.md");
+    }
+}
