@@ -384,3 +384,34 @@ fn the_dashboard_shows_what_operators_need_and_documents_its_panels() {
         assert!(metrics_doc.contains(&format!("`{family}")), "{name} is not in docs/metrics.md");
     }
 }
+
+/// `section.key` of every leaf of the chart schema's `config` object.
+fn schema_keys(schema: &serde_json::Value, prefix: &str, out: &mut BTreeSet<String>) {
+    for (key, value) in schema["properties"].as_object().into_iter().flatten() {
+        let name = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        if value.get("properties").is_some() {
+            schema_keys(value, &name, out);
+        } else {
+            out.insert(name);
+        }
+    }
+}
+
+#[test]
+fn the_chart_schema_knows_every_configuration_key_but_secrets() {
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(chart().join("values.schema.json")).unwrap()).unwrap();
+    let mut in_schema = BTreeSet::new();
+    schema_keys(&schema["properties"]["config"], "", &mut in_schema);
+    let mut in_config = BTreeSet::new();
+    support::leaf_keys(&serde_json::to_value(Config::default()).unwrap(), "", &mut in_config);
+    // Secrets are not values: they come from the Secret as APEX_* variables.
+    let secrets: BTreeSet<String> = ["neo4j.password".to_owned()].into();
+    let want: BTreeSet<String> = in_config.difference(&secrets).cloned().collect();
+    let missing: Vec<_> = want.difference(&in_schema).collect();
+    let unknown: Vec<_> = in_schema.difference(&want).collect();
+    assert!(
+        missing.is_empty() && unknown.is_empty(),
+        "helm/apex-ingest/values.schema.json is out of step with Config: missing {missing:?}, unknown {unknown:?}"
+    );
+}

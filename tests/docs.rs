@@ -1,6 +1,8 @@
 //! The documentation stays true to the code: `docs/configuration.md` lists
 //! every configuration key once, with its default, and no key that does not exist.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -19,21 +21,6 @@ fn toml_block(text: &str) -> String {
     text[start..end].to_owned()
 }
 
-/// `section.key` of every leaf of a JSON object.
-fn keys(value: &serde_json::Value, prefix: &str, out: &mut BTreeSet<String>) {
-    match value {
-        serde_json::Value::Object(map) => {
-            for (k, v) in map {
-                let name = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-                keys(v, &name, out);
-            }
-        }
-        _ => {
-            out.insert(prefix.to_owned());
-        }
-    }
-}
-
 #[test]
 fn configuration_doc_lists_every_key_with_its_default() {
     let block = toml_block(&doc("configuration.md"));
@@ -41,8 +28,8 @@ fn configuration_doc_lists_every_key_with_its_default() {
         Figment::from(Toml::string(&block)).extract().expect("the documented TOML parses");
     let defaults = serde_json::to_value(Config::default()).unwrap();
     let (mut in_doc, mut in_code) = (BTreeSet::new(), BTreeSet::new());
-    keys(&documented, "", &mut in_doc);
-    keys(&defaults, "", &mut in_code);
+    support::leaf_keys(&documented, "", &mut in_doc);
+    support::leaf_keys(&defaults, "", &mut in_code);
     let missing: Vec<_> = in_code.difference(&in_doc).collect();
     let unknown: Vec<_> = in_doc.difference(&in_code).collect();
     assert!(missing.is_empty(), "keys of Config missing from docs/configuration.md: {missing:?}");

@@ -91,6 +91,21 @@ pub fn metric_series(text: &str, name: &str) -> Vec<(String, i64)> {
         .collect()
 }
 
+/// `section.key` of every leaf of a JSON object (configuration keys).
+pub fn leaf_keys(value: &serde_json::Value, prefix: &str, out: &mut std::collections::BTreeSet<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                let name = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                leaf_keys(v, &name, out);
+            }
+        }
+        _ => {
+            out.insert(prefix.to_owned());
+        }
+    }
+}
+
 /// Every `apex_*` metric name a text uses (PromQL of the dashboard and the alert rules).
 pub fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
     let mut out = std::collections::BTreeSet::new();
