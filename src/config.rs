@@ -38,6 +38,7 @@ pub struct Config {
     pub temporal: TemporalConfig,
     pub qdrant: QdrantConfig,
     pub edge: EdgeConfig,
+    pub poll: PollConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -627,6 +628,69 @@ impl Default for EdgeConfig {
     }
 }
 
+/// The pollers: each configured source is fetched every `interval`, its
+/// records produced to its topic before its cursor moves (`src/poll`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PollConfig {
+    /// Time between two polls of one source.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Attempts of one provider request (429 and 5xx are retried; a 429's Retry-After is honoured).
+    pub max_attempts: u32,
+    /// Wait before the second attempt, doubling after each (unless Retry-After says otherwise).
+    #[serde(with = "humantime_serde")]
+    pub first_backoff: Duration,
+    /// One provider request, answer included.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    pub plaid: PlaidConfig,
+}
+
+impl Default for PollConfig {
+    fn default() -> Self {
+        PollConfig {
+            interval: Duration::from_secs(15 * 60),
+            max_attempts: 5,
+            first_backoff: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(30),
+            plaid: PlaidConfig::default(),
+        }
+    }
+}
+
+/// Bank transactions from Plaid's `/transactions/sync` (source `bank`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlaidConfig {
+    /// Plaid's API: https://production.plaid.com (or sandbox./development.).
+    pub url: String,
+    /// Variables holding the client id, the secret and the Item's access token
+    /// (never the values). The source is on when `access_token_env` is set.
+    pub client_id_env: String,
+    pub secret_env: String,
+    pub access_token_env: String,
+    /// Transactions per page (Plaid allows at most 500).
+    pub count: u32,
+    /// Requests per minute at most.
+    pub requests_per_minute: u32,
+    pub topic: String,
+}
+
+impl Default for PlaidConfig {
+    fn default() -> Self {
+        PlaidConfig {
+            url: "https://production.plaid.com".into(),
+            client_id_env: "PLAID_CLIENT_ID".into(),
+            secret_env: "PLAID_SECRET".into(),
+            access_token_env: String::new(),
+            count: 500,
+            requests_per_minute: 50,
+            topic: "poll.bank.v1".into(),
+        }
+    }
+}
+
 /// `APEX_BATCH_MAX_EVENTS` → `batch.max_events`: the first `_` after the prefix
 /// separates the section, so keys keep their underscores.
 fn env_provider() -> Env {
@@ -726,6 +790,15 @@ impl Config {
             (!self.edge.dedupe_ttl.is_zero(), "edge.dedupe_ttl", "must be longer than 0 s"),
             (!self.edge.produce_timeout.is_zero(), "edge.produce_timeout", "must be longer than 0 s"),
             (!self.edge.body_timeout.is_zero(), "edge.body_timeout", "must be longer than 0 s"),
+            (!self.poll.interval.is_zero(), "poll.interval", "must be longer than 0 s"),
+            (self.poll.max_attempts > 0, "poll.max_attempts", "must be at least 1"),
+            (!self.poll.request_timeout.is_zero(), "poll.request_timeout", "must be longer than 0 s"),
+            (
+                (1..=500).contains(&self.poll.plaid.count),
+                "poll.plaid.count",
+                "must be between 1 and 500 (Plaid's limit)",
+            ),
+            (self.poll.plaid.requests_per_minute > 0, "poll.plaid.requests_per_minute", "must be at least 1"),
             (self.postgres.max_connections > 0, "postgres.max_connections", "must be at least 1"),
             (self.postgres.hnsw_m >= 2, "postgres.hnsw_m", "must be at least 2"),
             (

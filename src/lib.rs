@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod model;
 pub mod orchestrate;
 pub mod pipeline;
+pub mod poll;
 pub mod saga;
 pub mod source;
 pub mod store;

@@ -20,7 +20,7 @@ const LAYERS: &[&[&str]] = &[
     &["saga"],
     &["orchestrate"],
     &["kafka"],
-    &["source", "verify", "edge"],
+    &["source", "verify", "edge", "poll"],
     &["app"],
     &["cli"],
 ];

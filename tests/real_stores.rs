@@ -204,3 +204,18 @@ async fn pings_the_policy_skips_have_no_embedding_in_postgres_and_verify_knows()
     .unwrap();
     assert_eq!(index, ["records_embedding_hnsw_m16_ef64"], "the index carries the configured parameters");
 }
+
+/// A poller's cursor in PostgreSQL: absent before the first save, then the
+/// last one saved, with the time it was saved.
+#[tokio::test]
+async fn a_poll_cursor_round_trips_through_postgres_and_the_last_save_wins() {
+    let (_, stores, _) = real_writer().await;
+    let source = unique("bank");
+    assert_eq!(stores.relational.poll_cursor(&source).await.unwrap(), None);
+    let before = chrono::Utc::now() - chrono::Duration::seconds(5);
+    stores.relational.save_poll_cursor(&source, "cursor-1").await.unwrap();
+    stores.relational.save_poll_cursor(&source, "cursor-2").await.unwrap();
+    let (cursor, saved_at) = stores.relational.poll_cursor(&source).await.unwrap().unwrap();
+    assert_eq!(cursor, "cursor-2");
+    assert!(saved_at > before, "{saved_at}");
+}

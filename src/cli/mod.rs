@@ -61,6 +61,11 @@ pub enum Command {
     /// batch.max_in_flight, and poison records also go to kafka.dlq_topic.
     /// Stops at the end of a finite source, or at SIGTERM / Ctrl-C: stops fetching,
     /// gives batches in flight batch.drain_deadline, commits and leaves the group.
+    ///
+    /// Beside the pipeline it runs the configured pollers ([poll]; so far Plaid,
+    /// on when poll.plaid.access_token_env names a variable): every poll.interval
+    /// each fetches what changed since its cursor, produces it to its topic and
+    /// only then saves the cursor in the relational store.
     Run {
         /// TOML configuration file; APEX_* environment variables override it.
         #[arg(long, short)]

@@ -9,12 +9,14 @@
 mod batcher;
 mod edge;
 mod orchestrator;
+mod poll;
 mod saga;
 mod source;
 
 pub use batcher::BatcherMetrics;
 pub use edge::EdgeMetrics;
 pub use orchestrator::OrchestratorMetrics;
+pub use poll::PollMetrics;
 pub use saga::SagaMetrics;
 pub use source::SourceMetrics;
 
@@ -43,6 +45,7 @@ pub struct Metrics {
     pub saga: SagaMetrics,
     pub orchestrator: OrchestratorMetrics,
     pub edge: EdgeMetrics,
+    pub poll: PollMetrics,
     ready: AtomicBool,
 }
 
@@ -74,6 +77,7 @@ impl Metrics {
             saga: SagaMetrics::new(&registry),
             orchestrator: OrchestratorMetrics::new(&registry),
             edge: EdgeMetrics::new(&registry),
+            poll: PollMetrics::new(&registry),
             registry,
             ready: AtomicBool::new(false),
         })

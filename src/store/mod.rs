@@ -94,6 +94,9 @@ pub trait RelationalStore: BatchStore {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<RecordId>, StoreError>;
+    /// A poller's saved cursor and when it was saved; `None` before its first full sync.
+    async fn poll_cursor(&self, source: &str) -> Result<Option<(String, DateTime<Utc>)>, StoreError>;
+    async fn save_poll_cursor(&self, source: &str, cursor: &str) -> Result<(), StoreError>;
 }
 
 #[derive(Debug, Clone, Default)]

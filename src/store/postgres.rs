@@ -328,6 +328,27 @@ impl RelationalStore for PostgresStore {
         Ok(ids.into_iter().map(RecordId::from_stored).collect())
     }
 
+    async fn poll_cursor(&self, source: &str) -> Result<Option<(String, DateTime<Utc>)>, StoreError> {
+        sqlx::query_as("SELECT cursor, saved_at FROM poll_cursors WHERE source = $1")
+            .bind(source)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)
+    }
+
+    async fn save_poll_cursor(&self, source: &str, cursor: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO poll_cursors (source, cursor) VALUES ($1, $2)
+             ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor, saved_at = now()",
+        )
+        .bind(source)
+        .bind(cursor)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
     async fn record_batch(&self, e: &LedgerEntry) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO batch_ledger (batch_key, batch_id, records, dead_letters, status, detail)

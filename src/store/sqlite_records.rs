@@ -195,6 +195,33 @@ impl RelationalStore for SqliteRecordStore {
         Ok(ids.into_iter().map(RecordId::from_stored).collect())
     }
 
+    async fn poll_cursor(&self, source: &str) -> Result<Option<(String, DateTime<Utc>)>, StoreError> {
+        let row: Option<(String, String)> =
+            sqlx::query_as("SELECT cursor, saved_at FROM poll_cursors WHERE source = ?")
+                .bind(source)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(Self::err)?;
+        Ok(row.map(|(cursor, at)| {
+            let at = DateTime::parse_from_rfc3339(&at).map(|t| t.with_timezone(&Utc)).unwrap_or_default();
+            (cursor, at)
+        }))
+    }
+
+    async fn save_poll_cursor(&self, source: &str, cursor: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO poll_cursors (source, cursor, saved_at) VALUES (?, ?, ?) \
+             ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor, saved_at = excluded.saved_at",
+        )
+        .bind(source)
+        .bind(cursor)
+        .bind(Utc::now().to_rfc3339())
+        .execute(&self.pool)
+        .await
+        .map_err(Self::err)?;
+        Ok(())
+    }
+
     async fn record_batch(&self, e: &LedgerEntry) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO batch_ledger (batch_key, batch_id, records, dead_letters, status, detail, attempts, updated_at) \

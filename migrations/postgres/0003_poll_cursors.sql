@@ -1,0 +1,7 @@
+-- Each poller's cursor: where its next poll starts. Moved only after the
+-- records it covers are acknowledged by the broker.
+CREATE TABLE IF NOT EXISTS poll_cursors (
+    source TEXT PRIMARY KEY,
+    cursor TEXT NOT NULL,
+    saved_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);

@@ -1,0 +1,90 @@
+//! Provider requests: a rate limit per provider (governor), then 429, 5xx and
+//! transport errors retried up to `poll.max_attempts` times, waiting what a
+//! 429's `Retry-After` says (seconds, possibly fractional) or else an
+//! exponential backoff from `poll.first_backoff` (backon). Any other answer is
+//! handed back for the provider to read (its own error bodies mean things).
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use reqwest::StatusCode;
+
+use crate::config::PollConfig;
+
+/// An answer the provider reads: status and body.
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("HTTP {status}: {body}")]
+    Retryable { status: u16, body: String, retry_after: Option<Duration> },
+    #[error("{0}")]
+    Transport(String),
+}
+
+impl RequestError {
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            RequestError::Retryable { retry_after, .. } => *retry_after,
+            RequestError::Transport(_) => None,
+        }
+    }
+}
+
+pub struct Requester {
+    client: reqwest::Client,
+    limiter: DefaultDirectRateLimiter,
+    max_attempts: u32,
+    first_backoff: Duration,
+}
+
+impl Requester {
+    pub fn new(config: &PollConfig, requests_per_minute: u32) -> anyhow::Result<Self> {
+        let per_minute = NonZeroU32::new(requests_per_minute).unwrap_or(NonZeroU32::MIN);
+        Ok(Requester {
+            client: reqwest::Client::builder().timeout(config.request_timeout).build()?,
+            limiter: RateLimiter::direct(Quota::per_minute(per_minute)),
+            max_attempts: config.max_attempts,
+            first_backoff: config.first_backoff,
+        })
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// Sends the request `build` makes (once per attempt) and returns the first
+    /// answer that is neither a 429 nor a 5xx; after the last attempt, the error.
+    pub async fn send(&self, build: impl Fn() -> reqwest::RequestBuilder) -> Result<Answer, RequestError> {
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(self.first_backoff)
+            .with_factor(2.0)
+            .with_jitter()
+            .with_max_times(self.max_attempts.saturating_sub(1) as usize);
+        (|| async {
+            self.limiter.until_ready().await;
+            let response = build().send().await.map_err(|e| RequestError::Transport(e.to_string()))?;
+            let status = response.status();
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()?.trim().parse::<f64>().ok())
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .map(Duration::from_secs_f64);
+            let body = response.text().await.map_err(|e| RequestError::Transport(e.to_string()))?;
+            if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+                return Err(RequestError::Retryable { status: status.as_u16(), body, retry_after });
+            }
+            Ok(Answer { status, body })
+        })
+        .retry(backoff)
+        .adjust(|e: &RequestError, backoff| backoff.map(|b| e.retry_after().unwrap_or(b)))
+        .notify(|e, after| tracing::warn!(error = %e, ?after, "provider request failed; retrying"))
+        .await
+    }
+}

@@ -1,0 +1,228 @@
+//! Pollers: sources fetched on an interval (`[poll]`). One poll step reads the
+//! source's saved cursor, fetches pages from the provider, produces each page's
+//! records to the source's topic (the idempotent producer, `acks=all`, key =
+//! the provider's record id) and only then saves the page's cursor in the
+//! relational store. A crash between the two fetches and produces the page
+//! again; the provider's stable ids make that harmless downstream. Removals
+//! are produced as records too (`apex-change: removed`), so the log holds them.
+//!
+//! Provider requests go through [`http::Requester`]: a rate limit per provider
+//! (governor), and 429 / 5xx / timeouts retried up to `poll.max_attempts` with
+//! backoff (backon) or the provider's `Retry-After`.
+
+pub mod http;
+pub mod plaid;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use chrono::Utc;
+use futures::future::try_join_all;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::kafka::producer_config;
+use crate::metrics::PollMetrics;
+use crate::store::{Coordinator, RelationalStore, StoreError};
+
+/// What a change does to the record with this id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Upsert,
+    Removed,
+}
+
+impl Change {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::Upsert => "upsert",
+            Change::Removed => "removed",
+        }
+    }
+}
+
+/// One record as the provider returned it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolledRecord {
+    /// The provider's id of the record (the message key).
+    pub id: String,
+    pub change: Change,
+    /// The provider's JSON for it, unchanged.
+    pub body: serde_json::Value,
+}
+
+/// What one fetch returned.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Page {
+    pub records: Vec<PolledRecord>,
+    /// The cursor to save once `records` are safe; `None` keeps the saved one.
+    pub cursor: Option<String>,
+    /// More pages wait now (fetch again from `cursor` in this poll).
+    pub more: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    /// The provider failed after every attempt, or answered something unusable.
+    #[error("{poller} provider: {detail}")]
+    Provider { poller: &'static str, detail: String },
+    #[error("the broker did not take {poller}'s records: {detail}")]
+    Broker { poller: &'static str, detail: String },
+    #[error("{poller}'s cursor: {error}")]
+    Cursor { poller: &'static str, error: StoreError },
+}
+
+/// A source that can be polled.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// The source's name (`bank`): its cursor's and its metrics' label.
+    fn source(&self) -> &'static str;
+    /// The topic its records are produced to.
+    fn topic(&self) -> &str;
+    /// The page after `cursor` (`None`: from the beginning).
+    async fn fetch_page(&self, cursor: Option<&str>) -> Result<Page, PollError>;
+}
+
+/// What one poll did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PollReport {
+    pub pages: usize,
+    pub upserts: usize,
+    pub removals: usize,
+    /// The cursor saved at the end (unchanged if nothing moved).
+    pub cursor: Option<String>,
+}
+
+/// One source's poll step and loop.
+pub struct Poller {
+    provider: Arc<dyn Provider>,
+    cursors: Arc<dyn RelationalStore>,
+    /// Every member runs the pollers; a lock per source and interval lets one poll.
+    coordinator: Arc<dyn Coordinator>,
+    producer: FutureProducer,
+    metrics: PollMetrics,
+}
+
+impl Poller {
+    pub fn new(
+        provider: Arc<dyn Provider>,
+        cursors: Arc<dyn RelationalStore>,
+        coordinator: Arc<dyn Coordinator>,
+        brokers: &str,
+        metrics: PollMetrics,
+    ) -> anyhow::Result<Self> {
+        let producer = producer_config(brokers).create().with_context(|| {
+            format!("creating the {} poller's Kafka producer for {brokers}", provider.source())
+        })?;
+        metrics.source_registered(provider.source());
+        Ok(Poller { provider, cursors, coordinator, producer, metrics })
+    }
+
+    /// From the saved cursor until the provider has no more pages: each page
+    /// produced and acknowledged, then its cursor saved.
+    pub async fn poll_once(&self) -> Result<PollReport, PollError> {
+        let source = self.provider.source();
+        let cursor_error = |error| PollError::Cursor { poller: source, error };
+        let saved = self.cursors.poll_cursor(source).await.map_err(cursor_error)?;
+        if let Some((_, at)) = &saved {
+            self.metrics.cursor_age(source, (Utc::now() - *at).to_std().unwrap_or_default());
+        }
+        let mut report = PollReport { cursor: saved.map(|(c, _)| c), ..PollReport::default() };
+        loop {
+            let page = self.provider.fetch_page(report.cursor.as_deref()).await?;
+            self.produce(&page.records).await?;
+            let removals = page.records.iter().filter(|r| r.change == Change::Removed).count();
+            self.metrics.produced(source, page.records.len() - removals, removals);
+            report.pages += 1;
+            report.upserts += page.records.len() - removals;
+            report.removals += removals;
+            if let Some(next) = page.cursor
+                && report.cursor.as_ref() != Some(&next)
+            {
+                self.cursors.save_poll_cursor(source, &next).await.map_err(cursor_error)?;
+                self.metrics.cursor_age(source, Duration::ZERO);
+                report.cursor = Some(next);
+            }
+            if !page.more {
+                return Ok(report);
+            }
+        }
+    }
+
+    /// Every record of a page, each acknowledged by the broker (all or an error).
+    async fn produce(&self, records: &[PolledRecord]) -> Result<(), PollError> {
+        let (source, topic) = (self.provider.source(), self.provider.topic());
+        let sends = records.iter().map(|r| async move {
+            let body = r.body.to_string();
+            let headers = OwnedHeaders::new()
+                .insert(Header { key: "apex-source", value: Some(source) })
+                .insert(Header { key: "apex-change", value: Some(r.change.as_str()) });
+            let message = FutureRecord::to(topic).key(&r.id).payload(&body).headers(headers);
+            self.producer.send(message, Duration::from_secs(30)).await.map_err(|(e, _)| e)
+        });
+        try_join_all(sends).await.map_err(|e| PollError::Broker { poller: source, detail: e.to_string() })?;
+        Ok(())
+    }
+
+    /// Whether this member polls now: it takes the source's lock for one
+    /// interval and keeps it, so of the members sharing a coordinator (Redis)
+    /// one polls per interval, and another takes over when that one is gone.
+    /// Without the coordinator it polls anyway (ids make a second poll harmless).
+    async fn my_turn(&self, interval: Duration) -> bool {
+        let source = self.provider.source();
+        match self.coordinator.try_lock(&format!("poll:{source}"), interval).await {
+            Ok(token) => token.is_some(),
+            Err(e) => {
+                tracing::warn!(source, error = %e, "cannot take the poll lock; polling anyway");
+                true
+            }
+        }
+    }
+
+    /// Polls now and then every `interval` until `shutdown`, when it is this
+    /// member's turn; a failed poll is counted and logged, and the next
+    /// interval tries again.
+    pub async fn run(&self, interval: Duration, shutdown: CancellationToken) {
+        let source = self.provider.source();
+        loop {
+            if self.my_turn(interval).await {
+                let outcome = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    outcome = self.poll_once() => outcome,
+                };
+                match &outcome {
+                    Ok(r) => {
+                        tracing::info!(
+                            source,
+                            pages = r.pages,
+                            upserts = r.upserts,
+                            removals = r.removals,
+                            "polled"
+                        );
+                    }
+                    Err(e) => {
+                        tracing::warn!(source, error = %e, "poll failed; the next interval tries again")
+                    }
+                }
+                self.metrics.poll_finished(source, outcome.is_ok(), Utc::now().timestamp());
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+}
+
+/// The providers `config` turns on (a provider is on when its credentials are named).
+pub fn configured(config: &Config) -> anyhow::Result<Vec<Arc<dyn Provider>>> {
+    let mut providers: Vec<Arc<dyn Provider>> = Vec::new();
+    if !config.poll.plaid.access_token_env.is_empty() {
+        providers.push(Arc::new(plaid::Plaid::from_config(&config.poll)?));
+    }
+    Ok(providers)
+}
