@@ -184,7 +184,7 @@ impl World {
         poll.plaid.requests_per_minute = 6000;
         poll.first_backoff = Duration::from_millis(50);
         poll.max_attempts = 4;
-        // The credentials are read from these variables (set once for the whole test binary).
+        // The credentials are read from these variables (`credentials` answers for them).
         poll.plaid.client_id_env = "TEST_PLAID_CLIENT_ID".into();
         poll.plaid.secret_env = "TEST_PLAID_SECRET".into();
         poll.plaid.access_token_env = "TEST_PLAID_ACCESS_TOKEN".into();
@@ -193,7 +193,7 @@ impl World {
     }
 
     fn poller(&self) -> Poller {
-        let provider: Arc<dyn Provider> = Arc::new(Plaid::from_config(&self.poll).unwrap());
+        let provider: Arc<dyn Provider> = Arc::new(Plaid::with_credentials(&self.poll, credentials).unwrap());
         let coordinator = self.coordinator.clone();
         Poller::new(provider, self.cursors.clone(), coordinator, &self.brokers, self.metrics.poll.clone())
             .unwrap()
@@ -233,18 +233,19 @@ impl World {
     }
 }
 
-fn set_credentials() {
-    // SAFETY: every test sets the same values before any reads them; nothing else writes these.
-    unsafe {
-        std::env::set_var("TEST_PLAID_CLIENT_ID", "client-1");
-        std::env::set_var("TEST_PLAID_SECRET", "secret-1");
-        std::env::set_var("TEST_PLAID_ACCESS_TOKEN", "access-sandbox-1");
-    }
+/// The fake Item's credentials, as the variables `World`'s config names would hold them.
+fn credentials(name: &str) -> Option<String> {
+    let value = match name {
+        "TEST_PLAID_CLIENT_ID" => "client-1",
+        "TEST_PLAID_SECRET" => "secret-1",
+        "TEST_PLAID_ACCESS_TOKEN" => "access-sandbox-1",
+        _ => return None,
+    };
+    Some(value.to_owned())
 }
 
 #[tokio::test]
 async fn plaid_full_sync_over_pages_then_incremental_syncs_follow_adds_modifications_and_removals() {
-    set_credentials();
     let world = World::new(7).await;
     let poller = world.poller();
 
@@ -289,7 +290,6 @@ async fn plaid_full_sync_over_pages_then_incremental_syncs_follow_adds_modificat
 
 #[tokio::test]
 async fn plaid_mutation_during_pagination_restarts_from_the_loops_first_cursor_and_loses_nothing() {
-    set_credentials();
     let world = World::new(4).await;
     let poller = world.poller();
     poller.poll_once().await.unwrap();
@@ -323,7 +323,6 @@ async fn plaid_mutation_during_pagination_restarts_from_the_loops_first_cursor_a
 
 #[tokio::test]
 async fn a_crash_between_produce_and_cursor_save_refetches_and_loses_nothing() {
-    set_credentials();
     let world = World::new(5).await;
     // Another writer holds the records database's write lock: the cursor cannot
     // be saved after the records were produced (the process "dies" there).
@@ -353,7 +352,6 @@ async fn a_crash_between_produce_and_cursor_save_refetches_and_loses_nothing() {
 
 #[tokio::test]
 async fn rate_limits_and_server_errors_are_retried_then_the_poll_fails_and_the_next_interval_succeeds() {
-    set_credentials();
     let world = World::new(3).await;
 
     // A 429 asking for 0.4 s and a 503: retried, honouring Retry-After.
@@ -398,15 +396,19 @@ async fn missing_credentials_fail_at_start_naming_the_variable_not_a_value() {
     poll.plaid.access_token_env = "TEST_PLAID_UNSET_TOKEN".into();
     poll.plaid.client_id_env = "TEST_PLAID_CLIENT_ID".into();
     poll.plaid.secret_env = "TEST_PLAID_SECRET".into();
-    set_credentials();
-    let e = Plaid::from_config(&poll).err().expect("an unset access token is refused").to_string();
+    let e = Plaid::with_credentials(&poll, credentials)
+        .err()
+        .expect("an unset access token is refused")
+        .to_string();
+    // From the environment too (nothing sets this variable).
+    let from_env = Plaid::from_config(&poll).err().expect("an unset variable is refused").to_string();
+    assert!(from_env.contains("$TEST_PLAID_CLIENT_ID"), "{from_env}");
     assert!(e.contains("$TEST_PLAID_UNSET_TOKEN"), "{e}");
     assert!(!e.contains("secret-1") && !e.contains("client-1"), "{e}");
 }
 
 #[tokio::test]
 async fn members_sharing_a_coordinator_poll_once_per_interval_between_them() {
-    set_credentials();
     let world = World::new(2).await;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let interval = Duration::from_millis(500);

@@ -28,10 +28,9 @@ pub struct Plaid {
     requester: Requester,
 }
 
-/// Reads the variable `name` names; the error names the variable, never a value.
-fn secret(name: &str, what: &str) -> anyhow::Result<String> {
-    std::env::var(name)
-        .ok()
+/// The variable `name` through `lookup`; the error names the variable, never a value.
+fn secret(lookup: &impl Fn(&str) -> Option<String>, name: &str, what: &str) -> anyhow::Result<String> {
+    lookup(name)
         .filter(|v| !v.is_empty())
         .ok_or_else(|| anyhow::anyhow!("poll.plaid: {what} is read from ${name}, which is not set"))
 }
@@ -65,13 +64,22 @@ enum Step {
 }
 
 impl Plaid {
+    /// The credentials from the environment variables `poll.plaid` names.
     pub fn from_config(config: &PollConfig) -> anyhow::Result<Self> {
+        Self::with_credentials(config, |name| std::env::var(name).ok())
+    }
+
+    /// The credentials from `lookup` (variable name → value).
+    pub fn with_credentials(
+        config: &PollConfig,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Self> {
         let c = &config.plaid;
         Ok(Plaid {
             url: c.url.trim_end_matches('/').to_owned(),
-            client_id: secret(&c.client_id_env, "the client id")?,
-            secret: secret(&c.secret_env, "the secret")?,
-            access_token: secret(&c.access_token_env, "the access token")?,
+            client_id: secret(&lookup, &c.client_id_env, "the client id")?,
+            secret: secret(&lookup, &c.secret_env, "the secret")?,
+            access_token: secret(&lookup, &c.access_token_env, "the access token")?,
             count: c.count,
             topic: c.topic.clone(),
             requester: Requester::new(config, c.requests_per_minute)?,
