@@ -53,6 +53,11 @@ struct Item {
     faults: Vec<Fault>,
     /// Every request: (its cursor, when).
     requests: Vec<(Option<String>, Instant)>,
+    /// Each answer takes this long (a slow provider).
+    delay: Duration,
+    /// Requests being answered now, and the most there ever were at once.
+    in_flight: usize,
+    most_in_flight: usize,
 }
 
 type Shared = Arc<Mutex<Item>>;
@@ -69,8 +74,20 @@ fn plaid_error(status: StatusCode, error_type: &str, code: &str) -> Response {
 }
 
 /// `POST /transactions/sync` as Plaid documents it.
-async fn transactions_sync(State(item): State<Shared>, Json(req): Json<Value>) -> Response {
-    let mut item = item.lock().unwrap();
+async fn transactions_sync(State(shared): State<Shared>, Json(req): Json<Value>) -> Response {
+    let delay = {
+        let mut item = shared.lock().unwrap();
+        item.in_flight += 1;
+        item.most_in_flight = item.most_in_flight.max(item.in_flight);
+        item.delay
+    };
+    tokio::time::sleep(delay).await;
+    let answer = answer(&mut shared.lock().unwrap(), &req);
+    shared.lock().unwrap().in_flight -= 1;
+    answer
+}
+
+fn answer(item: &mut Item, req: &Value) -> Response {
     let cursor = req.get("cursor").and_then(Value::as_str).filter(|c| !c.is_empty()).map(String::from);
     item.requests.push((cursor.clone(), Instant::now()));
     if req["client_id"] != "client-1"
@@ -427,4 +444,26 @@ async fn members_sharing_a_coordinator_poll_once_per_interval_between_them() {
     let polls = world.metrics.counter("apex_poll_total", "ok");
     assert!((4..=7).contains(&polls), "{polls} polls by three members in ~5 intervals");
     world.assert_topic_matches_the_item();
+}
+
+#[tokio::test]
+async fn a_poll_longer_than_the_interval_keeps_the_lock_and_no_other_member_starts_it_again() {
+    let world = World::new(6).await;
+    // 3 pages of 2 at 400 ms each: a poll takes about 1.2 s, the interval is 0.5 s.
+    world.item.lock().unwrap().delay = Duration::from_millis(400);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let members: Vec<_> = (0..2)
+        .map(|_| {
+            let (poller, shutdown) = (world.poller(), shutdown.clone());
+            tokio::spawn(async move { poller.run(Duration::from_millis(500), shutdown).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
+    shutdown.cancel();
+    for m in members {
+        m.await.unwrap();
+    }
+    let item = world.item.lock().unwrap();
+    assert!(item.requests.len() >= 4, "{} requests", item.requests.len());
+    assert_eq!(item.most_in_flight, 1, "two members polled at once");
 }

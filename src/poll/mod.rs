@@ -13,6 +13,7 @@
 pub mod http;
 pub mod plaid;
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::kafka::producer_config;
 use crate::metrics::PollMetrics;
-use crate::store::{Coordinator, RelationalStore, StoreError};
+use crate::store::{Coordinator, LockToken, RelationalStore, StoreError};
 
 /// What a change does to the record with this id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,16 +170,31 @@ impl Poller {
     }
 
     /// Whether this member polls now: it takes the source's lock for one
-    /// interval and keeps it, so of the members sharing a coordinator (Redis)
-    /// one polls per interval, and another takes over when that one is gone.
-    /// Without the coordinator it polls anyway (ids make a second poll harmless).
-    async fn my_turn(&self, interval: Duration) -> bool {
-        let source = self.provider.source();
-        match self.coordinator.try_lock(&format!("poll:{source}"), interval).await {
-            Ok(token) => token.is_some(),
+    /// interval, so of the members sharing a coordinator (Redis) one polls per
+    /// interval, and another takes over when that one is gone. `Some(None)`:
+    /// the coordinator failed, and it polls anyway (ids make a second poll harmless).
+    async fn my_turn(&self, interval: Duration) -> Option<Option<LockToken>> {
+        match self.coordinator.try_lock(&self.lock_key(), interval).await {
+            Ok(token) => token.map(Some),
             Err(e) => {
-                tracing::warn!(source, error = %e, "cannot take the poll lock; polling anyway");
-                true
+                tracing::warn!(source = self.provider.source(), error = %e, "cannot take the poll lock; polling anyway");
+                Some(None)
+            }
+        }
+    }
+
+    fn lock_key(&self) -> String {
+        format!("poll:{}", self.provider.source())
+    }
+
+    /// Keeps the lock while a poll runs longer than an interval, so no other
+    /// member starts the same poll meanwhile. Never returns.
+    async fn keep_lock(&self, token: Option<LockToken>, interval: Duration) -> Infallible {
+        let Some(token) = token else { return std::future::pending().await };
+        loop {
+            tokio::time::sleep(interval / 3).await;
+            if let Err(e) = self.coordinator.extend(&self.lock_key(), &token, interval).await {
+                tracing::warn!(source = self.provider.source(), error = %e, "cannot extend the poll lock");
             }
         }
     }
@@ -189,10 +205,11 @@ impl Poller {
     pub async fn run(&self, interval: Duration, shutdown: CancellationToken) {
         let source = self.provider.source();
         loop {
-            if self.my_turn(interval).await {
+            if let Some(token) = self.my_turn(interval).await {
                 let outcome = tokio::select! {
                     () = shutdown.cancelled() => return,
                     outcome = self.poll_once() => outcome,
+                    never = self.keep_lock(token, interval) => match never {},
                 };
                 match &outcome {
                     Ok(r) => {
