@@ -17,7 +17,7 @@ use apex_ingest::kafka::topics::{self, TopicSpec};
 use apex_ingest::metrics::Metrics;
 use apex_ingest::model::Format;
 use apex_ingest::poll::plaid::Plaid;
-use apex_ingest::poll::{PollError, Poller, Provider};
+use apex_ingest::poll::{PollError, Poller, Provider, headers};
 use apex_ingest::store::RelationalStore;
 use apex_ingest::store::memory_cache::MemoryCache;
 use apex_ingest::store::sqlite_records::SqliteRecordStore;
@@ -224,7 +224,8 @@ impl World {
         // One key is one partition, read in order: the last message of a key is its latest.
         for m in &messages {
             let value: Value = serde_json::from_slice(&m.payload).unwrap();
-            let change = m.headers.iter().find(|(k, _)| k == "apex-change").map(|(_, v)| v.clone()).unwrap();
+            let change =
+                m.headers.iter().find(|(k, _)| k == headers::CHANGE).map(|(_, v)| v.clone()).unwrap();
             latest.insert(m.key.clone().unwrap(), (value, String::from_utf8(change).unwrap()));
         }
         (latest, messages.len())

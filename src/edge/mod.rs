@@ -41,7 +41,7 @@ use signature::Verifier;
 /// Headers of every message the edge produces.
 pub mod headers {
     pub const PROVIDER: &str = "apex-provider";
-    pub const FORMAT: &str = "apex-format";
+    pub const FORMAT: &str = crate::kafka::FORMAT_HEADER;
     pub const RECEIVED_AT: &str = "apex-received-at";
     pub const REQUEST_ID: &str = "apex-request-id";
     pub const EVENT_ID: &str = "apex-event-id";

@@ -26,7 +26,7 @@ pub mod headers {
     pub const ID: &str = "apex-dead-letter-id";
     pub const REASON: &str = "apex-reason";
     pub const DETAIL: &str = "apex-detail";
-    pub const FORMAT: &str = "apex-format";
+    pub const FORMAT: &str = crate::kafka::FORMAT_HEADER;
     pub const ORIGIN_TOPIC: &str = "apex-origin-topic";
     pub const ORIGIN_PARTITION: &str = "apex-origin-partition";
     pub const ORIGIN_OFFSET: &str = "apex-origin-offset";

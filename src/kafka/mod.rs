@@ -14,6 +14,10 @@ use rdkafka::{ClientConfig, Message};
 
 use crate::model::{Format, Origin, RawEvent};
 
+/// The header naming the format of a message's body (`samsara`, `edi`, `front`,
+/// …), on every message this service produces: inputs, webhooks, dead letters.
+pub const FORMAT_HEADER: &str = "apex-format";
+
 /// How long admin and metadata calls may take before they fail.
 pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(15);
 

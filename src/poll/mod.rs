@@ -30,6 +30,14 @@ use crate::kafka::producer_config;
 use crate::metrics::PollMetrics;
 use crate::store::{Coordinator, LockToken, RelationalStore, StoreError};
 
+/// Headers of every message a poller produces.
+pub mod headers {
+    /// The source (`bank`).
+    pub const SOURCE: &str = "apex-source";
+    /// `upsert` or `removed` ([`super::Change`]).
+    pub const CHANGE: &str = "apex-change";
+}
+
 /// What a change does to the record with this id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
@@ -160,8 +168,8 @@ impl Poller {
         let sends = records.iter().map(|r| async move {
             let body = r.body.to_string();
             let headers = OwnedHeaders::new()
-                .insert(Header { key: "apex-source", value: Some(source) })
-                .insert(Header { key: "apex-change", value: Some(r.change.as_str()) });
+                .insert(Header { key: headers::SOURCE, value: Some(source) })
+                .insert(Header { key: headers::CHANGE, value: Some(r.change.as_str()) });
             let message = FutureRecord::to(topic).key(&r.id).payload(&body).headers(headers);
             self.producer.send(message, Duration::from_secs(30)).await.map_err(|(e, _)| e)
         });

@@ -13,7 +13,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use super::generator::{Fleet, GeneratorSettings};
-use crate::kafka::producer_config;
+use crate::kafka::{FORMAT_HEADER, producer_config};
 use crate::model::{Format, RawEvent};
 
 /// Messages handed to librdkafka and not yet acknowledged, at most.
@@ -90,7 +90,7 @@ pub async fn produce(
 
 async fn send(producer: FutureProducer, topic: String, event: RawEvent) -> anyhow::Result<()> {
     let headers = OwnedHeaders::new()
-        .insert(Header { key: "apex-format", value: Some(event.format.as_str()) })
+        .insert(Header { key: FORMAT_HEADER, value: Some(event.format.as_str()) })
         .insert(Header { key: "apex-producer", value: Some("apex-ingest produce") });
     let mut record = FutureRecord::to(&topic).payload(&event.payload).headers(headers);
     if let Some(key) = &event.key {
