@@ -349,24 +349,11 @@ fn measure_lag(consumer: &GroupConsumer, shared: &Shared) {
     if positions.is_empty() {
         return;
     }
-    let mut tpl = TopicPartitionList::new();
-    for ((topic, partition), _, _) in &positions {
-        tpl.add_partition(topic, *partition);
-    }
-    let group_committed: HashMap<Tp, i64> = match consumer.committed_offsets(tpl, ADMIN_TIMEOUT) {
-        Ok(tpl) => tpl
-            .elements()
-            .iter()
-            .filter_map(|e| match e.offset() {
-                Offset::Offset(o) => Some(((e.topic().to_owned(), e.partition()), o)),
-                _ => None,
-            })
-            .collect(),
-        Err(e) => {
-            tracing::debug!(error = %e, "reading the group's committed offsets failed");
-            HashMap::new()
-        }
-    };
+    // The group's committed offsets only where this member has committed nothing
+    // yet (just assigned): one broker request then, none in the steady state.
+    let uncommitted: Vec<&Tp> =
+        positions.iter().filter(|(_, _, c)| c.is_none()).map(|(tp, _, _)| tp).collect();
+    let group_committed = group_committed(consumer, &uncommitted);
     let mut measured = Vec::with_capacity(positions.len());
     for (tp, next, committed) in positions {
         let committed = committed.or_else(|| group_committed.get(&tp).copied());
@@ -384,6 +371,31 @@ fn measure_lag(consumer: &GroupConsumer, shared: &Shared) {
     for ((topic, partition), next, committed, lag) in measured {
         if assigned.binary_search(&(topic.clone(), partition)).is_ok() {
             shared.metrics.source.kafka_partition(&topic, partition, next, committed, lag);
+        }
+    }
+}
+
+/// The group's committed offsets of `tps` (those it has any for).
+fn group_committed(consumer: &GroupConsumer, tps: &[&Tp]) -> HashMap<Tp, i64> {
+    if tps.is_empty() {
+        return HashMap::new();
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (topic, partition) in tps {
+        tpl.add_partition(topic, *partition);
+    }
+    match consumer.committed_offsets(tpl, ADMIN_TIMEOUT) {
+        Ok(tpl) => tpl
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) => Some(((e.topic().to_owned(), e.partition()), o)),
+                _ => None,
+            })
+            .collect(),
+        Err(e) => {
+            tracing::debug!(error = %e, "reading the group's committed offsets failed");
+            HashMap::new()
         }
     }
 }
