@@ -106,6 +106,16 @@ pub struct PollReport {
     pub cursor: Option<String>,
 }
 
+/// Whose poll it is this interval.
+enum Turn {
+    /// This member's: it holds the source's lock.
+    Locked(LockToken),
+    /// This member's, without a lock: the coordinator failed (ids make a second poll harmless).
+    Unlocked,
+    /// Another member holds the lock.
+    Theirs,
+}
+
 /// One source's poll step and loop.
 pub struct Poller {
     provider: Arc<dyn Provider>,
@@ -179,14 +189,14 @@ impl Poller {
 
     /// Whether this member polls now: it takes the source's lock for one
     /// interval, so of the members sharing a coordinator (Redis) one polls per
-    /// interval, and another takes over when that one is gone. `Some(None)`:
-    /// the coordinator failed, and it polls anyway (ids make a second poll harmless).
-    async fn my_turn(&self, interval: Duration) -> Option<Option<LockToken>> {
+    /// interval, and another takes over when that one is gone.
+    async fn my_turn(&self, interval: Duration) -> Turn {
         match self.coordinator.try_lock(&self.lock_key(), interval).await {
-            Ok(token) => token.map(Some),
+            Ok(Some(token)) => Turn::Locked(token),
+            Ok(None) => Turn::Theirs,
             Err(e) => {
                 tracing::warn!(source = self.provider.source(), error = %e, "cannot take the poll lock; polling anyway");
-                Some(None)
+                Turn::Unlocked
             }
         }
     }
@@ -197,8 +207,8 @@ impl Poller {
 
     /// Keeps the lock while a poll runs longer than an interval, so no other
     /// member starts the same poll meanwhile. Never returns.
-    async fn keep_lock(&self, token: Option<LockToken>, interval: Duration) -> Infallible {
-        let Some(token) = token else { return std::future::pending().await };
+    async fn keep_lock(&self, turn: Turn, interval: Duration) -> Infallible {
+        let Turn::Locked(token) = turn else { return std::future::pending().await };
         loop {
             tokio::time::sleep(interval / 3).await;
             if let Err(e) = self.coordinator.extend(&self.lock_key(), &token, interval).await {
@@ -213,11 +223,12 @@ impl Poller {
     pub async fn run(&self, interval: Duration, shutdown: CancellationToken) {
         let source = self.provider.source();
         loop {
-            if let Some(token) = self.my_turn(interval).await {
+            let turn = self.my_turn(interval).await;
+            if !matches!(turn, Turn::Theirs) {
                 let outcome = tokio::select! {
                     () = shutdown.cancelled() => return,
                     outcome = self.poll_once() => outcome,
-                    never = self.keep_lock(token, interval) => match never {},
+                    never = self.keep_lock(turn, interval) => match never {},
                 };
                 match &outcome {
                     Ok(r) => {
