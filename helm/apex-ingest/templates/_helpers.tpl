@@ -49,10 +49,18 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end -}}
 
-{{/* The port of a listen address "host:port". */}}
+{{/*
+The port of the listen address config.<section>.listen, which must reach
+beyond localhost (probes, Services and Prometheus come from outside the pod):
+(dict "config" .Values.config "section" "metrics" "default" "127.0.0.1:9464").
+*/}}
 {{- define "apex-ingest.port" -}}
-{{- $port := regexFind "[0-9]+$" (toString .) -}}
-{{- if not $port -}}{{ fail (printf "the listen address %q has no port" .) }}{{- end -}}
+{{- $listen := toString (dig .section "listen" .default .config) -}}
+{{- if hasPrefix "127." $listen -}}
+{{- fail (printf "config.%s.listen (%s) must listen beyond localhost, e.g. 0.0.0.0%s: probes, Services and Prometheus reach it from outside the pod" .section $listen (regexFind ":[0-9]+$" .default)) -}}
+{{- end -}}
+{{- $port := regexFind "[0-9]+$" $listen -}}
+{{- if not $port -}}{{ fail (printf "config.%s.listen (%s) has no port" .section $listen) }}{{- end -}}
 {{- $port -}}
 {{- end -}}
 
