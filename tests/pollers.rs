@@ -179,7 +179,7 @@ struct World {
     coordinator: Arc<MemoryCache>,
     metrics: Arc<Metrics>,
     poll: PollConfig,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl World {
@@ -206,7 +206,7 @@ impl World {
         poll.plaid.secret_env = "TEST_PLAID_SECRET".into();
         poll.plaid.access_token_env = "TEST_PLAID_ACCESS_TOKEN".into();
         let coordinator = Arc::new(MemoryCache::new());
-        World { item, topic, brokers, cursors, coordinator, metrics: Metrics::new(), poll, _dir: dir }
+        World { item, topic, brokers, cursors, coordinator, metrics: Metrics::new(), poll, dir }
     }
 
     fn poller(&self) -> Poller {
@@ -346,7 +346,7 @@ async fn a_crash_between_produce_and_cursor_save_refetches_and_loses_nothing() {
     // be saved after the records were produced (the process "dies" there).
     let lock = sqlx::sqlite::SqlitePoolOptions::new()
         .max_connections(1)
-        .connect(&format!("sqlite://{}", world._dir.path().join("records.db").display()))
+        .connect(&format!("sqlite://{}", world.dir.path().join("records.db").display()))
         .await
         .unwrap();
     let mut held = lock.acquire().await.unwrap();
