@@ -895,6 +895,10 @@ async fn every_metric_the_dashboard_and_the_alert_rules_use_is_served_by_a_runni
             *value = "50".to_owned();
         }
     }
+    // Poison in nearly every batch, so batches the member writes itself (not
+    // the worker) dead-letter some: 1 % alone left that to chance.
+    produce_to(&run.brokers, &run.names.samsara, Format::Samsara, 100, 0.5, 43).await;
+    run.want = expected(&run.brokers, &run.names);
     let _worker = run.worker("a");
     let mut member = run.member();
     wait_until_committed_to_end(&run.brokers, &run.names).await;
