@@ -73,8 +73,15 @@ pub async fn produce(
     let mut deliveries = FuturesUnordered::new();
     let mut sent = 0;
     for _ in 0..settings.events {
-        if let Some(l) = &limiter {
-            l.until_ready().await;
+        // The sends already pushed go out while we wait for the next slot: a
+        // send future enqueues its message only when polled, and unpolled
+        // ones used to leave in bursts of IN_FLIGHT, not at the rate.
+        while let Some(l) = &limiter {
+            tokio::select! {
+                biased;
+                () = l.until_ready() => break,
+                Some(delivery) = deliveries.next() => acknowledged(Some(delivery), &mut sent, &progress)?,
+            }
         }
         deliveries.push(send(producer.clone(), settings.topic.clone(), fleet.next_event()));
         while deliveries.len() >= IN_FLIGHT {
