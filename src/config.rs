@@ -88,9 +88,12 @@ pub struct KafkaConfig {
     /// uncommitted) and the partitions released.
     #[serde(with = "humantime_serde")]
     pub revoke_deadline: Duration,
-    /// Paused partitions resume once batches in flight drop to this number
-    /// (they pause at `batch.max_in_flight`).
-    pub resume_below: usize,
+    /// Fetched events a member holds that no batch has taken yet (the pipeline
+    /// is full): at this many it pauses its partitions, at half as many it
+    /// resumes. Half must cover what the pipeline writes while a resumed
+    /// partition is fetched again (librdkafka drops a paused partition's
+    /// prefetched messages), and must hold `source.queue`.
+    pub max_buffered_events: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -178,7 +181,7 @@ impl Default for KafkaConfig {
             session_timeout: Duration::from_secs(30),
             statistics_interval: Duration::from_secs(5),
             revoke_deadline: Duration::from_secs(20),
-            resume_below: 24,
+            max_buffered_events: 20_000,
         }
     }
 }
@@ -739,9 +742,9 @@ impl Config {
                 "must name at least one file or directory when source.kind = \"file\"",
             ),
             (
-                self.kafka.resume_below < self.batch.max_in_flight,
-                "kafka.resume_below",
-                "must be below batch.max_in_flight",
+                self.kafka.max_buffered_events / 2 >= self.source.queue,
+                "kafka.max_buffered_events",
+                "must be at least twice source.queue (a member resumes at half of it)",
             ),
             (
                 ["earliest", "latest"].contains(&self.kafka.auto_offset_reset.as_str()),

@@ -251,7 +251,7 @@ impl Member {
                  [kafka]\nbrokers = {brokers:?}\ngroup_id = {group:?}\nsamsara_topic = {s:?}\n\
                  edi_topic = {e:?}\ndlq_topic = {d:?}\nfront_topic = \"\"\nturvo_topic = \"\"\n\
                  session_timeout = \"6s\"\n\
-                 statistics_interval = \"1s\"\nresume_below = 0\n",
+                 statistics_interval = \"1s\"\nmax_buffered_events = 2000\n",
                 dir = data_dir.display().to_string(),
                 group = names.group,
                 s = names.samsara,
@@ -518,7 +518,8 @@ fn in_process_config(names: &Names, dir: &Path) -> apex_ingest::config::Config {
     let mut config = support::config();
     config.source.kind = apex_ingest::config::SourceKind::Kafka;
     config.stores.data_dir = dir.to_path_buf();
-    config.kafka.resume_below = 0;
+    // Small, so a slow store pauses the partitions after a few batches' worth.
+    (config.source.queue, config.kafka.max_buffered_events) = (100, 200);
     config.kafka.group_id = names.group.clone();
     config.kafka.samsara_topic = names.samsara.clone();
     config.kafka.edi_topic = names.edi.clone();

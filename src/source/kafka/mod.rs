@@ -1,8 +1,11 @@
 //! Kafka source: one member of a consumer group. Offsets are committed by hand
 //! (`enable.auto.commit=false`) and only up to the first event not yet written,
-//! so a crash anywhere means re-delivery, never loss. At `batch.max_in_flight`
-//! batches in flight the member pauses its partitions and keeps polling (so the
-//! group keeps it); below `kafka.resume_below` it resumes. On revocation it stops
+//! so a crash anywhere means re-delivery, never loss. Holding
+//! `kafka.max_buffered_events` fetched events that no batch has taken yet (the
+//! pipeline is full: `batch.max_in_flight` batches run), the member pauses its
+//! partitions and keeps polling (so the group keeps it); at half as many it
+//! resumes, while the pipeline still has work for the time a fetch takes again
+//! (librdkafka drops a paused partition's prefetched messages). On revocation it stops
 //! dispatching the revoked partitions' events, lets their running batches finish
 //! within `kafka.revoke_deadline`, commits what is written and lets go. A batch
 //! still running then is fenced: it stops before its next store call, so it
@@ -44,8 +47,9 @@ struct Shared {
     finished: Condvar,
     metrics: Arc<Metrics>,
     kafka: KafkaConfig,
-    /// Partitions pause at this many batches in flight (`batch.max_in_flight`).
-    max_in_flight: usize,
+    /// Signalled on every assignment: the lag of new partitions is measured at
+    /// once, not a `kafka.statistics_interval` later.
+    assigned: tokio::sync::Notify,
     /// Topic → the format its messages carry.
     formats: HashMap<String, Format>,
 }
@@ -123,6 +127,7 @@ impl Shared {
         // New partitions join a paused member paused.
         set_paused(consumer, &self.metrics, &tps, paused);
         self.set_assigned(assigned);
+        self.assigned.notify_one();
         tracing::info!(partitions = ?tps, "partitions assigned");
     }
 }
@@ -242,7 +247,7 @@ impl KafkaSource {
             finished: Condvar::new(),
             metrics,
             kafka: k.clone(),
-            max_in_flight: config.batch.max_in_flight,
+            assigned: tokio::sync::Notify::new(),
             formats: [
                 (&k.samsara_topic, Format::Samsara),
                 (&k.edi_topic, Format::Edi),
@@ -266,6 +271,22 @@ impl KafkaSource {
 
     fn to_event(&self, m: &BorrowedMessage<'_>) -> Option<RawEvent> {
         Some(raw_event(m, *self.shared.formats.get(m.topic())?))
+    }
+
+    /// Pauses every assigned partition at `kafka.max_buffered_events` events
+    /// held, resumes them at half as many.
+    fn backpressure(&self, buffered: usize) {
+        let limit = self.shared.kafka.max_buffered_events;
+        let change = {
+            let mut state = self.shared.lock();
+            let change = if state.paused { buffered <= limit / 2 } else { buffered >= limit };
+            state.paused ^= change;
+            change.then(|| (state.paused, state.tracker.assigned()))
+        };
+        if let Some((paused, tps)) = change {
+            set_paused(self.consumer.as_ref(), &self.shared.metrics, &tps, paused);
+            tracing::info!(partitions = tps.len(), paused, buffered, "backpressure");
+        }
     }
 }
 
@@ -315,6 +336,8 @@ impl Source for KafkaSource {
                     }
                 }
             }
+            // Events fetched that no batch has taken: ours to hold, and the channel's.
+            self.backpressure(waiting.len() + (tx.max_capacity() - tx.capacity()));
         }
         lag.abort();
         tracing::info!(sent, undelivered = waiting.len(), "consumer stopped fetching");
@@ -334,6 +357,7 @@ async fn measure_lag_until(consumer: Arc<GroupConsumer>, shared: Arc<Shared>, sh
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
+            () = shared.assigned.notified() => {}
         }
         let (consumer, shared) = (consumer.clone(), shared.clone());
         if let Err(e) = tokio::task::spawn_blocking(move || measure_lag(&consumer, &shared)).await {
@@ -406,33 +430,21 @@ struct KafkaProgress {
     shared: Arc<Shared>,
 }
 
-impl KafkaProgress {
-    fn backpressure(&self, tps: &[Tp], paused: bool) {
-        set_paused(self.consumer.as_ref(), &self.shared.metrics, tps, paused);
-        tracing::info!(partitions = tps.len(), paused, "backpressure");
-    }
-}
-
 impl BatchProgress for KafkaProgress {
     fn ready_at_start(&self) -> bool {
         false
     }
 
     fn dispatch(&self, batch: Batch) -> Dispatched {
-        let (kept, dropped, pause, fence) = {
+        let (kept, dropped, fence) = {
             let mut state = self.shared.lock();
             let (kept, dropped) = state.tracker.dispatch(batch);
             let fence =
                 kept.as_ref().and_then(|(_, ticket)| state.tracker.fence_of(*ticket)).unwrap_or_default();
-            let pause = !state.paused && state.tracker.batches_in_flight() >= self.shared.max_in_flight;
-            state.paused |= pause;
-            (kept, dropped, pause.then(|| state.tracker.assigned()), fence)
+            (kept, dropped, fence)
         };
         if dropped > 0 {
             self.shared.metrics.source.kafka_dropped_on_revoke(dropped);
-        }
-        if let Some(tps) = pause {
-            self.backpressure(&tps, true);
         }
         match kept {
             Some((batch, ticket)) => Dispatched { batch: Some(batch), dropped, ticket, fence },
@@ -441,18 +453,13 @@ impl BatchProgress for KafkaProgress {
     }
 
     fn finish(&self, ticket: u64, batch: &Batch, written: bool) {
-        let (commits, resume) = {
+        let commits = {
             let mut state = self.shared.lock();
             state.tracker.finish(ticket, batch, written);
-            let resume = state.paused && state.tracker.batches_in_flight() <= self.shared.kafka.resume_below;
-            state.paused &= !resume;
-            (state.tracker.take_commits(), resume.then(|| state.tracker.assigned()))
+            state.tracker.take_commits()
         };
         self.shared.finished.notify_all();
         commit(self.consumer.as_ref(), &commits, CommitMode::Async);
-        if let Some(tps) = resume {
-            self.backpressure(&tps, false);
-        }
     }
 
     fn drained(&self) {

@@ -129,7 +129,8 @@ impl OffsetTracker {
         }
     }
 
-    pub fn batches_in_flight(&self) -> usize {
+    #[cfg(test)]
+    fn batches_in_flight(&self) -> usize {
         self.in_flight.len()
     }
 
