@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::{BatchReport, OrchestrateError, Orchestrator};
 use crate::batch::Batch;
@@ -81,16 +82,21 @@ pub async fn process_events(
 #[async_trait]
 impl Orchestrator for DirectOrchestrator {
     async fn run_batch(&self, batch: &Batch) -> Result<BatchReport, OrchestrateError> {
-        // Parse, extract and embed on a task of their own: the pipeline polls
-        // every batch in flight from one task, and this is its CPU work.
-        let (own, embedder, policy) = (batch.clone(), self.embedder.clone(), self.policy.clone());
-        let stages =
-            tokio::spawn(async move { process_events(embedder.as_ref(), &policy, &own.events).await });
-        let (rows, dead) = match stages.await {
+        // The whole batch on a task of its own: the pipeline polls every batch
+        // in flight from one task, so without this the CPU work of all of them
+        // (parsing, building each store call) would share one core. Dropping
+        // the handle (a fence, the drain deadline) aborts the task as dropping
+        // the future would.
+        let (own, embedder, policy, writer) =
+            (batch.clone(), self.embedder.clone(), self.policy.clone(), self.writer.clone());
+        let task = AbortOnDropHandle::new(tokio::spawn(async move {
+            let (rows, dead) = process_events(embedder.as_ref(), &policy, &own.events).await?;
+            Ok::<_, OrchestrateError>(writer.write(&own.id, &rows, &dead).await?)
+        }));
+        let outcome = match task.await {
             Ok(done) => done?,
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         };
-        let outcome = self.writer.write(&batch.id, &rows, &dead).await?;
         Ok(BatchReport {
             batch_id: batch.id.clone(),
             close_reason: batch.close_reason,
