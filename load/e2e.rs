@@ -597,6 +597,7 @@ output:
     max_in_flight: 4
     batching:
       count: 100
+      period: 1s
 "#,
             brokers = run.brokers,
             topic = run.samsara,
@@ -632,6 +633,12 @@ output:
             if committed == end && stable_since.elapsed() > Duration::from_secs(3) {
                 break (n, (stable_since - started).as_secs_f64());
             }
+            // A batch it holds back and never writes (it once waited for a
+            // full output batch that the partition's tail could not fill).
+            anyhow::ensure!(
+                stable_since.elapsed() < Duration::from_secs(60),
+                "peer: stuck at {n} of {expected} rows for 60 s, its group at {committed} of {end} offsets"
+            );
             if let Some(status) = child.try_wait()? {
                 let log = std::fs::read_to_string(dir.path().join("peer.log")).unwrap_or_default();
                 anyhow::bail!("Redpanda Connect exited ({status}) with {n} of {expected} rows:\n{log}");
