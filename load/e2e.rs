@@ -45,6 +45,10 @@ mod traffic;
 
 use traffic::{EDI_PARTITIONS, RunTopics, SAMSARA_PARTITIONS};
 
+/// The members run on the allocator the binary uses (`src/main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Layout {
     /// Neo4j, PostgreSQL, the vector role (`--vector`) and Redis.

@@ -7,6 +7,11 @@ use clap::Parser;
 
 use apex_ingest::cli::{Cli, dispatch};
 
+/// mimalloc, not glibc's malloc: allocating and freeing records took a third
+/// of a member's CPU under load (load/RESULTS.md, "Where the time goes").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     dispatch(Cli::parse()).await
