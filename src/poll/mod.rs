@@ -155,9 +155,10 @@ impl Poller {
             let page = self.provider.fetch_page(report.cursor.as_deref()).await?;
             self.produce(&page.records).await?;
             let removals = page.records.iter().filter(|r| r.change == Change::Removed).count();
-            self.metrics.produced(source, page.records.len() - removals, removals);
+            let upserts = page.records.len() - removals;
+            self.metrics.produced(source, upserts, removals);
             report.pages += 1;
-            report.upserts += page.records.len() - removals;
+            report.upserts += upserts;
             report.removals += removals;
             if let Some(next) = page.cursor
                 && report.cursor.as_ref() != Some(&next)

@@ -274,19 +274,22 @@ impl KafkaSource {
     }
 
     /// Pauses every assigned partition at `kafka.max_buffered_events` events
-    /// held, resumes them at half as many.
-    fn backpressure(&self, buffered: usize) {
+    /// held, resumes them at half as many. The fetch loop alone changes
+    /// `paused` and keeps its own copy, so the shared state is locked only
+    /// when it changes, not for every message.
+    fn backpressure(&self, buffered: usize, paused: &mut bool) {
         let limit = self.shared.kafka.max_buffered_events;
-        let change = {
-            let mut state = self.shared.lock();
-            let change = if state.paused { buffered <= limit / 2 } else { buffered >= limit };
-            state.paused ^= change;
-            change.then(|| (state.paused, state.tracker.assigned()))
-        };
-        if let Some((paused, tps)) = change {
-            set_paused(self.consumer.as_ref(), &self.shared.metrics, &tps, paused);
-            tracing::info!(partitions = tps.len(), paused, buffered, "backpressure");
+        if (*paused && buffered > limit / 2) || (!*paused && buffered < limit) {
+            return;
         }
+        *paused = !*paused;
+        let tps = {
+            let mut state = self.shared.lock();
+            state.paused = *paused;
+            state.tracker.assigned()
+        };
+        set_paused(self.consumer.as_ref(), &self.shared.metrics, &tps, *paused);
+        tracing::info!(partitions = tps.len(), paused = *paused, buffered, "backpressure");
     }
 }
 
@@ -308,6 +311,7 @@ impl Source for KafkaSource {
             tokio::spawn(measure_lag_until(self.consumer.clone(), self.shared.clone(), shutdown.clone()));
         let mut waiting: VecDeque<RawEvent> = VecDeque::new();
         let mut sent = 0u64;
+        let mut paused = false;
         loop {
             tokio::select! {
                 biased;
@@ -337,7 +341,7 @@ impl Source for KafkaSource {
                 }
             }
             // Events fetched that no batch has taken: ours to hold, and the channel's.
-            self.backpressure(waiting.len() + (tx.max_capacity() - tx.capacity()));
+            self.backpressure(waiting.len() + (tx.max_capacity() - tx.capacity()), &mut paused);
         }
         lag.abort();
         tracing::info!(sent, undelivered = waiting.len(), "consumer stopped fetching");
