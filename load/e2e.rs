@@ -510,6 +510,7 @@ async fn ceilings(
         work.len()
     );
     println!("| store | records/s | pipeline ÷ ceiling |\n|---|---|---|");
+    let work: Vec<Vec<&ProcessedRecord>> = work.iter().map(|rows| rows.iter().collect()).collect();
     let mut slowest = f64::INFINITY;
     for s in stores.all() {
         let started = Instant::now();

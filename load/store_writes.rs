@@ -53,8 +53,9 @@ async fn one_store(store: &dyn BatchStore, n: usize) -> anyhow::Result<()> {
     let records = work.iter().map(|(_, rows)| rows.len()).sum();
     let mut latencies = Vec::with_capacity(n);
     for (_, rows) in &work {
+        let rows: Vec<_> = rows.iter().collect();
         let started = Instant::now();
-        store.upsert_batch(rows).await?;
+        store.upsert_batch(&rows).await?;
         latencies.push(started.elapsed());
     }
     report(store.name(), &mut latencies, records);

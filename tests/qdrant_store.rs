@@ -27,8 +27,9 @@ async fn qdrant_upserts_once_finds_neighbours_and_compensates() {
     let batch = generated_batch(100, rand::random(), 0.0);
     let (rows, _) = processed(&batch).await;
     let ids: Vec<RecordId> = rows.iter().map(|r| r.record.id.clone()).collect();
-    store.upsert_batch(&rows).await.unwrap();
-    store.upsert_batch(&rows).await.unwrap();
+    let borrowed: Vec<_> = rows.iter().collect();
+    store.upsert_batch(&borrowed).await.unwrap();
+    store.upsert_batch(&borrowed).await.unwrap();
     assert_eq!(store.count_records().await.unwrap(), rows.len() as u64, "written twice, one copy");
     assert_eq!(store.present(&ids).await.unwrap().len(), ids.len());
     assert_eq!(store.record_ids().await.unwrap().len(), ids.len());

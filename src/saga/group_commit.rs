@@ -57,7 +57,8 @@ impl GroupCommit {
     /// not copied, while they wait.
     pub async fn write(&self, guard: &GuardedStore, rows: &Arc<[ProcessedRecord]>) -> Result<(), StoreError> {
         if self.max_records <= 1 {
-            return guard.call(|| self.store.upsert_batch(rows)).await;
+            let rows: Vec<&ProcessedRecord> = rows.iter().collect();
+            return guard.call(|| self.store.upsert_batch(&rows)).await;
         }
         let (done, mut result) = oneshot::channel();
         self.queue().push(Pending { rows: rows.clone(), done });
@@ -99,18 +100,17 @@ impl GroupCommit {
     }
 
     async fn write_group(&self, guard: &GuardedStore, group: Vec<Pending>) {
-        let result = if group.len() == 1 {
-            guard.call(|| self.store.upsert_batch(&group[0].rows)).await
-        } else {
-            let rows: Vec<ProcessedRecord> = group.iter().flat_map(|p| p.rows.iter().cloned()).collect();
-            guard.call(|| self.store.upsert_batch(&rows)).await
-        };
+        // The group's rows are borrowed, not copied: copying every record
+        // (body and entities) of a group was a sixth of a member's CPU.
+        let rows: Vec<&ProcessedRecord> = group.iter().flat_map(|p| p.rows.iter()).collect();
+        let result = guard.call(|| self.store.upsert_batch(&rows)).await;
         match result {
             // A permanent error may be one batch's fault: write each alone, so
             // only that batch fails.
             Err(e) if !e.transient && group.len() > 1 => {
                 for p in group {
-                    let alone = guard.call(|| self.store.upsert_batch(&p.rows)).await;
+                    let rows: Vec<&ProcessedRecord> = p.rows.iter().collect();
+                    let alone = guard.call(|| self.store.upsert_batch(&rows)).await;
                     let _ = p.done.send(alone);
                 }
             }

@@ -58,7 +58,7 @@ impl BatchStore for MemoryCache {
         false
     }
 
-    async fn upsert_batch(&self, rows: &[ProcessedRecord]) -> Result<(), StoreError> {
+    async fn upsert_batch(&self, rows: &[&ProcessedRecord]) -> Result<(), StoreError> {
         let mut s = self.lock();
         for r in rows {
             let subject = r.record.subject();

@@ -65,7 +65,7 @@ pub trait BatchStore: Send + Sync {
         true
     }
     /// Upserts the whole batch keyed by record id; writing it twice leaves one copy.
-    async fn upsert_batch(&self, rows: &[ProcessedRecord]) -> Result<(), StoreError>;
+    async fn upsert_batch(&self, rows: &[&ProcessedRecord]) -> Result<(), StoreError>;
     /// Removes what `upsert_batch` wrote for these ids (saga compensation).
     async fn remove_records(&self, ids: &[RecordId]) -> Result<(), StoreError>;
     async fn count_records(&self) -> Result<u64, StoreError>;
@@ -198,7 +198,7 @@ pub trait Coordinator: Send + Sync {
 /// The graph of a batch as both graph stores write it: each node once (the
 /// props of its repeated mentions combined) and each edge once.
 pub fn merge_graph_batch(
-    rows: &[ProcessedRecord],
+    rows: &[&ProcessedRecord],
 ) -> (BTreeMap<EntityKey, BTreeMap<String, String>>, BTreeSet<Relation>) {
     let mut nodes: BTreeMap<EntityKey, BTreeMap<String, String>> = BTreeMap::new();
     let mut edges = BTreeSet::new();

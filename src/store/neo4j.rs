@@ -85,7 +85,7 @@ impl BatchStore for Neo4jStore {
         NAME
     }
 
-    async fn upsert_batch(&self, rows: &[ProcessedRecord]) -> Result<(), StoreError> {
+    async fn upsert_batch(&self, rows: &[&ProcessedRecord]) -> Result<(), StoreError> {
         let (nodes, edges) = merge_graph_batch(rows);
         let mut by_label: BTreeMap<Label, Vec<BoltType>> = BTreeMap::new();
         for (k, props) in nodes {

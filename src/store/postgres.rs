@@ -127,7 +127,7 @@ impl BatchStore for PostgresStore {
         NAME
     }
 
-    async fn upsert_batch(&self, rows: &[ProcessedRecord]) -> Result<(), StoreError> {
+    async fn upsert_batch(&self, rows: &[&ProcessedRecord]) -> Result<(), StoreError> {
         let ids: Vec<&str> = rows.iter().map(|r| r.record.id.as_str()).collect();
         let formats: Vec<&str> = rows.iter().map(|r| r.record.format.as_str()).collect();
         let kinds: Vec<&str> = rows.iter().map(|r| r.record.kind.as_str()).collect();

@@ -92,7 +92,7 @@ impl BatchStore for QdrantStore {
         NAME
     }
 
-    async fn upsert_batch(&self, rows: &[ProcessedRecord]) -> Result<(), StoreError> {
+    async fn upsert_batch(&self, rows: &[&ProcessedRecord]) -> Result<(), StoreError> {
         let points: Vec<PointStruct> = rows
             .iter()
             .filter(|r| r.is_embedded())

@@ -92,7 +92,7 @@ impl BatchStore for RedisStore {
         NAME
     }
 
-    async fn upsert_batch(&self, rows: &[ProcessedRecord]) -> Result<(), StoreError> {
+    async fn upsert_batch(&self, rows: &[&ProcessedRecord]) -> Result<(), StoreError> {
         let mut pipe = redis::pipe();
         pipe.atomic();
         let ids: Vec<&str> = rows.iter().map(|r| r.record.id.as_str()).collect();

@@ -43,7 +43,7 @@ impl BatchStore for SqliteGraphStore {
         NAME
     }
 
-    async fn upsert_batch(&self, rows: &[ProcessedRecord]) -> Result<(), StoreError> {
+    async fn upsert_batch(&self, rows: &[&ProcessedRecord]) -> Result<(), StoreError> {
         let (nodes, edges) = merge_graph_batch(rows);
         let nodes: Vec<_> = nodes.into_iter().collect();
         let edges: Vec<_> = edges.into_iter().collect();

@@ -39,7 +39,7 @@ impl BatchStore for SqliteRecordStore {
         NAME
     }
 
-    async fn upsert_batch(&self, rows: &[ProcessedRecord]) -> Result<(), StoreError> {
+    async fn upsert_batch(&self, rows: &[&ProcessedRecord]) -> Result<(), StoreError> {
         let now = Utc::now().to_rfc3339();
         let mut tx = self.pool.begin().await.map_err(Self::err)?;
         for chunk in rows.chunks(CHUNK) {

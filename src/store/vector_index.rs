@@ -68,8 +68,8 @@ impl BatchStore for ExactVectorIndex {
     }
 
     /// Keeps the embedded records only (`[embed] skip_kinds`).
-    async fn upsert_batch(&self, rows: &[ProcessedRecord]) -> Result<(), StoreError> {
-        let rows: Vec<&ProcessedRecord> = rows.iter().filter(|r| r.is_embedded()).collect();
+    async fn upsert_batch(&self, rows: &[&ProcessedRecord]) -> Result<(), StoreError> {
+        let rows: Vec<&ProcessedRecord> = rows.iter().copied().filter(|r| r.is_embedded()).collect();
         if let Some(bad) = rows.iter().find(|r| r.embedding.len() != self.dims) {
             return Err(StoreError {
                 store: NAME,

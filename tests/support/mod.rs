@@ -174,7 +174,7 @@ impl<S: BatchStore> BatchStore for Flaky<S> {
     fn name(&self) -> &'static str {
         self.inner.name()
     }
-    async fn upsert_batch(&self, rows: &[ProcessedRecord]) -> Result<(), StoreError> {
+    async fn upsert_batch(&self, rows: &[&ProcessedRecord]) -> Result<(), StoreError> {
         self.write_calls.fetch_add(1, Ordering::SeqCst);
         let _ = self.held.subscribe().wait_for(|held| !held).await;
         injected(&self.failing, self.inner.name())?;
