@@ -137,7 +137,7 @@ fn scenario_config(args: &Args, topics: &RunTopics, id: &str, dir: &Path) -> any
     c.kafka.group_id = format!("chaos-{id}");
     c.kafka.samsara_topic = topics.samsara.clone();
     c.kafka.edi_topic = topics.edi.clone();
-    (c.kafka.front_topic, c.kafka.turvo_topic) = (String::new(), String::new());
+    c.kafka.only_samsara_and_edi();
     c.kafka.dlq_topic = topics.dlq.clone();
     c.kafka.session_timeout = Duration::from_secs(10);
     c.embed.skip_kinds = args.skip_kinds.clone();
@@ -153,7 +153,7 @@ fn member_toml(c: &Config) -> String {
          [stores]\ndata_dir = {dir:?}\ngraph = \"neo4j\"\nrelational = \"postgres\"\nvector = \"pgvector\"\n\
          cache = \"redis\"\nredis_prefix = {prefix:?}\n\
          [kafka]\ngroup_id = {group:?}\nsamsara_topic = {s:?}\nedi_topic = {e:?}\ndlq_topic = {d:?}\n\
-         front_topic = \"\"\nturvo_topic = \"\"\n\
+         front_topic = \"\"\nturvo_topic = \"\"\nbank_topic = \"\"\n\
          session_timeout = \"10s\"\n\
          [embed]\nskip_kinds = {skip:?}\n\
          [temporal]\ntask_queue = {queue:?}\nrollout_percent = {percent}\n\

@@ -251,7 +251,7 @@ async fn main() -> anyhow::Result<()> {
     let topics = RunTopics::create(&brokers, "e2e", &id).await?;
     config.kafka.samsara_topic = topics.samsara.clone();
     config.kafka.edi_topic = topics.edi.clone();
-    (config.kafka.front_topic, config.kafka.turvo_topic) = (String::new(), String::new());
+    config.kafka.only_samsara_and_edi();
     config.kafka.dlq_topic = topics.dlq.clone();
     let seed: u64 = rand::random::<u32>().into();
     let streams = traffic::streams(&topics, args.events, args.edi_share, seed);

@@ -93,7 +93,7 @@ async fn main() -> anyhow::Result<()> {
     config.kafka.group_id = format!("load-e2e-{run}");
     config.kafka.samsara_topic = samsara.clone();
     config.kafka.edi_topic = edi.clone();
-    (config.kafka.front_topic, config.kafka.turvo_topic) = (String::new(), String::new());
+    config.kafka.only_samsara_and_edi();
     config.kafka.dlq_topic = dlq;
     let metrics = Metrics::new();
     let stores = apex_ingest::app::open_stores(&config).await?;

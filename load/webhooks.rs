@@ -187,6 +187,7 @@ async fn through_stores(config: &mut Config, topics: &[&str; 3], id: &str) -> an
     [config.kafka.samsara_topic, config.kafka.front_topic, config.kafka.turvo_topic] =
         topics.map(str::to_owned);
     config.kafka.edi_topic = String::new();
+    config.kafka.bank_topic = String::new();
     let s = &mut config.stores;
     (s.graph, s.relational, s.vector, s.cache) =
         (GraphKind::Neo4j, RelationalKind::Postgres, VectorKind::Pgvector, CacheKind::Redis);

@@ -20,6 +20,7 @@ pub const EDI_TOPIC: &str = "edi.carrier.v1";
 pub const DLQ_TOPIC: &str = "ingest.dlq.v1";
 pub const FRONT_TOPIC: &str = "webhooks.frontapp.v1";
 pub const TURVO_TOPIC: &str = "webhooks.turvo.v1";
+pub const BANK_TOPIC: &str = "poll.bank.v1";
 pub const GENERIC_WEBHOOK_TOPIC: &str = "webhooks.generic.v1";
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -73,6 +74,8 @@ pub struct KafkaConfig {
     pub front_topic: String,
     /// Topic of Turvo webhooks (the edge produces them); empty is not read.
     pub turvo_topic: String,
+    /// Topic of bank transactions (the Plaid poller produces them); empty is not read.
+    pub bank_topic: String,
     /// Where poison records are published (besides the dead-letter table).
     pub dlq_topic: String,
     /// Where to start a partition that has no committed offset: "earliest" or "latest".
@@ -167,6 +170,16 @@ pub struct TemporalConfig {
     pub stall_warning: Duration,
 }
 
+impl KafkaConfig {
+    /// Reads the Samsara and EDI topics only: not the webhook and poll topics
+    /// (load runs and tests on topics of their own).
+    pub fn only_samsara_and_edi(&mut self) {
+        for topic in [&mut self.front_topic, &mut self.turvo_topic, &mut self.bank_topic] {
+            topic.clear();
+        }
+    }
+}
+
 impl Default for KafkaConfig {
     fn default() -> Self {
         KafkaConfig {
@@ -176,6 +189,7 @@ impl Default for KafkaConfig {
             edi_topic: EDI_TOPIC.into(),
             front_topic: FRONT_TOPIC.into(),
             turvo_topic: TURVO_TOPIC.into(),
+            bank_topic: BANK_TOPIC.into(),
             dlq_topic: DLQ_TOPIC.into(),
             auto_offset_reset: "earliest".into(),
             session_timeout: Duration::from_secs(30),
@@ -689,7 +703,7 @@ impl Default for PlaidConfig {
             access_token_env: String::new(),
             count: 500,
             requests_per_minute: 50,
-            topic: "poll.bank.v1".into(),
+            topic: BANK_TOPIC.into(),
         }
     }
 }

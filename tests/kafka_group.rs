@@ -249,7 +249,7 @@ impl Member {
                  [stores]\ndata_dir = {dir:?}\n\
                  [metrics]\nlisten = \"127.0.0.1:{port}\"\n\
                  [kafka]\nbrokers = {brokers:?}\ngroup_id = {group:?}\nsamsara_topic = {s:?}\n\
-                 edi_topic = {e:?}\ndlq_topic = {d:?}\nfront_topic = \"\"\nturvo_topic = \"\"\n\
+                 edi_topic = {e:?}\ndlq_topic = {d:?}\nfront_topic = \"\"\nturvo_topic = \"\"\nbank_topic = \"\"\n\
                  session_timeout = \"6s\"\n\
                  statistics_interval = \"1s\"\nmax_buffered_events = 2000\n",
                 dir = data_dir.display().to_string(),
@@ -523,7 +523,7 @@ fn in_process_config(names: &Names, dir: &Path) -> apex_ingest::config::Config {
     config.kafka.group_id = names.group.clone();
     config.kafka.samsara_topic = names.samsara.clone();
     config.kafka.edi_topic = names.edi.clone();
-    (config.kafka.front_topic, config.kafka.turvo_topic) = (String::new(), String::new());
+    config.kafka.only_samsara_and_edi();
     config.kafka.dlq_topic = names.dlq.clone();
     config.kafka.statistics_interval = Duration::from_secs(1);
     config.kafka.session_timeout = Duration::from_secs(6);

@@ -2,7 +2,8 @@
 //! shapes (../shared/FINDINGS.md, "Sources"), producing to the real broker
 //! (`scripts/services up kafka`) with cursors in the embedded relational store.
 //! Each check reads the source's topic back and compares the latest message per
-//! key with the provider's final state.
+//! key with the provider's final state; the last one has a member read the
+//! topic into its stores.
 
 mod support;
 
@@ -11,11 +12,13 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use apex_ingest::config::PollConfig;
+use apex_ingest::app;
+use apex_ingest::config::{PollConfig, SourceKind};
+use apex_ingest::kafka::group_watch::GroupWatch;
 use apex_ingest::kafka::read_back::read_to_end;
 use apex_ingest::kafka::topics::{self, TopicSpec};
 use apex_ingest::metrics::Metrics;
-use apex_ingest::model::Format;
+use apex_ingest::model::{Format, RecordId};
 use apex_ingest::poll::plaid::Plaid;
 use apex_ingest::poll::{PollError, Poller, Provider, headers};
 use apex_ingest::store::RelationalStore;
@@ -467,4 +470,98 @@ async fn a_poll_longer_than_the_interval_keeps_the_lock_and_no_other_member_star
     let item = world.item.lock().unwrap();
     assert!(item.requests.len() >= 4, "{} requests", item.requests.len());
     assert_eq!(item.most_in_flight, 1, "two members polled at once");
+}
+
+/// The stores after a member read the bank topic to its end: record ids per
+/// durable store, and the relational store's removed ones.
+struct Landed {
+    ids: BTreeMap<&'static str, std::collections::BTreeSet<RecordId>>,
+    removed: std::collections::BTreeSet<RecordId>,
+}
+
+/// A member on embedded stores reads `topic` until its group has committed
+/// everything, then stops; what landed.
+async fn member_reads(world: &World, dir: &std::path::Path) -> Landed {
+    let mut config = support::config();
+    config.source.kind = SourceKind::Kafka;
+    config.stores.data_dir = dir.to_path_buf();
+    config.metrics.listen = String::new();
+    config.kafka.group_id = support::unique("apex-poll-test");
+    config.kafka.only_samsara_and_edi();
+    (config.kafka.samsara_topic, config.kafka.edi_topic) = (String::new(), String::new());
+    config.kafka.bank_topic = world.topic.clone();
+    config.batch.max_wait = Duration::from_millis(300);
+    let metrics = Metrics::new();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (stores, orchestrator) = app::build_orchestrator(&config, metrics.clone(), &shutdown).await.unwrap();
+    let source = app::build_source(&config, metrics.clone()).unwrap();
+    let run = {
+        let (config, metrics, shutdown) = (config.clone(), metrics.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            app::run_pipeline(&config, source, orchestrator, metrics, shutdown, |_| {}).await
+        })
+    };
+    let watch = GroupWatch::new(&world.brokers, &config.kafka.group_id).unwrap();
+    let started = Instant::now();
+    loop {
+        let (end, committed) = watch.progress(&[&world.topic]).unwrap();
+        if end > 0 && committed == end {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the member committed {committed} of {end}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    shutdown.cancel();
+    run.await.unwrap().unwrap();
+    let mut ids = BTreeMap::new();
+    for s in stores.all() {
+        if s.durable() {
+            ids.insert(s.name(), s.record_ids().await.unwrap().into_iter().collect());
+        }
+    }
+    let removed = stores
+        .relational
+        .record_ids_of_kinds(&["BankTransactionRemoved".to_owned()])
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    Landed { ids, removed }
+}
+
+fn bank_id(transaction_id: &str) -> RecordId {
+    RecordId::derive(Format::Bank, &format!("plaid:{transaction_id}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_write_polled_transactions_to_every_store_and_a_removal_marks_the_transaction_removed() {
+    let world = World::new(6).await;
+    let poller = world.poller();
+    poller.poll_once().await.unwrap();
+    {
+        let mut item = world.item.lock().unwrap();
+        item.log.push(Event::Modified(tx("tx-1", 12.0, "ACH XPO LOGISTICS PRO# 12345678")));
+        item.log.push(Event::Removed("tx-4".into()));
+    }
+    poller.poll_once().await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let landed = member_reads(&world, dir.path()).await;
+    // Every transaction the Item ever had is in every durable store, once, under its Plaid id.
+    let want: std::collections::BTreeSet<RecordId> = (0..6).map(|i| bank_id(&format!("tx-{i}"))).collect();
+    assert!(landed.ids.len() >= 3, "{:?}", landed.ids.keys());
+    for (store, ids) in &landed.ids {
+        assert_eq!(ids, &want, "{store}");
+    }
+    // The removed one is marked removed; the rest are live.
+    assert_eq!(landed.removed, [bank_id("tx-4")].into(), "only tx-4 is marked removed");
+    let state = state_of(&world.item);
+    assert!(!state.contains_key("tx-4") && state.len() == 5);
+
+    // Read again from the start by a new group: the same stores, nothing doubled.
+    let again = member_reads(&world, dir.path()).await;
+    for (store, ids) in &again.ids {
+        assert_eq!(ids, &want, "{store} after a second read");
+    }
+    assert_eq!(again.removed, landed.removed);
 }

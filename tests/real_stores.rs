@@ -219,3 +219,39 @@ async fn a_poll_cursor_round_trips_through_postgres_and_the_last_save_wins() {
     assert_eq!(cursor, "cursor-2");
     assert!(saved_at > before, "{saved_at}");
 }
+
+/// Two versions of one record (a polled transaction and its removal): the one
+/// later in its partition wins in PostgreSQL whichever is written last, and a
+/// batch holding both writes once, the later one.
+#[tokio::test]
+async fn the_later_version_of_a_record_wins_in_postgres_in_any_write_order() {
+    let (_, stores, writer) = real_writer().await;
+    let batch = generated_batch(1, seed(), 0.0);
+    let (rows, _) = processed(&batch).await;
+    let older = rows[0].clone();
+    let mut newer = older.clone();
+    newer.record.kind = unique("Newer");
+    newer.record.origin.offset += 1;
+    let newer_kind = [newer.record.kind.clone()];
+    let id = older.record.id.clone();
+
+    stores.relational.upsert_batch(&[&newer]).await.unwrap();
+    stores.relational.upsert_batch(&[&older]).await.unwrap();
+    assert_eq!(
+        stores.relational.record_ids_of_kinds(&newer_kind).await.unwrap(),
+        vec![id.clone()],
+        "the older version, written last, replaced the newer one"
+    );
+
+    let mut newest = newer.clone();
+    newest.record.kind = unique("Newest");
+    newest.record.origin.offset += 1;
+    let outcome =
+        writer.write(&unique("both-versions"), &[newest.clone(), older.clone()], &[]).await.unwrap();
+    assert!(!outcome.already_written);
+    assert_eq!(
+        stores.relational.record_ids_of_kinds(&[newest.record.kind.clone()]).await.unwrap(),
+        [id],
+        "one batch with two versions of a record keeps the later one"
+    );
+}

@@ -17,10 +17,12 @@ pub enum Label {
     Conversation,
     /// A person or mailbox a Front conversation is with.
     Contact,
+    /// A bank account (Plaid's `account_id`).
+    Account,
 }
 
 impl Label {
-    pub const ALL: [Label; 9] = [
+    pub const ALL: [Label; 10] = [
         Label::Vehicle,
         Label::Driver,
         Label::Location,
@@ -30,6 +32,7 @@ impl Label {
         Label::Event,
         Label::Conversation,
         Label::Contact,
+        Label::Account,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -43,6 +46,7 @@ impl Label {
             Label::Event => "Event",
             Label::Conversation => "Conversation",
             Label::Contact => "Contact",
+            Label::Account => "Account",
         }
     }
 }
@@ -69,7 +73,7 @@ pub struct Entity {
 /// Relationship types; a bounded set because Cypher cannot take a type as a parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum RelType {
-    /// (Vehicle|Driver)-[:REPORTED]->(Event)
+    /// (Vehicle|Driver|Account)-[:REPORTED]->(Event)
     Reported,
     /// (Driver)-[:DROVE]->(Vehicle)
     Drove,
@@ -82,7 +86,7 @@ pub enum RelType {
     /// (Shipment)-[:PICKUP_AT|DELIVER_TO]->(Facility)
     PickupAt,
     DeliverTo,
-    /// (Conversation)-[:MENTIONS]->(Carrier|Contact)
+    /// (Conversation)-[:MENTIONS]->(Carrier|Contact), (Event)-[:MENTIONS]->(Shipment)
     Mentions,
 }
 

@@ -2,10 +2,12 @@
 //! (Samsara, EDI, webhooks), records with a stable identity, graph entities, and dead
 //! letters for what cannot become records.
 
+pub mod bank;
 pub mod dead_letter;
 pub mod edi;
 pub mod entity;
 pub mod poison;
+pub mod polled;
 pub mod record;
 pub mod samsara;
 pub mod webhook;

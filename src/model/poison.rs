@@ -18,6 +18,8 @@ pub enum PoisonReason {
     EdiEnvelope(String),
     #[error("invalid EDI transaction: {0}")]
     EdiTransaction(String),
+    #[error("invalid bank transaction: {0}")]
+    InvalidTransaction(String),
 }
 
 impl PoisonReason {
@@ -31,6 +33,7 @@ impl PoisonReason {
             PoisonReason::EdiSyntax(_) => "edi_syntax",
             PoisonReason::EdiEnvelope(_) => "edi_envelope",
             PoisonReason::EdiTransaction(_) => "edi_transaction",
+            PoisonReason::InvalidTransaction(_) => "invalid_transaction",
         }
     }
 }

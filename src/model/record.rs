@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::bank::BankTransaction;
 use super::edi::EdiTransaction;
 use super::samsara::SamsaraEvent;
 use super::webhook::{WebhookEvent, WebhookSubject};
@@ -22,11 +23,13 @@ pub enum Format {
     Turvo,
     /// Bodies of the edge's generic HMAC route.
     Webhook,
+    /// Bank transactions from the Plaid poller.
+    Bank,
 }
 
 impl Format {
-    pub const ALL: [Format; 5] =
-        [Format::Samsara, Format::Edi, Format::Front, Format::Turvo, Format::Webhook];
+    pub const ALL: [Format; 6] =
+        [Format::Samsara, Format::Edi, Format::Front, Format::Turvo, Format::Webhook, Format::Bank];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -35,6 +38,7 @@ impl Format {
             Format::Front => "front",
             Format::Turvo => "turvo",
             Format::Webhook => "webhook",
+            Format::Bank => "bank",
         }
     }
 }
@@ -115,6 +119,8 @@ pub enum RecordBody {
     Edi(EdiTransaction),
     /// Front, Turvo and generic webhooks.
     Webhook(WebhookEvent),
+    /// A bank transaction, or its removal.
+    Bank(BankTransaction),
 }
 
 /// One parsed, validated unit of memory: a Samsara event, one EDI transaction or a webhook event.
@@ -133,7 +139,7 @@ pub struct Record {
 impl Record {
     /// What the record is about, as a cache key for "latest state":
     /// `vehicle:<id>` for telemetry, `shipment:<ref>` for EDI and Turvo,
-    /// `conversation:<id>` for Front.
+    /// `conversation:<id>` for Front, `account:<id>` for bank transactions.
     pub fn subject(&self) -> Option<String> {
         match &self.body {
             RecordBody::Samsara(e) => e.data.vehicle().map(|v| format!("vehicle:{}", v.id)),
@@ -147,6 +153,7 @@ impl Record {
                 }
                 WebhookSubject::Other => None,
             },
+            RecordBody::Bank(t) => t.account_id.as_ref().map(|a| format!("account:{a}")),
         }
     }
 
@@ -156,6 +163,7 @@ impl Record {
             RecordBody::Samsara(e) => e.summary(),
             RecordBody::Edi(t) => t.summary(),
             RecordBody::Webhook(w) => w.summary(self.format.as_str()),
+            RecordBody::Bank(t) => t.summary(),
         }
     }
 }

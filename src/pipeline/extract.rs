@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::bank::BankTransaction;
 use crate::model::edi::EdiTransaction;
 use crate::model::samsara::{SamsaraData, SamsaraEvent};
 use crate::model::webhook::{WebhookEvent, WebhookSubject};
@@ -50,8 +51,21 @@ pub fn extract(record: &Record, summary: &str) -> Extraction {
         RecordBody::Samsara(e) => extract_samsara(&mut x, &event, e),
         RecordBody::Edi(t) => extract_edi(&mut x, &event, t),
         RecordBody::Webhook(w) => extract_webhook(&mut x, &event, w),
+        RecordBody::Bank(t) => extract_bank(&mut x, &event, t),
     }
     x
+}
+
+/// The account the transaction is on, and the shipment a PRO number in its description names.
+fn extract_bank(x: &mut Extraction, event: &EntityKey, t: &BankTransaction) {
+    if let Some(account) = &t.account_id {
+        let k = x.node(Label::Account, account, &[]);
+        x.edge(&k, RelType::Reported, event);
+    }
+    if let Some(pro) = &t.pro_number {
+        let k = x.node(Label::Shipment, pro, &[]);
+        x.edge(event, RelType::Mentions, &k);
+    }
 }
 
 fn extract_samsara(x: &mut Extraction, event: &EntityKey, e: &SamsaraEvent) {

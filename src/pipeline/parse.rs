@@ -1,12 +1,14 @@
 //! Parse stage: raw bytes to records, or a poison reason.
 
+use crate::model::bank::BankTransaction;
 use crate::model::edi::parse_interchange;
+use crate::model::polled::{Change, headers};
 use crate::model::samsara::SamsaraEvent;
 use crate::model::webhook::{WebhookEvent, body_digest};
 use crate::model::{Format, PoisonReason, RawEvent, Record, RecordBody, RecordId};
 
-/// Parses one raw event. A Samsara event or a webhook yields one record; an EDI
-/// interchange yields one record per transaction.
+/// Parses one raw event. A Samsara event, a webhook or a bank transaction
+/// yields one record; an EDI interchange yields one record per transaction.
 pub fn parse(raw: &RawEvent) -> Result<Vec<Record>, PoisonReason> {
     let text = std::str::from_utf8(&raw.payload).map_err(|e| PoisonReason::NotUtf8(e.to_string()))?;
     match raw.format {
@@ -53,6 +55,23 @@ pub fn parse(raw: &RawEvent) -> Result<Vec<Record>, PoisonReason> {
                 occurred_at: event.occurred_at,
                 origin: raw.origin.clone(),
                 body: RecordBody::Webhook(event),
+            }])
+        }
+        Format::Bank => {
+            let removed = raw
+                .headers
+                .iter()
+                .any(|(k, v)| k == headers::CHANGE && v == Change::Removed.as_str().as_bytes());
+            let (tx, occurred_at) = BankTransaction::parse(text, removed, raw.timestamp)?;
+            let natural_key = tx.natural_key();
+            Ok(vec![Record {
+                id: RecordId::derive(Format::Bank, &natural_key),
+                format: Format::Bank,
+                kind: tx.kind().to_owned(),
+                natural_key,
+                occurred_at,
+                origin: raw.origin.clone(),
+                body: RecordBody::Bank(tx),
             }])
         }
     }

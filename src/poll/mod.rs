@@ -30,29 +30,7 @@ use crate::kafka::producer_config;
 use crate::metrics::PollMetrics;
 use crate::store::{Coordinator, LockToken, RelationalStore, StoreError};
 
-/// Headers of every message a poller produces.
-pub mod headers {
-    /// The source (`bank`).
-    pub const SOURCE: &str = "apex-source";
-    /// `upsert` or `removed` ([`super::Change`]).
-    pub const CHANGE: &str = "apex-change";
-}
-
-/// What a change does to the record with this id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change {
-    Upsert,
-    Removed,
-}
-
-impl Change {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Change::Upsert => "upsert",
-            Change::Removed => "removed",
-        }
-    }
-}
+pub use crate::model::polled::{Change, headers};
 
 /// One record as the provider returned it.
 #[derive(Debug, Clone, PartialEq)]

@@ -10,12 +10,15 @@
 //! everything queued (its own rows and those of the batches that arrived
 //! meanwhile) and hands each batch its result.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::oneshot::error::TryRecvError;
 use tokio::sync::{Semaphore, oneshot};
 
 use super::retry::GuardedStore;
+use crate::model::RecordId;
 use crate::pipeline::ProcessedRecord;
 use crate::store::{BatchStore, StoreError};
 
@@ -32,6 +35,30 @@ pub struct GroupCommitSettings {
 struct Pending {
     rows: Arc<[ProcessedRecord]>,
     done: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// The rows of one store call, one per record id: of several versions of a
+/// record (a polled transaction and its removal), the one latest in its
+/// partition. An upsert cannot touch one row twice in one statement
+/// (PostgreSQL's ON CONFLICT refuses), and the latest version must win.
+fn newest_per_id<'a>(rows: impl Iterator<Item = &'a ProcessedRecord>) -> Vec<&'a ProcessedRecord> {
+    let mut out: Vec<&ProcessedRecord> = Vec::with_capacity(rows.size_hint().0);
+    let mut at: HashMap<&RecordId, usize> = HashMap::with_capacity(out.capacity());
+    for r in rows {
+        match at.entry(&r.record.id) {
+            Entry::Vacant(v) => {
+                v.insert(out.len());
+                out.push(r);
+            }
+            Entry::Occupied(o) => {
+                let kept = &mut out[*o.get()];
+                if r.record.origin.offset >= kept.record.origin.offset {
+                    *kept = r;
+                }
+            }
+        }
+    }
+    out
 }
 
 /// One store's queue of batches waiting to be written.
@@ -57,7 +84,7 @@ impl GroupCommit {
     /// not copied, while they wait.
     pub async fn write(&self, guard: &GuardedStore, rows: &Arc<[ProcessedRecord]>) -> Result<(), StoreError> {
         if self.max_records <= 1 {
-            let rows: Vec<&ProcessedRecord> = rows.iter().collect();
+            let rows = newest_per_id(rows.iter());
             return guard.call(|| self.store.upsert_batch(&rows)).await;
         }
         let (done, mut result) = oneshot::channel();
@@ -102,14 +129,14 @@ impl GroupCommit {
     async fn write_group(&self, guard: &GuardedStore, group: Vec<Pending>) {
         // The group's rows are borrowed, not copied: copying every record
         // (body and entities) of a group was a sixth of a member's CPU.
-        let rows: Vec<&ProcessedRecord> = group.iter().flat_map(|p| p.rows.iter()).collect();
+        let rows = newest_per_id(group.iter().flat_map(|p| p.rows.iter()));
         let result = guard.call(|| self.store.upsert_batch(&rows)).await;
         match result {
             // A permanent error may be one batch's fault: write each alone, so
             // only that batch fails.
             Err(e) if !e.transient && group.len() > 1 => {
                 for p in group {
-                    let rows: Vec<&ProcessedRecord> = p.rows.iter().collect();
+                    let rows = newest_per_id(p.rows.iter());
                     let alone = guard.call(|| self.store.upsert_batch(&rows)).await;
                     let _ = p.done.send(alone);
                 }

@@ -166,7 +166,10 @@ impl BatchStore for PostgresStore {
                            $8::text[], $9::int[], $10::bigint[], $11::vector[])
                     AS t(id, format, kind, natural_key, occurred_at, summary, body, topic, partition, "offset", embedding)
                ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, occurred_at = excluded.occurred_at,
-                   summary = excluded.summary, body = excluded.body, embedding = excluded.embedding"#,
+                   summary = excluded.summary, body = excluded.body, embedding = excluded.embedding,
+                   topic = excluded.topic, partition = excluded.partition, "offset" = excluded."offset"
+               WHERE (records.topic, records.partition) IS DISTINCT FROM (excluded.topic, excluded.partition)
+                  OR records."offset" <= excluded."offset""#,
         )
         .bind(&ids)
         .bind(&formats)

@@ -61,8 +61,11 @@ impl BatchStore for SqliteRecordStore {
                     .push_bind(now.clone());
             });
             q.push(
-                " ON CONFLICT (id) DO UPDATE SET summary = excluded.summary, body = excluded.body, \
-                 kind = excluded.kind, occurred_at = excluded.occurred_at",
+                r#" ON CONFLICT (id) DO UPDATE SET summary = excluded.summary, body = excluded.body,
+                 kind = excluded.kind, occurred_at = excluded.occurred_at,
+                 topic = excluded.topic, partition = excluded.partition, "offset" = excluded."offset"
+                 WHERE records.topic <> excluded.topic OR records.partition <> excluded.partition
+                    OR records."offset" <= excluded."offset""#,
             );
             q.build().execute(&mut *tx).await.map_err(Self::err)?;
         }

@@ -253,6 +253,7 @@ impl KafkaSource {
                 (&k.edi_topic, Format::Edi),
                 (&k.front_topic, Format::Front),
                 (&k.turvo_topic, Format::Turvo),
+                (&k.bank_topic, Format::Bank),
             ]
             .into_iter()
             .filter(|(topic, _)| !topic.is_empty())
