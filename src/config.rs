@@ -21,6 +21,12 @@ pub const DLQ_TOPIC: &str = "ingest.dlq.v1";
 pub const FRONT_TOPIC: &str = "webhooks.frontapp.v1";
 pub const TURVO_TOPIC: &str = "webhooks.turvo.v1";
 pub const BANK_TOPIC: &str = "poll.bank.v1";
+pub const CRM_TOPIC: &str = "poll.crm.v1";
+pub const MARKET_TOPIC: &str = "poll.market.v1";
+pub const FINANCIAL_TOPIC: &str = "poll.financial.v1";
+/// The stat types of Samsara's stats feed the poller turns into events.
+pub const SAMSARA_FEED_TYPES: [&str; 5] =
+    ["gps", "engineStates", "fuelPercents", "obdOdometerMeters", "engineCoolantTemperatureMilliC"];
 pub const GENERIC_WEBHOOK_TOPIC: &str = "webhooks.generic.v1";
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -76,6 +82,12 @@ pub struct KafkaConfig {
     pub turvo_topic: String,
     /// Topic of bank transactions (the Plaid poller produces them); empty is not read.
     pub bank_topic: String,
+    /// Topic of CRM objects (the HubSpot poller produces them); empty is not read.
+    pub crm_topic: String,
+    /// Topic of market index points (the SONAR poller produces them); empty is not read.
+    pub market_topic: String,
+    /// Topic of invoices, payments and other accounting objects (the QuickBooks poller); empty is not read.
+    pub financial_topic: String,
     /// Where poison records are published (besides the dead-letter table).
     pub dlq_topic: String,
     /// Where to start a partition that has no committed offset: "earliest" or "latest".
@@ -174,7 +186,14 @@ impl KafkaConfig {
     /// Reads the Samsara and EDI topics only: not the webhook and poll topics
     /// (load runs and tests on topics of their own).
     pub fn only_samsara_and_edi(&mut self) {
-        for topic in [&mut self.front_topic, &mut self.turvo_topic, &mut self.bank_topic] {
+        for topic in [
+            &mut self.front_topic,
+            &mut self.turvo_topic,
+            &mut self.bank_topic,
+            &mut self.crm_topic,
+            &mut self.market_topic,
+            &mut self.financial_topic,
+        ] {
             topic.clear();
         }
     }
@@ -190,6 +209,9 @@ impl Default for KafkaConfig {
             front_topic: FRONT_TOPIC.into(),
             turvo_topic: TURVO_TOPIC.into(),
             bank_topic: BANK_TOPIC.into(),
+            crm_topic: CRM_TOPIC.into(),
+            market_topic: MARKET_TOPIC.into(),
+            financial_topic: FINANCIAL_TOPIC.into(),
             dlq_topic: DLQ_TOPIC.into(),
             auto_offset_reset: "earliest".into(),
             session_timeout: Duration::from_secs(30),
@@ -662,6 +684,10 @@ pub struct PollConfig {
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     pub plaid: PlaidConfig,
+    pub hubspot: HubspotConfig,
+    pub samsara_feed: SamsaraFeedConfig,
+    pub sonar: SonarConfig,
+    pub quickbooks: QuickbooksConfig,
 }
 
 impl Default for PollConfig {
@@ -672,6 +698,149 @@ impl Default for PollConfig {
             first_backoff: Duration::from_secs(1),
             request_timeout: Duration::from_secs(30),
             plaid: PlaidConfig::default(),
+            hubspot: HubspotConfig::default(),
+            samsara_feed: SamsaraFeedConfig::default(),
+            sonar: SonarConfig::default(),
+            quickbooks: QuickbooksConfig::default(),
+        }
+    }
+}
+
+/// Vehicle stats from Samsara's stats feed (source `samsara`), for fleets
+/// that poll instead of pushing webhooks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SamsaraFeedConfig {
+    /// Samsara's API: https://api.samsara.com.
+    pub url: String,
+    /// Variable holding the API token (never the value); "" = off.
+    pub token_env: String,
+    /// Stat types asked for (Samsara allows at most 3): gps, engineStates,
+    /// fuelPercents, obdOdometerMeters, engineCoolantTemperatureMilliC.
+    pub types: Vec<String>,
+    /// Requests per second at most (Samsara allows 150 per token).
+    pub requests_per_second: u32,
+    /// Where the events go: the Samsara topic members already read.
+    pub topic: String,
+}
+
+impl Default for SamsaraFeedConfig {
+    fn default() -> Self {
+        SamsaraFeedConfig {
+            url: "https://api.samsara.com".into(),
+            token_env: String::new(),
+            types: ["gps", "engineStates", "fuelPercents"].map(String::from).to_vec(),
+            requests_per_second: 25,
+            topic: SAMSARA_TOPIC.into(),
+        }
+    }
+}
+
+/// Market index values from FreightWaves SONAR (source `market`; SONAR has
+/// no webhooks).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SonarConfig {
+    /// SONAR's API: https://api.freightwaves.com.
+    pub url: String,
+    /// Variables holding the SONAR username and password (never the values),
+    /// exchanged for a bearer token; the source is on when `username_env` is set.
+    pub username_env: String,
+    pub password_env: String,
+    /// Index tickers (`OTRI`, `NTI`, ...), each read for every qualifier.
+    pub indices: Vec<String>,
+    /// Markets, lanes or levels (`USA`, `ATL`, `ATLCHI`).
+    pub qualifiers: Vec<String>,
+    /// How far back the first poll of a series reads.
+    #[serde(with = "humantime_serde")]
+    pub backfill: Duration,
+    /// Requests per minute at most (SONAR's global limit is 100; over it, it blocks for minutes).
+    pub requests_per_minute: u32,
+    pub topic: String,
+}
+
+impl Default for SonarConfig {
+    fn default() -> Self {
+        SonarConfig {
+            url: "https://api.freightwaves.com".into(),
+            username_env: String::new(),
+            password_env: "SONAR_PASSWORD".into(),
+            indices: ["OTRI", "NTI"].map(String::from).to_vec(),
+            qualifiers: vec!["USA".into()],
+            backfill: Duration::from_secs(30 * 86_400),
+            requests_per_minute: 100,
+            topic: MARKET_TOPIC.into(),
+        }
+    }
+}
+
+/// Accounting objects from QuickBooks Online's change data capture (source `financial`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuickbooksConfig {
+    /// QuickBooks Online's API: https://quickbooks.api.intuit.com.
+    pub url: String,
+    /// The company (realm) id.
+    pub realm_id: String,
+    /// Variable holding an OAuth 2 access token (never the value); "" = off.
+    pub token_env: String,
+    /// Entities read (CDC supports most; not JournalCode, TaxAgency, TimeActivity, TaxCode, TaxRate).
+    pub entities: Vec<String>,
+    /// Requests per minute at most (QuickBooks allows 500 per company).
+    pub requests_per_minute: u32,
+    /// When the cursor is older than CDC's 30-day look-back, read everything
+    /// again with queries (a full re-sync) instead of failing the poll.
+    pub resync_after_gap: bool,
+    pub topic: String,
+}
+
+impl Default for QuickbooksConfig {
+    fn default() -> Self {
+        QuickbooksConfig {
+            url: "https://quickbooks.api.intuit.com".into(),
+            realm_id: String::new(),
+            token_env: String::new(),
+            entities: ["Invoice", "Payment", "Bill", "Customer", "Vendor"].map(String::from).to_vec(),
+            requests_per_minute: 100,
+            resync_after_gap: true,
+            topic: FINANCIAL_TOPIC.into(),
+        }
+    }
+}
+
+/// CRM objects from HubSpot's CRM search (source `crm`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HubspotConfig {
+    /// HubSpot's API: https://api.hubapi.com.
+    pub url: String,
+    /// Variable holding a private app's access token (never the value); "" = off.
+    pub token_env: String,
+    /// Object types searched, each by its modified-date property
+    /// (`lastmodifieddate` for contacts, `hs_lastmodifieddate` for the others).
+    pub objects: Vec<String>,
+    /// Results per search request (HubSpot allows at most 200).
+    pub page_size: u32,
+    /// Search requests per second at most (HubSpot's limit is 5 per account).
+    pub requests_per_second: u32,
+    /// A poll's window ends this long before the poll starts: HubSpot's
+    /// search shows edits with a lag, and an edit not yet searchable when its
+    /// window closed would be missed for good.
+    #[serde(with = "humantime_serde")]
+    pub search_lag: Duration,
+    pub topic: String,
+}
+
+impl Default for HubspotConfig {
+    fn default() -> Self {
+        HubspotConfig {
+            url: "https://api.hubapi.com".into(),
+            token_env: String::new(),
+            objects: ["contacts", "companies", "deals"].map(String::from).to_vec(),
+            page_size: 200,
+            requests_per_second: 5,
+            search_lag: Duration::from_secs(60),
+            topic: CRM_TOPIC.into(),
         }
     }
 }
@@ -816,6 +985,59 @@ impl Config {
                 "must be between 1 and 500 (Plaid's limit)",
             ),
             (self.poll.plaid.requests_per_minute > 0, "poll.plaid.requests_per_minute", "must be at least 1"),
+            (
+                (1..=200).contains(&self.poll.hubspot.page_size),
+                "poll.hubspot.page_size",
+                "must be between 1 and 200 (HubSpot's limit)",
+            ),
+            (
+                self.poll.hubspot.requests_per_second > 0,
+                "poll.hubspot.requests_per_second",
+                "must be at least 1",
+            ),
+            (
+                !self.poll.hubspot.objects.is_empty(),
+                "poll.hubspot.objects",
+                "must name at least one object type",
+            ),
+            (
+                (1..=3).contains(&self.poll.samsara_feed.types.len()),
+                "poll.samsara_feed.types",
+                "must name 1 to 3 stat types (Samsara's limit)",
+            ),
+            (
+                self.poll.samsara_feed.types.iter().all(|t| SAMSARA_FEED_TYPES.contains(&t.as_str())),
+                "poll.samsara_feed.types",
+                "takes gps, engineStates, fuelPercents, obdOdometerMeters, engineCoolantTemperatureMilliC",
+            ),
+            (
+                self.poll.sonar.username_env.is_empty()
+                    || !(self.poll.sonar.indices.is_empty() || self.poll.sonar.qualifiers.is_empty()),
+                "poll.sonar",
+                "needs at least one of indices and one of qualifiers",
+            ),
+            (
+                self.poll.quickbooks.token_env.is_empty()
+                    || !(self.poll.quickbooks.realm_id.is_empty()
+                        || self.poll.quickbooks.entities.is_empty()),
+                "poll.quickbooks",
+                "needs realm_id and at least one entity",
+            ),
+            (
+                (1..=500).contains(&self.poll.quickbooks.requests_per_minute),
+                "poll.quickbooks.requests_per_minute",
+                "must be between 1 and 500 (QuickBooks' limit per company)",
+            ),
+            (
+                (1..=100).contains(&self.poll.sonar.requests_per_minute),
+                "poll.sonar.requests_per_minute",
+                "must be between 1 and 100 (SONAR's limit)",
+            ),
+            (
+                self.poll.samsara_feed.requests_per_second > 0,
+                "poll.samsara_feed.requests_per_second",
+                "must be at least 1",
+            ),
             (self.postgres.max_connections > 0, "postgres.max_connections", "must be at least 1"),
             (self.postgres.hnsw_m >= 2, "postgres.hnsw_m", "must be at least 2"),
             (

@@ -62,8 +62,9 @@ pub enum Command {
     /// Stops at the end of a finite source, or at SIGTERM / Ctrl-C: stops fetching,
     /// gives batches in flight batch.drain_deadline, commits and leaves the group.
     ///
-    /// Beside the pipeline it runs the configured pollers ([poll]; so far Plaid,
-    /// on when poll.plaid.access_token_env names a variable): every poll.interval
+    /// Beside the pipeline it runs the configured pollers ([poll]: Plaid, HubSpot,
+    /// QuickBooks, SONAR and the Samsara feed, each on when its credential
+    /// variable is named, e.g. poll.hubspot.token_env): every poll.interval
     /// each fetches what changed since its cursor, produces it to its topic and
     /// only then saves the cursor in the relational store.
     Run {

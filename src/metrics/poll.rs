@@ -1,5 +1,6 @@
 //! The pollers' metrics, per source: polls by outcome, records produced by
-//! change, the last successful poll and the age of the saved cursor.
+//! change, the last successful poll and what it produced, and the age of the
+//! saved cursor.
 
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ pub struct PollMetrics {
     polls: IntCounterVec,
     records: IntCounterVec,
     last_success: IntGaugeVec,
+    last_records: IntGaugeVec,
     cursor_age: IntGaugeVec,
 }
 
@@ -34,6 +36,12 @@ impl PollMetrics {
                 registry,
                 "apex_poll_last_success_timestamp_seconds",
                 "Unix time of a source's last successful poll",
+                &["source"],
+            ),
+            last_records: gauge_vec(
+                registry,
+                "apex_poll_last_records",
+                "Records a source's last successful poll produced",
                 &["source"],
             ),
             cursor_age: gauge_vec(
@@ -60,10 +68,12 @@ impl PollMetrics {
         self.records.with_label_values(&[source, "removed"]).inc_by(removals as u64);
     }
 
-    pub fn poll_finished(&self, source: &str, ok: bool, now_unix: i64) {
-        self.polls.with_label_values(&[source, if ok { "ok" } else { "failed" }]).inc();
-        if ok {
+    /// `records`: what a successful poll produced; `None` for a failed one.
+    pub fn poll_finished(&self, source: &str, records: Option<usize>, now_unix: i64) {
+        self.polls.with_label_values(&[source, if records.is_some() { "ok" } else { "failed" }]).inc();
+        if let Some(n) = records {
             self.last_success.with_label_values(&[source]).set(now_unix);
+            self.last_records.with_label_values(&[source]).set(n as i64);
         }
     }
 

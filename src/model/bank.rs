@@ -32,8 +32,9 @@ fn text(v: &Value, key: &str) -> Option<String> {
     v.get(key)?.as_str().map(str::trim).filter(|s| !s.is_empty()).map(String::from)
 }
 
-/// `PRO 1234567`, `PRO# 1234567`, `pro:1234567` (6 to 12 digits) anywhere in `text`.
-fn pro_in(text: &str) -> Option<String> {
+/// `PRO 1234567`, `PRO# 1234567`, `pro:1234567` (6 to 12 digits) anywhere in
+/// `text`: the shipment a payment, an invoice or a deal is about.
+pub fn pro_in(text: &str) -> Option<String> {
     let lower = text.to_ascii_lowercase();
     lower.match_indices("pro").find_map(|(at, _)| {
         let before_ok = at == 0 || !lower.as_bytes()[at - 1].is_ascii_alphanumeric();

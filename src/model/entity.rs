@@ -19,10 +19,15 @@ pub enum Label {
     Contact,
     /// A bank account (Plaid's `account_id`).
     Account,
+    /// A company: in the CRM (HubSpot) by its domain or else its HubSpot id; a
+    /// QuickBooks customer or vendor by its QuickBooks id.
+    Company,
+    /// A freight market, lane or level a SONAR index is measured for.
+    Market,
 }
 
 impl Label {
-    pub const ALL: [Label; 10] = [
+    pub const ALL: [Label; 12] = [
         Label::Vehicle,
         Label::Driver,
         Label::Location,
@@ -33,6 +38,8 @@ impl Label {
         Label::Conversation,
         Label::Contact,
         Label::Account,
+        Label::Company,
+        Label::Market,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,6 +54,8 @@ impl Label {
             Label::Conversation => "Conversation",
             Label::Contact => "Contact",
             Label::Account => "Account",
+            Label::Company => "Company",
+            Label::Market => "Market",
         }
     }
 }
@@ -81,12 +90,12 @@ pub enum RelType {
     HasStatus,
     /// (Carrier)-[:CARRIES]->(Shipment)
     Carries,
-    /// (Event)-[:AT]->(Location|Facility)
+    /// (Event)-[:AT]->(Location|Facility|Market)
     At,
     /// (Shipment)-[:PICKUP_AT|DELIVER_TO]->(Facility)
     PickupAt,
     DeliverTo,
-    /// (Conversation)-[:MENTIONS]->(Carrier|Contact), (Event)-[:MENTIONS]->(Shipment)
+    /// (Conversation)-[:MENTIONS]->(Carrier|Contact), (Event)-[:MENTIONS]->(Shipment|Contact|Company)
     Mentions,
 }
 

@@ -3,9 +3,12 @@
 //! letters for what cannot become records.
 
 pub mod bank;
+pub mod crm;
 pub mod dead_letter;
 pub mod edi;
 pub mod entity;
+pub mod financial;
+pub mod market;
 pub mod poison;
 pub mod polled;
 pub mod record;

@@ -20,6 +20,12 @@ pub enum PoisonReason {
     EdiTransaction(String),
     #[error("invalid bank transaction: {0}")]
     InvalidTransaction(String),
+    #[error("invalid CRM object: {0}")]
+    InvalidCrmObject(String),
+    #[error("invalid market index point: {0}")]
+    InvalidMarketPoint(String),
+    #[error("invalid QuickBooks object: {0}")]
+    InvalidFinancialObject(String),
 }
 
 impl PoisonReason {
@@ -34,6 +40,9 @@ impl PoisonReason {
             PoisonReason::EdiEnvelope(_) => "edi_envelope",
             PoisonReason::EdiTransaction(_) => "edi_transaction",
             PoisonReason::InvalidTransaction(_) => "invalid_transaction",
+            PoisonReason::InvalidCrmObject(_) => "invalid_crm_object",
+            PoisonReason::InvalidMarketPoint(_) => "invalid_market_point",
+            PoisonReason::InvalidFinancialObject(_) => "invalid_financial_object",
         }
     }
 }

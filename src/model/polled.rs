@@ -24,3 +24,9 @@ impl Change {
         }
     }
 }
+
+/// The object type and id of a `<type>:<id>` message key (HubSpot and
+/// QuickBooks ids are unique per type only).
+pub fn typed_key(key: Option<&str>) -> Option<(&str, &str)> {
+    key?.split_once(':').filter(|(kind, id)| !kind.is_empty() && !id.is_empty())
+}

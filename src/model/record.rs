@@ -7,7 +7,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::bank::BankTransaction;
+use super::crm::CrmObject;
 use super::edi::EdiTransaction;
+use super::financial::FinancialObject;
+use super::market::MarketPoint;
 use super::samsara::SamsaraEvent;
 use super::webhook::{WebhookEvent, WebhookSubject};
 
@@ -25,11 +28,26 @@ pub enum Format {
     Webhook,
     /// Bank transactions from the Plaid poller.
     Bank,
+    /// CRM objects from the HubSpot poller.
+    Crm,
+    /// Market index points from the SONAR poller.
+    Market,
+    /// Invoices, payments and other accounting objects from the QuickBooks poller.
+    Financial,
 }
 
 impl Format {
-    pub const ALL: [Format; 6] =
-        [Format::Samsara, Format::Edi, Format::Front, Format::Turvo, Format::Webhook, Format::Bank];
+    pub const ALL: [Format; 9] = [
+        Format::Samsara,
+        Format::Edi,
+        Format::Front,
+        Format::Turvo,
+        Format::Webhook,
+        Format::Bank,
+        Format::Crm,
+        Format::Market,
+        Format::Financial,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -39,6 +57,9 @@ impl Format {
             Format::Turvo => "turvo",
             Format::Webhook => "webhook",
             Format::Bank => "bank",
+            Format::Crm => "crm",
+            Format::Market => "market",
+            Format::Financial => "financial",
         }
     }
 }
@@ -121,6 +142,12 @@ pub enum RecordBody {
     Webhook(WebhookEvent),
     /// A bank transaction, or its removal.
     Bank(BankTransaction),
+    /// A HubSpot contact, company or deal.
+    Crm(CrmObject),
+    /// A SONAR index value for one qualifier and date.
+    Market(MarketPoint),
+    /// A QuickBooks object, or its deletion.
+    Financial(FinancialObject),
 }
 
 /// One parsed, validated unit of memory: a Samsara event, one EDI transaction or a webhook event.
@@ -139,7 +166,8 @@ pub struct Record {
 impl Record {
     /// What the record is about, as a cache key for "latest state":
     /// `vehicle:<id>` for telemetry, `shipment:<ref>` for EDI and Turvo,
-    /// `conversation:<id>` for Front, `account:<id>` for bank transactions.
+    /// `conversation:<id>` for Front, `account:<id>` for bank transactions, `crm:<object>:<id>` for CRM objects, `market:<index>:<qualifier>` for
+    /// market index points, `quickbooks:<Entity>:<Id>` for accounting objects.
     pub fn subject(&self) -> Option<String> {
         match &self.body {
             RecordBody::Samsara(e) => e.data.vehicle().map(|v| format!("vehicle:{}", v.id)),
@@ -154,6 +182,9 @@ impl Record {
                 WebhookSubject::Other => None,
             },
             RecordBody::Bank(t) => t.account_id.as_ref().map(|a| format!("account:{a}")),
+            RecordBody::Crm(o) => Some(format!("crm:{}:{}", o.object, o.id)),
+            RecordBody::Market(p) => Some(format!("market:{}:{}", p.index, p.qualifier)),
+            RecordBody::Financial(o) => Some(format!("quickbooks:{}:{}", o.entity, o.id)),
         }
     }
 
@@ -164,6 +195,9 @@ impl Record {
             RecordBody::Edi(t) => t.summary(),
             RecordBody::Webhook(w) => w.summary(self.format.as_str()),
             RecordBody::Bank(t) => t.summary(),
+            RecordBody::Crm(o) => o.summary(),
+            RecordBody::Market(p) => p.summary(),
+            RecordBody::Financial(o) => o.summary(),
         }
     }
 }

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::model::bank::BankTransaction;
+use crate::model::crm::{CrmObject, CrmType};
 use crate::model::edi::EdiTransaction;
+use crate::model::financial::FinancialObject;
 use crate::model::samsara::{SamsaraData, SamsaraEvent};
 use crate::model::webhook::{WebhookEvent, WebhookSubject};
 use crate::model::{Entity, EntityKey, Label, Record, RecordBody, RelType, Relation};
@@ -52,6 +54,12 @@ pub fn extract(record: &Record, summary: &str) -> Extraction {
         RecordBody::Edi(t) => extract_edi(&mut x, &event, t),
         RecordBody::Webhook(w) => extract_webhook(&mut x, &event, w),
         RecordBody::Bank(t) => extract_bank(&mut x, &event, t),
+        RecordBody::Crm(o) => extract_crm(&mut x, &event, o),
+        RecordBody::Financial(o) => extract_financial(&mut x, &event, o),
+        RecordBody::Market(p) => {
+            let k = x.node(Label::Market, &p.qualifier, &[]);
+            x.edge(&event, RelType::At, &k);
+        }
     }
     x
 }
@@ -63,6 +71,53 @@ fn extract_bank(x: &mut Extraction, event: &EntityKey, t: &BankTransaction) {
         x.edge(&k, RelType::Reported, event);
     }
     if let Some(pro) = &t.pro_number {
+        let k = x.node(Label::Shipment, pro, &[]);
+        x.edge(event, RelType::Mentions, &k);
+    }
+}
+
+/// A contact by email (the same node as a Front contact), a company by domain,
+/// a deal's shipment by the PRO number in its name.
+fn extract_crm(x: &mut Extraction, event: &EntityKey, o: &CrmObject) {
+    let fallback = format!("hubspot:{}:{}", o.object, o.id);
+    let entity = match o.object_type {
+        CrmType::Contact => {
+            let name =
+                [o.prop("firstname"), o.prop("lastname")].into_iter().flatten().collect::<Vec<_>>().join(" ");
+            let name = (!name.is_empty()).then_some(name);
+            let key = o.email().unwrap_or(fallback);
+            Some(x.node(Label::Contact, &key, &[("name", name.as_deref()), ("hubspot_id", Some(&o.id))]))
+        }
+        CrmType::Company => {
+            let key = o.prop("domain").map(str::to_ascii_lowercase).unwrap_or(fallback);
+            Some(x.node(Label::Company, &key, &[("name", o.prop("name")), ("hubspot_id", Some(&o.id))]))
+        }
+        CrmType::Deal => o.pro_number.as_ref().map(|pro| x.node(Label::Shipment, pro, &[])),
+        CrmType::Other => None,
+    };
+    if let Some(k) = entity {
+        x.edge(event, RelType::Mentions, &k);
+    }
+}
+
+/// The customer or vendor (a `Company` under its QuickBooks id; a Customer or
+/// Vendor object is that node itself) and the shipment a PRO number names.
+fn extract_financial(x: &mut Extraction, event: &EntityKey, o: &FinancialObject) {
+    if o.deleted {
+        return;
+    }
+    let company = match (&o.party, o.entity.as_str()) {
+        (Some((kind, id, name)), _) => Some((format!("quickbooks:{kind}:{id}"), name.as_deref())),
+        (None, "Customer" | "Vendor") => {
+            Some((format!("quickbooks:{}:{}", o.entity, o.id), o.name.as_deref()))
+        }
+        _ => None,
+    };
+    if let Some((key, name)) = company {
+        let k = x.node(Label::Company, &key, &[("name", name)]);
+        x.edge(event, RelType::Mentions, &k);
+    }
+    if let Some(pro) = &o.pro_number {
         let k = x.node(Label::Shipment, pro, &[]);
         x.edge(event, RelType::Mentions, &k);
     }

@@ -36,6 +36,16 @@ impl RequestError {
     }
 }
 
+/// At most `n` requests a minute (at least 1).
+pub fn per_minute(n: u32) -> Quota {
+    Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN))
+}
+
+/// At most `n` requests a second (at least 1).
+pub fn per_second(n: u32) -> Quota {
+    Quota::per_second(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN))
+}
+
 pub struct Requester {
     client: reqwest::Client,
     limiter: DefaultDirectRateLimiter,
@@ -44,11 +54,11 @@ pub struct Requester {
 }
 
 impl Requester {
-    pub fn new(config: &PollConfig, requests_per_minute: u32) -> anyhow::Result<Self> {
-        let per_minute = NonZeroU32::new(requests_per_minute).unwrap_or(NonZeroU32::MIN);
+    /// `quota`: the provider's rate limit ([`per_minute`], [`per_second`]).
+    pub fn new(config: &PollConfig, quota: Quota) -> anyhow::Result<Self> {
         Ok(Requester {
             client: reqwest::Client::builder().timeout(config.request_timeout).build()?,
-            limiter: RateLimiter::direct(Quota::per_minute(per_minute)),
+            limiter: RateLimiter::direct(quota),
             max_attempts: config.max_attempts,
             first_backoff: config.first_backoff,
         })

@@ -11,7 +11,11 @@
 //! backoff (backon) or the provider's `Retry-After`.
 
 pub mod http;
+pub mod hubspot;
 pub mod plaid;
+pub mod quickbooks;
+pub mod samsara_feed;
+pub mod sonar;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -223,7 +227,8 @@ impl Poller {
                         tracing::warn!(source, error = %e, "poll failed; the next interval tries again")
                     }
                 }
-                self.metrics.poll_finished(source, outcome.is_ok(), Utc::now().timestamp());
+                let records = outcome.as_ref().ok().map(|r| r.upserts + r.removals);
+                self.metrics.poll_finished(source, records, Utc::now().timestamp());
             }
             tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -233,11 +238,55 @@ impl Poller {
     }
 }
 
-/// The providers `config` turns on (a provider is on when its credentials are named).
+/// A provider's cursor: its position as JSON (`None`: where a first poll starts).
+fn read_position<T: serde::de::DeserializeOwned + Default>(
+    poller: &'static str,
+    cursor: Option<&str>,
+) -> Result<T, PollError> {
+    let Some(c) = cursor else { return Ok(T::default()) };
+    serde_json::from_str(c).map_err(|e| PollError::Provider {
+        poller,
+        detail: format!("the saved cursor {c:?} is not a position of this poller: {e}"),
+    })
+}
+
+/// The cursor of a position.
+fn write_position<T: serde::Serialize>(poller: &'static str, position: &T) -> Result<String, PollError> {
+    serde_json::to_string(position).map_err(|e| PollError::Provider { poller, detail: e.to_string() })
+}
+
+/// The variable `name` through `lookup`, for the config section `section`;
+/// the error names the variable, never a value.
+fn secret(
+    lookup: &impl Fn(&str) -> Option<String>,
+    section: &str,
+    name: &str,
+    what: &str,
+) -> anyhow::Result<String> {
+    lookup(name)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("{section}: {what} is read from ${name}, which is not set"))
+}
+
+/// The providers `config` turns on (a provider is on when its credentials
+/// are named); credentials come from the environment.
 pub fn configured(config: &Config) -> anyhow::Result<Vec<Arc<dyn Provider>>> {
+    let (p, env) = (&config.poll, |name: &str| std::env::var(name).ok());
     let mut providers: Vec<Arc<dyn Provider>> = Vec::new();
-    if !config.poll.plaid.access_token_env.is_empty() {
-        providers.push(Arc::new(plaid::Plaid::from_config(&config.poll)?));
+    if !p.plaid.access_token_env.is_empty() {
+        providers.push(Arc::new(plaid::Plaid::with_credentials(p, env)?));
+    }
+    if !p.hubspot.token_env.is_empty() {
+        providers.push(Arc::new(hubspot::Hubspot::with_credentials(p, env)?));
+    }
+    if !p.samsara_feed.token_env.is_empty() {
+        providers.push(Arc::new(samsara_feed::SamsaraFeed::with_credentials(p, env)?));
+    }
+    if !p.quickbooks.token_env.is_empty() {
+        providers.push(Arc::new(quickbooks::Quickbooks::with_credentials(p, env)?));
+    }
+    if !p.sonar.username_env.is_empty() {
+        providers.push(Arc::new(sonar::Sonar::with_credentials(p, env)?));
     }
     Ok(providers)
 }

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::http::Requester;
-use super::{Change, Page, PollError, PolledRecord, Provider};
+use super::http::{Requester, per_minute};
+use super::{Change, Page, PollError, PolledRecord, Provider, secret};
 use crate::config::PollConfig;
 
 const SOURCE: &str = "bank";
@@ -26,13 +26,6 @@ pub struct Plaid {
     count: u32,
     topic: String,
     requester: Requester,
-}
-
-/// The variable `name` through `lookup`; the error names the variable, never a value.
-fn secret(lookup: &impl Fn(&str) -> Option<String>, name: &str, what: &str) -> anyhow::Result<String> {
-    lookup(name)
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| anyhow::anyhow!("poll.plaid: {what} is read from ${name}, which is not set"))
 }
 
 #[derive(Deserialize)]
@@ -64,11 +57,6 @@ enum Step {
 }
 
 impl Plaid {
-    /// The credentials from the environment variables `poll.plaid` names.
-    pub fn from_config(config: &PollConfig) -> anyhow::Result<Self> {
-        Self::with_credentials(config, |name| std::env::var(name).ok())
-    }
-
     /// The credentials from `lookup` (variable name → value).
     pub fn with_credentials(
         config: &PollConfig,
@@ -77,12 +65,12 @@ impl Plaid {
         let c = &config.plaid;
         Ok(Plaid {
             url: c.url.trim_end_matches('/').to_owned(),
-            client_id: secret(&lookup, &c.client_id_env, "the client id")?,
-            secret: secret(&lookup, &c.secret_env, "the secret")?,
-            access_token: secret(&lookup, &c.access_token_env, "the access token")?,
+            client_id: secret(&lookup, "poll.plaid", &c.client_id_env, "the client id")?,
+            secret: secret(&lookup, "poll.plaid", &c.secret_env, "the secret")?,
+            access_token: secret(&lookup, "poll.plaid", &c.access_token_env, "the access token")?,
             count: c.count,
             topic: c.topic.clone(),
-            requester: Requester::new(config, c.requests_per_minute)?,
+            requester: Requester::new(config, per_minute(c.requests_per_minute))?,
         })
     }
 

@@ -254,6 +254,9 @@ impl KafkaSource {
                 (&k.front_topic, Format::Front),
                 (&k.turvo_topic, Format::Turvo),
                 (&k.bank_topic, Format::Bank),
+                (&k.crm_topic, Format::Crm),
+                (&k.market_topic, Format::Market),
+                (&k.financial_topic, Format::Financial),
             ]
             .into_iter()
             .filter(|(topic, _)| !topic.is_empty())
