@@ -121,7 +121,8 @@ async fn main() -> anyhow::Result<()> {
 
     let writer = app::saga_writer(&config, &stores, metrics.clone(), &CancellationToken::new())?;
     let measured = measure(&temporal, direct.as_ref(), unique, (events, count, in_flight));
-    while_working(&config, app::build_embedder(&config)?, writer, &metrics, measured).await?
+    while_working(&config, app::build_embedder(&config)?, writer, &metrics, Box::new(|_| Ok(())), measured)
+        .await?
 }
 
 async fn measure(

@@ -683,6 +683,11 @@ pub struct PollConfig {
     /// One provider request, answer included.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Poll on Temporal: a `PollingWorkflow` per source (`apex-ingest pollers
+    /// start`) run by the workers, and `run` polls nothing itself.
+    pub on_temporal: bool,
+    /// A `PollingWorkflow` continues as new after this many polls (its history stays small).
+    pub iterations_per_run: u32,
     pub plaid: PlaidConfig,
     pub hubspot: HubspotConfig,
     pub samsara_feed: SamsaraFeedConfig,
@@ -697,6 +702,8 @@ impl Default for PollConfig {
             max_attempts: 5,
             first_backoff: Duration::from_secs(1),
             request_timeout: Duration::from_secs(30),
+            on_temporal: false,
+            iterations_per_run: 100,
             plaid: PlaidConfig::default(),
             hubspot: HubspotConfig::default(),
             samsara_feed: SamsaraFeedConfig::default(),
@@ -979,6 +986,7 @@ impl Config {
             (!self.poll.interval.is_zero(), "poll.interval", "must be longer than 0 s"),
             (self.poll.max_attempts > 0, "poll.max_attempts", "must be at least 1"),
             (!self.poll.request_timeout.is_zero(), "poll.request_timeout", "must be longer than 0 s"),
+            (self.poll.iterations_per_run > 0, "poll.iterations_per_run", "must be at least 1"),
             (
                 (1..=500).contains(&self.poll.plaid.count),
                 "poll.plaid.count",

@@ -45,6 +45,26 @@ fn help_explains_every_subcommand() {
         produce.contains("--topic") && produce.contains("--events") && produce.contains("--rate"),
         "{produce}"
     );
+    let pollers =
+        String::from_utf8_lossy(&apex().args(["pollers", "--help"]).output().unwrap().stdout).to_string();
+    assert!(
+        pollers.contains("start") && pollers.contains("stats") && pollers.contains("on_temporal"),
+        "{pollers}"
+    );
+}
+
+/// `pollers start` refuses what would poll twice or nothing, before it reaches Temporal.
+#[test]
+fn pollers_start_names_what_is_missing() {
+    let none = apex().args(["pollers", "start"]).env("APEX_POLL_ON_TEMPORAL", "true").output().unwrap();
+    let text = String::from_utf8_lossy(&none.stderr);
+    assert!(!none.status.success() && text.contains("no poll source is configured"), "{text}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("apex.toml");
+    std::fs::write(&file, "[poll.hubspot]\ntoken_env = \"HUBSPOT_TOKEN\"\n").unwrap();
+    let in_process = apex().args(["pollers", "start", "--config"]).arg(&file).output().unwrap();
+    let text = String::from_utf8_lossy(&in_process.stderr);
+    assert!(!in_process.status.success() && text.contains("poll.on_temporal is false"), "{text}");
 }
 
 #[test]

@@ -58,7 +58,9 @@ async fn with_worker<T>(config: &Config, stores: &Stores, body: impl Future<Outp
     let metrics = Metrics::new();
     let writer = app::saga_writer(config, stores, metrics.clone(), &CancellationToken::new()).unwrap();
     let embedder = app::build_embedder(config).unwrap();
-    while_working(config, embedder, writer, &metrics, body).await.expect("worker ran and stopped cleanly")
+    while_working(config, embedder, writer, &metrics, Box::new(|_| Ok(())), body)
+        .await
+        .expect("worker ran and stopped cleanly")
 }
 
 async fn executions(client: &Client, query: &str) -> usize {

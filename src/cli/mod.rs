@@ -3,6 +3,7 @@
 pub mod demo;
 pub mod dlq;
 pub mod edge;
+pub mod pollers;
 pub mod produce;
 pub mod run;
 pub mod topics;
@@ -20,6 +21,7 @@ use crate::metrics::{self, Metrics};
 use crate::telemetry;
 use demo::DemoArgs;
 use dlq::DlqAction;
+use pollers::PollersAction;
 use produce::ProduceArgs;
 use topics::TopicsAction;
 
@@ -74,7 +76,9 @@ pub enum Command {
     },
     /// Runs a Temporal worker: polls temporal.task_queue and runs batch workflows,
     /// their child workflows and the activities (parse, extract_entities, embed,
-    /// process, write_batch) against the configured stores.
+    /// process, write_batch) against the configured stores. With
+    /// poll.on_temporal = true it also runs the pollers' PollingWorkflows and
+    /// their poll_step activity for the sources whose credentials it has.
     ///
     /// Concurrency: temporal.max_concurrent_workflow_tasks and
     /// temporal.max_concurrent_activities; reports temporal.build_id. At SIGTERM /
@@ -127,6 +131,19 @@ pub enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Runs the pollers on Temporal: starts their workflows, shows their counts.
+    ///
+    /// With poll.on_temporal = true the workers (`apex-ingest worker`, with the
+    /// sources' credentials) run one PollingWorkflow per source: a poll every
+    /// poll.interval on a durable timer, the cursor in the workflow, a poll_step
+    /// activity of 5 attempts honouring the provider's Retry-After, and a
+    /// continue-as-new every poll.iterations_per_run polls.
+    Pollers {
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: PollersAction,
+    },
     /// Lists, shows and replays dead letters (events that could not be parsed or validated).
     Dlq {
         #[arg(long, short, global = true)]
@@ -166,6 +183,10 @@ pub async fn dispatch(cli: Cli) -> ExitCode {
         Command::Edge { config } => {
             telemetry::init("info");
             edge::edge(config.as_deref()).await
+        }
+        Command::Pollers { config, action } => {
+            telemetry::init("warn");
+            pollers::pollers(config.as_deref(), action).await
         }
         Command::Dlq { config, action } => {
             telemetry::init("warn,sqlx=error");

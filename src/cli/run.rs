@@ -16,9 +16,11 @@ pub async fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
     app::cancel_on_signal(shutdown.clone());
     let (stores, orchestrator) = app::build_orchestrator(&config, metrics.clone(), &shutdown).await?;
     let source = app::build_source(&config, metrics.clone())?;
-    // The pollers run beside the pipeline: cursors in the relational store, one
-    // member polling a source per interval (the coordinator's lock).
-    for provider in poll::configured(&config)? {
+    // The pollers run beside the pipeline (unless they run on Temporal):
+    // cursors in the relational store, one member polling a source per
+    // interval (the coordinator's lock).
+    let in_process = if config.poll.on_temporal { Vec::new() } else { poll::configured(&config)? };
+    for provider in in_process {
         let (cursors, coordinator) = (stores.relational.clone(), stores.coordinator.clone());
         let poller =
             poll::Poller::new(provider, cursors, coordinator, &config.kafka.brokers, metrics.poll.clone())?;

@@ -28,7 +28,8 @@ pub enum RequestError {
 }
 
 impl RequestError {
-    fn retry_after(&self) -> Option<Duration> {
+    /// The provider's `Retry-After`, when it sent one.
+    pub fn retry_after(&self) -> Option<Duration> {
         match self {
             RequestError::Retryable { retry_after, .. } => *retry_after,
             RequestError::Transport(_) => None,

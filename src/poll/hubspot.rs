@@ -24,7 +24,7 @@ use super::http::{Requester, per_second};
 use super::{Change, Page, PollError, PolledRecord, Provider, read_position, secret, write_position};
 use crate::config::PollConfig;
 
-const SOURCE: &str = "crm";
+pub const SOURCE: &str = "crm";
 
 pub struct Hubspot {
     url: String,
@@ -113,7 +113,7 @@ impl Hubspot {
             .requester
             .send(|| self.requester.client().post(&url).bearer_auth(&self.token).json(&body))
             .await
-            .map_err(|e| self.fail(format!("{url}: {e}")))?;
+            .map_err(|e| PollError::request(SOURCE, &url, e))?;
         if !answer.status.is_success() {
             return Err(self.fail(format!("{url}: HTTP {}: {}", answer.status, answer.body)));
         }

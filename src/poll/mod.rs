@@ -16,6 +16,7 @@ pub mod plaid;
 pub mod quickbooks;
 pub mod samsara_feed;
 pub mod sonar;
+pub mod workflow;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -29,7 +30,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, PollConfig};
 use crate::kafka::producer_config;
 use crate::metrics::PollMetrics;
 use crate::store::{Coordinator, LockToken, RelationalStore, StoreError};
@@ -58,13 +59,32 @@ pub struct Page {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PollError {
-    /// The provider failed after every attempt, or answered something unusable.
+    /// The provider answered something unusable.
     #[error("{poller} provider: {detail}")]
     Provider { poller: &'static str, detail: String },
+    /// A request failed after every attempt (429, 5xx, transport); `retry_after`
+    /// is the provider's last `Retry-After`.
+    #[error("{poller} provider: {detail}")]
+    Request { poller: &'static str, detail: String, retry_after: Option<Duration> },
     #[error("the broker did not take {poller}'s records: {detail}")]
     Broker { poller: &'static str, detail: String },
     #[error("{poller}'s cursor: {error}")]
     Cursor { poller: &'static str, error: StoreError },
+}
+
+impl PollError {
+    /// A request to `url` that failed after every attempt.
+    pub fn request(poller: &'static str, url: &impl std::fmt::Display, error: http::RequestError) -> Self {
+        PollError::Request { poller, detail: format!("{url}: {error}"), retry_after: error.retry_after() }
+    }
+
+    /// How long the provider asked to wait before the next request, if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            PollError::Request { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
 }
 
 /// A source that can be polled.
@@ -98,61 +118,48 @@ enum Turn {
     Theirs,
 }
 
-/// One source's poll step and loop.
-pub struct Poller {
+/// One poll step: a page fetched from the provider and produced to its topic,
+/// every record acknowledged by the broker. The in-process loop ([`Poller`])
+/// and the Temporal workflow ([`workflow`]) both run it; each keeps the cursor
+/// its own way (the relational store, the workflow's state).
+pub struct PollStep {
     provider: Arc<dyn Provider>,
-    cursors: Arc<dyn RelationalStore>,
-    /// Every member runs the pollers; a lock per source and interval lets one poll.
-    coordinator: Arc<dyn Coordinator>,
     producer: FutureProducer,
     metrics: PollMetrics,
 }
 
-impl Poller {
-    pub fn new(
-        provider: Arc<dyn Provider>,
-        cursors: Arc<dyn RelationalStore>,
-        coordinator: Arc<dyn Coordinator>,
-        brokers: &str,
-        metrics: PollMetrics,
-    ) -> anyhow::Result<Self> {
+/// What one step did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StepReport {
+    /// The cursor after the page (`None`: keep the one there is).
+    pub cursor: Option<String>,
+    /// More pages wait now.
+    pub more: bool,
+    pub upserts: usize,
+    pub removals: usize,
+}
+
+impl PollStep {
+    pub fn new(provider: Arc<dyn Provider>, brokers: &str, metrics: PollMetrics) -> anyhow::Result<Self> {
         let producer = producer_config(brokers).create().with_context(|| {
             format!("creating the {} poller's Kafka producer for {brokers}", provider.source())
         })?;
         metrics.source_registered(provider.source());
-        Ok(Poller { provider, cursors, coordinator, producer, metrics })
+        Ok(PollStep { provider, producer, metrics })
     }
 
-    /// From the saved cursor until the provider has no more pages: each page
-    /// produced and acknowledged, then its cursor saved.
-    pub async fn poll_once(&self) -> Result<PollReport, PollError> {
-        let source = self.provider.source();
-        let cursor_error = |error| PollError::Cursor { poller: source, error };
-        let saved = self.cursors.poll_cursor(source).await.map_err(cursor_error)?;
-        if let Some((_, at)) = &saved {
-            self.metrics.cursor_age(source, (Utc::now() - *at).to_std().unwrap_or_default());
-        }
-        let mut report = PollReport { cursor: saved.map(|(c, _)| c), ..PollReport::default() };
-        loop {
-            let page = self.provider.fetch_page(report.cursor.as_deref()).await?;
-            self.produce(&page.records).await?;
-            let removals = page.records.iter().filter(|r| r.change == Change::Removed).count();
-            let upserts = page.records.len() - removals;
-            self.metrics.produced(source, upserts, removals);
-            report.pages += 1;
-            report.upserts += upserts;
-            report.removals += removals;
-            if let Some(next) = page.cursor
-                && report.cursor.as_ref() != Some(&next)
-            {
-                self.cursors.save_poll_cursor(source, &next).await.map_err(cursor_error)?;
-                self.metrics.cursor_age(source, Duration::ZERO);
-                report.cursor = Some(next);
-            }
-            if !page.more {
-                return Ok(report);
-            }
-        }
+    pub fn source(&self) -> &'static str {
+        self.provider.source()
+    }
+
+    /// The page after `cursor`, produced; the cursor may move once this returns.
+    pub async fn run(&self, cursor: Option<&str>) -> Result<StepReport, PollError> {
+        let page = self.provider.fetch_page(cursor).await?;
+        self.produce(&page.records).await?;
+        let removals = page.records.iter().filter(|r| r.change == Change::Removed).count();
+        let upserts = page.records.len() - removals;
+        self.metrics.produced(self.source(), upserts, removals);
+        Ok(StepReport { cursor: page.cursor, more: page.more, upserts, removals })
     }
 
     /// Every record of a page, each acknowledged by the broker (all or an error).
@@ -169,6 +176,56 @@ impl Poller {
         try_join_all(sends).await.map_err(|e| PollError::Broker { poller: source, detail: e.to_string() })?;
         Ok(())
     }
+}
+
+/// One source's in-process loop: its steps with the cursor in the relational store.
+pub struct Poller {
+    step: PollStep,
+    cursors: Arc<dyn RelationalStore>,
+    /// Every member runs the pollers; a lock per source and interval lets one poll.
+    coordinator: Arc<dyn Coordinator>,
+    metrics: PollMetrics,
+}
+
+impl Poller {
+    pub fn new(
+        provider: Arc<dyn Provider>,
+        cursors: Arc<dyn RelationalStore>,
+        coordinator: Arc<dyn Coordinator>,
+        brokers: &str,
+        metrics: PollMetrics,
+    ) -> anyhow::Result<Self> {
+        let step = PollStep::new(provider, brokers, metrics.clone())?;
+        Ok(Poller { step, cursors, coordinator, metrics })
+    }
+
+    /// From the saved cursor until the provider has no more pages: each page
+    /// produced and acknowledged, then its cursor saved.
+    pub async fn poll_once(&self) -> Result<PollReport, PollError> {
+        let source = self.step.source();
+        let cursor_error = |error| PollError::Cursor { poller: source, error };
+        let saved = self.cursors.poll_cursor(source).await.map_err(cursor_error)?;
+        if let Some((_, at)) = &saved {
+            self.metrics.cursor_age(source, (Utc::now() - *at).to_std().unwrap_or_default());
+        }
+        let mut report = PollReport { cursor: saved.map(|(c, _)| c), ..PollReport::default() };
+        loop {
+            let step = self.step.run(report.cursor.as_deref()).await?;
+            report.pages += 1;
+            report.upserts += step.upserts;
+            report.removals += step.removals;
+            if let Some(next) = step.cursor
+                && report.cursor.as_ref() != Some(&next)
+            {
+                self.cursors.save_poll_cursor(source, &next).await.map_err(cursor_error)?;
+                self.metrics.cursor_age(source, Duration::ZERO);
+                report.cursor = Some(next);
+            }
+            if !step.more {
+                return Ok(report);
+            }
+        }
+    }
 
     /// Whether this member polls now: it takes the source's lock for one
     /// interval, so of the members sharing a coordinator (Redis) one polls per
@@ -178,14 +235,14 @@ impl Poller {
             Ok(Some(token)) => Turn::Locked(token),
             Ok(None) => Turn::Theirs,
             Err(e) => {
-                tracing::warn!(source = self.provider.source(), error = %e, "cannot take the poll lock; polling anyway");
+                tracing::warn!(source = self.step.source(), error = %e, "cannot take the poll lock; polling anyway");
                 Turn::Unlocked
             }
         }
     }
 
     fn lock_key(&self) -> String {
-        format!("poll:{}", self.provider.source())
+        format!("poll:{}", self.step.source())
     }
 
     /// Keeps the lock while a poll runs longer than an interval, so no other
@@ -195,7 +252,7 @@ impl Poller {
         loop {
             tokio::time::sleep(interval / 3).await;
             if let Err(e) = self.coordinator.extend(&self.lock_key(), &token, interval).await {
-                tracing::warn!(source = self.provider.source(), error = %e, "cannot extend the poll lock");
+                tracing::warn!(source = self.step.source(), error = %e, "cannot extend the poll lock");
             }
         }
     }
@@ -204,7 +261,7 @@ impl Poller {
     /// member's turn; a failed poll is counted and logged, and the next
     /// interval tries again.
     pub async fn run(&self, interval: Duration, shutdown: CancellationToken) {
-        let source = self.provider.source();
+        let source = self.step.source();
         loop {
             let turn = self.my_turn(interval).await;
             if !matches!(turn, Turn::Theirs) {
@@ -268,25 +325,38 @@ fn secret(
         .ok_or_else(|| anyhow::anyhow!("{section}: {what} is read from ${name}, which is not set"))
 }
 
-/// The providers `config` turns on (a provider is on when its credentials
-/// are named); credentials come from the environment.
+/// The sources `config` turns on: a source is on when its credentials are named.
+pub fn configured_sources(p: &PollConfig) -> Vec<&'static str> {
+    [
+        (plaid::SOURCE, &p.plaid.access_token_env),
+        (hubspot::SOURCE, &p.hubspot.token_env),
+        (samsara_feed::SOURCE, &p.samsara_feed.token_env),
+        (quickbooks::SOURCE, &p.quickbooks.token_env),
+        (sonar::SOURCE, &p.sonar.username_env),
+    ]
+    .into_iter()
+    .filter_map(|(source, variable)| (!variable.is_empty()).then_some(source))
+    .collect()
+}
+
+/// The provider of `source`, credentials through `lookup` (variable name → value).
+pub fn provider(
+    p: &PollConfig,
+    source: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<Arc<dyn Provider>> {
+    Ok(match source {
+        plaid::SOURCE => Arc::new(plaid::Plaid::with_credentials(p, lookup)?),
+        hubspot::SOURCE => Arc::new(hubspot::Hubspot::with_credentials(p, lookup)?),
+        samsara_feed::SOURCE => Arc::new(samsara_feed::SamsaraFeed::with_credentials(p, lookup)?),
+        quickbooks::SOURCE => Arc::new(quickbooks::Quickbooks::with_credentials(p, lookup)?),
+        sonar::SOURCE => Arc::new(sonar::Sonar::with_credentials(p, lookup)?),
+        other => anyhow::bail!("no poller is called {other:?}"),
+    })
+}
+
+/// The providers `config` turns on, credentials from the environment.
 pub fn configured(config: &Config) -> anyhow::Result<Vec<Arc<dyn Provider>>> {
-    let (p, env) = (&config.poll, |name: &str| std::env::var(name).ok());
-    let mut providers: Vec<Arc<dyn Provider>> = Vec::new();
-    if !p.plaid.access_token_env.is_empty() {
-        providers.push(Arc::new(plaid::Plaid::with_credentials(p, env)?));
-    }
-    if !p.hubspot.token_env.is_empty() {
-        providers.push(Arc::new(hubspot::Hubspot::with_credentials(p, env)?));
-    }
-    if !p.samsara_feed.token_env.is_empty() {
-        providers.push(Arc::new(samsara_feed::SamsaraFeed::with_credentials(p, env)?));
-    }
-    if !p.quickbooks.token_env.is_empty() {
-        providers.push(Arc::new(quickbooks::Quickbooks::with_credentials(p, env)?));
-    }
-    if !p.sonar.username_env.is_empty() {
-        providers.push(Arc::new(sonar::Sonar::with_credentials(p, env)?));
-    }
-    Ok(providers)
+    let env = |name: &str| std::env::var(name).ok();
+    configured_sources(&config.poll).into_iter().map(|source| provider(&config.poll, source, env)).collect()
 }

@@ -14,7 +14,7 @@ use super::http::{Requester, per_minute};
 use super::{Change, Page, PollError, PolledRecord, Provider, secret};
 use crate::config::PollConfig;
 
-const SOURCE: &str = "bank";
+pub const SOURCE: &str = "bank";
 /// Restarts after mutations within one poll before it fails (the next interval tries again).
 const MAX_RESTARTS: usize = 5;
 
@@ -90,7 +90,7 @@ impl Plaid {
             .requester
             .send(|| self.requester.client().post(&url).json(&body))
             .await
-            .map_err(|e| fail(format!("{url}: {e}")))?;
+            .map_err(|e| PollError::request(SOURCE, &url, e))?;
         if answer.status.is_success() {
             let page = serde_json::from_str(&answer.body)
                 .map_err(|e| fail(format!("{url}: unreadable /transactions/sync answer: {e}")))?;

@@ -28,7 +28,7 @@ use super::http::{Requester, per_minute};
 use super::{Change, Page, PollError, PolledRecord, Provider, read_position, secret, write_position};
 use crate::config::PollConfig;
 
-const SOURCE: &str = "financial";
+pub const SOURCE: &str = "financial";
 /// An answer with this many objects may have been cut short.
 pub const TRUNCATED_AT: usize = 1_000;
 /// CDC's look-back.
@@ -134,7 +134,7 @@ impl Quickbooks {
                     .header("content-type", "text/plain")
             })
             .await
-            .map_err(|e| self.fail(format!("{url}: {e}")))?;
+            .map_err(|e| PollError::request(SOURCE, &url, e))?;
         let body: Option<Map<String, Value>> = serde_json::from_str(&answer.body).ok();
         match body {
             Some(b) if answer.status.is_success() && !b.contains_key("Fault") => Ok(b),

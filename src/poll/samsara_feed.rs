@@ -22,7 +22,7 @@ use super::http::{Requester, per_second};
 use super::{Change, Page, PollError, PolledRecord, Provider, secret};
 use crate::config::PollConfig;
 
-const SOURCE: &str = "samsara";
+pub const SOURCE: &str = "samsara";
 /// Samsara: when `hasNextPage` is false, wait at least this long before the next call.
 pub const CAUGHT_UP_WAIT: Duration = Duration::from_secs(5);
 
@@ -132,7 +132,7 @@ impl Provider for SamsaraFeed {
             .requester
             .send(|| self.requester.client().get(url.clone()).bearer_auth(&self.token))
             .await
-            .map_err(|e| self.fail(format!("{url}: {e}")))?;
+            .map_err(|e| PollError::request(SOURCE, &url, e))?;
         if !answer.status.is_success() {
             return Err(self.fail(format!("{url}: HTTP {}: {}", answer.status, answer.body)));
         }

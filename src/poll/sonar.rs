@@ -24,7 +24,7 @@ use super::http::{Answer, Requester, per_minute};
 use super::{Change, Page, PollError, PolledRecord, Provider, read_position, secret, write_position};
 use crate::config::PollConfig;
 
-const SOURCE: &str = "market";
+pub const SOURCE: &str = "market";
 
 pub struct Sonar {
     url: String,
@@ -91,7 +91,7 @@ impl Sonar {
             .requester
             .send(|| self.requester.client().post(&url).json(&body))
             .await
-            .map_err(|e| self.fail(format!("{url}: {e}")))?;
+            .map_err(|e| PollError::request(SOURCE, &url, e))?;
         if !answer.status.is_success() {
             // The body may echo the request; the password is never logged.
             return Err(self.fail(format!("{url}: HTTP {}: authentication refused", answer.status)));
@@ -111,7 +111,7 @@ impl Sonar {
                 .requester
                 .send(|| self.requester.client().get(url).bearer_auth(&token))
                 .await
-                .map_err(|e| self.fail(format!("{url}: {e}")))?;
+                .map_err(|e| PollError::request(SOURCE, &url, e))?;
             if answer.status == StatusCode::UNAUTHORIZED && !renew {
                 renew = true;
                 continue;

@@ -17,6 +17,10 @@ use crate::metrics::Metrics;
 use crate::pipeline::embed::{EmbedPolicy, Embedder};
 use crate::saga::SagaWriter;
 
+/// What a worker runs besides the batch workflows: the layers above add
+/// theirs (the pollers' workflow and activities).
+pub type Extra = Box<dyn FnOnce(&mut WorkerOptions) -> anyhow::Result<()>>;
+
 /// Runs a worker until `shutdown` fires; then it stops polling, lets running
 /// tasks finish and returns. Workflows it was running resume on any other
 /// worker. Ready (`/readyz`) while it polls.
@@ -25,6 +29,7 @@ pub async fn run_worker(
     embedder: Arc<dyn Embedder>,
     writer: Arc<SagaWriter>,
     metrics: &Metrics,
+    extra: Extra,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let t = &config.temporal;
@@ -36,7 +41,7 @@ pub async fn run_worker(
         .local_activity_task_slot_supplier(FixedSizeSlotSupplier::new(t.max_concurrent_activities))
         .nexus_task_slot_supplier(FixedSizeSlotSupplier::new(1))
         .build();
-    let options = WorkerOptions::new(t.task_queue.clone())
+    let mut options = WorkerOptions::new(t.task_queue.clone())
         .register_workflow::<BatchIngestWorkflow>()
         .context("registering BatchIngestWorkflow")?
         .register_workflow::<IngestEventsWorkflow>()
@@ -48,6 +53,7 @@ pub async fn run_worker(
         .activity_task_poller_behavior(PollerBehavior::SimpleMaximum(t.max_pollers))
         .tuner(tuner)
         .build();
+    extra(&mut options)?;
     let mut worker = Worker::new(&runtime, client, options).context("creating the Temporal worker")?;
     let stop = worker.shutdown_handle();
     tracing::info!(task_queue = %t.task_queue, build_id = %t.build_id, url = %t.url, "worker polling");
@@ -67,16 +73,17 @@ pub async fn run_worker(
 }
 
 /// Runs `work` while a worker polls beside it in this task, then stops the
-/// worker (tests and load runs that start batches and need a worker to run them).
+/// worker (tests and load runs that start workflows and need a worker to run them).
 pub async fn while_working<T>(
     config: &Config,
     embedder: Arc<dyn Embedder>,
     writer: Arc<SagaWriter>,
     metrics: &Metrics,
+    extra: Extra,
     work: impl Future<Output = T>,
 ) -> anyhow::Result<T> {
     let shutdown = CancellationToken::new();
-    let mut worker = std::pin::pin!(run_worker(config, embedder, writer, metrics, shutdown.clone()));
+    let mut worker = std::pin::pin!(run_worker(config, embedder, writer, metrics, extra, shutdown.clone()));
     let mut work = std::pin::pin!(work);
     tokio::select! {
         ran = &mut worker => {
