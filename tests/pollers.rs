@@ -1459,9 +1459,10 @@ async fn on_temporal_the_polling_workflow_keeps_its_cursor_across_continue_as_ne
     once.max_attempts = 1;
     let provider = Arc::new(Plaid::with_credentials(&once, credentials).unwrap());
     let step = PollStep::new(provider, &world.brokers, metrics.poll.clone()).unwrap();
+    let poll_metrics = metrics.poll.clone();
     let extra: apex_ingest::orchestrate::temporal::worker::Extra = Box::new(move |options| {
         options.register_workflow::<PollingWorkflow>()?;
-        options.register_activities(PollActivities::new(vec![step]));
+        options.register_activities(PollActivities::new(vec![step], poll_metrics));
         Ok(())
     });
     let stores = app::open_stores(&config).await.unwrap();
@@ -1513,6 +1514,10 @@ async fn on_temporal_the_polling_workflow_keeps_its_cursor_across_continue_as_ne
     let stats_after = while_working(&config, embedder, writer, &metrics, extra, work).await.unwrap();
 
     assert!(stats_after.iterations >= 6 && stats_after.polls_ok >= 6, "{stats_after:?}");
+    // The worker's metrics count the polls its steps ended.
+    let m = metrics.render();
+    let ok = support::metric_series(&m, "apex_poll_total{outcome=\"ok\",source=\"bank\"}");
+    assert!(ok.first().is_some_and(|(_, n)| *n as u64 >= stats_after.polls_ok), "{m}");
     assert_eq!(stats_after.cursor.as_deref(), Some("9"), "the cursor after every change, kept across runs");
     let item = world.item.lock().unwrap();
     // One request without a cursor: the very first; every later run went on from its cursor.

@@ -30,7 +30,7 @@ use temporalio_sdk::{
 
 use super::{PollStep, StepReport};
 use crate::config::Config;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, PollMetrics};
 use crate::orchestrate::temporal::worker::Extra;
 use crate::store::RelationalStore;
 
@@ -76,16 +76,19 @@ pub struct PollStats {
 pub struct StepInput {
     pub source: String,
     pub cursor: Option<String>,
+    /// Records the poll's earlier steps produced (for the worker's metrics).
+    pub produced: u64,
 }
 
 /// The poll steps of the sources this worker has credentials for.
 pub struct PollActivities {
     steps: BTreeMap<&'static str, Arc<PollStep>>,
+    metrics: PollMetrics,
 }
 
 impl PollActivities {
-    pub fn new(steps: Vec<PollStep>) -> Self {
-        PollActivities { steps: steps.into_iter().map(|s| (s.source(), Arc::new(s))).collect() }
+    pub fn new(steps: Vec<PollStep>, metrics: PollMetrics) -> Self {
+        PollActivities { steps: steps.into_iter().map(|s| (s.source(), Arc::new(s))).collect(), metrics }
     }
 }
 
@@ -95,7 +98,7 @@ impl PollActivities {
     #[activity(name = "poll_step")]
     pub async fn poll_step(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         input: StepInput,
     ) -> Result<StepReport, ActivityError> {
         let Some(step) = self.steps.get(input.source.as_str()) else {
@@ -107,14 +110,30 @@ impl PollActivities {
                 ApplicationFailure::non_retryable(anyhow::anyhow!(detail).into_boxed_dyn_error()).into()
             );
         };
-        step.run(input.cursor.as_deref()).await.map_err(|e| {
-            let retry_after = e.retry_after();
-            // The provider's Retry-After, not the backoff, sets the next attempt.
-            ApplicationFailure::builder(anyhow::Error::from(e))
-                .maybe_next_retry_delay(retry_after)
-                .build()
-                .into()
-        })
+        // The worker's metrics see a poll end: its last page, or its last attempt failing.
+        let now = || chrono::Utc::now().timestamp();
+        match step.run(input.cursor.as_deref()).await {
+            Ok(report) => {
+                if !report.more {
+                    let produced = input.produced as usize + report.upserts + report.removals;
+                    self.metrics.poll_finished(step.source(), Some(produced), now());
+                }
+                if report.cursor.is_some() {
+                    self.metrics.cursor_age(step.source(), Duration::ZERO);
+                }
+                Ok(report)
+            }
+            Err(e) => {
+                if ctx.info().attempt >= STEP_ATTEMPTS {
+                    self.metrics.poll_finished(step.source(), None, now());
+                }
+                let retry_after = e.retry_after();
+                // The provider's Retry-After, not the backoff, sets the next attempt.
+                let failure =
+                    ApplicationFailure::builder(anyhow::Error::from(e)).maybe_next_retry_delay(retry_after);
+                Err(failure.build().into())
+            }
+        }
     }
 }
 
@@ -165,7 +184,7 @@ async fn poll(ctx: &mut WorkflowContext<PollingWorkflow>, source: &str) {
     let mut records = 0;
     loop {
         let cursor = ctx.state(|s| s.stats.cursor.clone());
-        let input = StepInput { source: source.to_owned(), cursor };
+        let input = StepInput { source: source.to_owned(), cursor, produced: records };
         match ctx.execute_activity(PollActivities::poll_step, input, step_options()).await {
             Ok(step) => {
                 let produced = (step.upserts + step.removals) as u64;
@@ -241,15 +260,16 @@ pub fn registrations(config: &Config, metrics: &Metrics) -> anyhow::Result<Extra
     let mut once = config.poll.clone();
     once.max_attempts = 1;
     let env = |name: &str| std::env::var(name).ok();
+    let metrics = metrics.poll.clone();
     let steps = super::configured_sources(&once)
         .into_iter()
         .map(|source| {
-            PollStep::new(super::provider(&once, source, env)?, &config.kafka.brokers, metrics.poll.clone())
+            PollStep::new(super::provider(&once, source, env)?, &config.kafka.brokers, metrics.clone())
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(Box::new(move |options: &mut WorkerOptions| {
         options.register_workflow::<PollingWorkflow>().context("registering PollingWorkflow")?;
-        options.register_activities(PollActivities::new(steps));
+        options.register_activities(PollActivities::new(steps, metrics));
         Ok(())
     }))
 }
