@@ -31,6 +31,7 @@ use temporalio_sdk::{
 use super::{PollStep, StepReport};
 use crate::config::Config;
 use crate::metrics::{Metrics, PollMetrics};
+use crate::orchestrate::temporal::activities::heartbeating;
 use crate::orchestrate::temporal::worker::Extra;
 use crate::store::RelationalStore;
 
@@ -112,7 +113,7 @@ impl PollActivities {
         };
         // The worker's metrics see a poll end: its last page, or its last attempt failing.
         let now = || chrono::Utc::now().timestamp();
-        match step.run(input.cursor.as_deref()).await {
+        match heartbeating(&ctx, step.run(input.cursor.as_deref())).await {
             Ok(report) => {
                 if !report.more {
                     let produced = input.produced as usize + report.upserts + report.removals;
@@ -137,8 +138,11 @@ impl PollActivities {
     }
 }
 
+/// A step may page for minutes (Plaid's whole `has_more` loop is one); it
+/// heartbeats, so a step on a worker that died is retried elsewhere in 30 s.
 fn step_options() -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(Duration::from_secs(600))
+        .heartbeat_timeout(Duration::from_secs(30))
         .retry_policy(
             RetryPolicy::builder()
                 .maximum_attempts(STEP_ATTEMPTS)

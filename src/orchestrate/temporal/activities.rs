@@ -69,7 +69,7 @@ fn failure(transient: bool, error: impl std::error::Error + Send + Sync + 'stati
 }
 
 /// Runs `work`, heartbeating until it finishes.
-async fn heartbeating<T>(ctx: &ActivityContext, work: impl Future<Output = T>) -> T {
+pub async fn heartbeating<T>(ctx: &ActivityContext, work: impl Future<Output = T>) -> T {
     let mut work = std::pin::pin!(work);
     let mut beat = tokio::time::interval(HEARTBEAT_EVERY);
     let mut beats: u64 = 0;
