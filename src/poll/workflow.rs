@@ -3,8 +3,9 @@
 //! (a running one is left as it is). Each iteration runs the source's poll
 //! steps as `poll_step` activities until the provider has no more pages,
 //! keeping the cursor in the workflow's state, then sleeps `poll.interval` on
-//! a durable timer. After `poll.iterations_per_run` iterations it continues as
-//! new with the cursor and the counts, so its history stays small. The
+//! a durable timer. After `poll.iterations_per_run` iterations (or sooner, when
+//! the server suggests it: polls of many pages) it continues as new with the
+//! cursor and the counts, so its history stays small. The
 //! `get_stats` query answers the counts and the cursor.
 //!
 //! `poll_step` is [`PollStep::run`]: one page fetched and produced, every record
@@ -170,6 +171,10 @@ impl PollingWorkflow {
         for _ in 0..input.iterations_per_run {
             poll(ctx, &input.source).await;
             ctx.timer(input.interval).await;
+            // Polls of many pages grow the history faster: the server says when.
+            if ctx.continue_as_new_suggested() {
+                break;
+            }
         }
         let stats = ctx.state(|s| s.stats.clone());
         let next = PollingInput { cursor: stats.cursor.clone(), stats, ..input };
