@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::poison::PoisonReason;
+use super::polled::{pro_in, text};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BankTransaction {
@@ -26,22 +27,6 @@ pub struct BankTransaction {
     pub removed: bool,
     /// A PRO number in the description (`PRO 12345678`): the shipment it pays for.
     pub pro_number: Option<String>,
-}
-
-fn text(v: &Value, key: &str) -> Option<String> {
-    v.get(key)?.as_str().map(str::trim).filter(|s| !s.is_empty()).map(String::from)
-}
-
-/// `PRO 1234567`, `PRO# 1234567`, `pro:1234567` (6 to 12 digits) anywhere in
-/// `text`: the shipment a payment, an invoice or a deal is about.
-pub fn pro_in(text: &str) -> Option<String> {
-    let lower = text.to_ascii_lowercase();
-    lower.match_indices("pro").find_map(|(at, _)| {
-        let before_ok = at == 0 || !lower.as_bytes()[at - 1].is_ascii_alphanumeric();
-        let rest = lower[at + 3..].trim_start_matches([' ', '#', ':', '-']);
-        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-        (before_ok && (6..=12).contains(&digits.len()) && rest.len() >= digits.len()).then_some(digits)
-    })
 }
 
 impl BankTransaction {

@@ -8,9 +8,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::bank::pro_in;
 use super::poison::PoisonReason;
-use super::polled::typed_key;
+use super::polled::{pro_in, typed_key};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CrmType {

@@ -7,9 +7,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::bank::pro_in;
 use super::poison::PoisonReason;
-use super::polled::typed_key;
+use super::polled::{pro_in, text, typed_key};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FinancialObject {
@@ -25,10 +24,6 @@ pub struct FinancialObject {
     pub name: Option<String>,
     /// A PRO number in its memo, note or line descriptions: the shipment it is for.
     pub pro_number: Option<String>,
-}
-
-fn text(v: &Value, key: &str) -> Option<String> {
-    v.get(key)?.as_str().map(str::trim).filter(|s| !s.is_empty()).map(String::from)
 }
 
 /// The first PRO number in the object's free-text fields.

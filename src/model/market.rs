@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::poison::PoisonReason;
+use super::polled::text;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MarketPoint {
@@ -17,10 +18,6 @@ pub struct MarketPoint {
     pub qualifier: String,
     pub date: NaiveDate,
     pub value: f64,
-}
-
-fn text(v: &Value, key: &str) -> Option<String> {
-    v.get(key)?.as_str().map(str::trim).filter(|s| !s.is_empty()).map(String::from)
 }
 
 impl MarketPoint {

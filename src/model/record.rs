@@ -166,7 +166,8 @@ pub struct Record {
 impl Record {
     /// What the record is about, as a cache key for "latest state":
     /// `vehicle:<id>` for telemetry, `shipment:<ref>` for EDI and Turvo,
-    /// `conversation:<id>` for Front, `account:<id>` for bank transactions, `crm:<object>:<id>` for CRM objects, `market:<index>:<qualifier>` for
+    /// `conversation:<id>` for Front, `account:<id>` for bank transactions,
+    /// `crm:<object>:<id>` for CRM objects, `market:<index>:<qualifier>` for
     /// market index points, `quickbooks:<Entity>:<Id>` for accounting objects.
     pub fn subject(&self) -> Option<String> {
         match &self.body {

@@ -33,6 +33,15 @@ impl Extraction {
     fn edge(&mut self, from: &EntityKey, rel: RelType, to: &EntityKey) {
         self.relations.push(Relation { from: from.clone(), rel, to: to.clone() });
     }
+
+    /// The shipment a PRO number names, mentioned by `event` (a payment, an
+    /// invoice or a deal is about it).
+    fn shipment_mentioned(&mut self, event: &EntityKey, pro_number: Option<&String>) {
+        if let Some(pro) = pro_number {
+            let k = self.node(Label::Shipment, pro, &[]);
+            self.edge(event, RelType::Mentions, &k);
+        }
+    }
 }
 
 /// Extracts the Event node for the record and the entities it mentions.
@@ -70,34 +79,29 @@ fn extract_bank(x: &mut Extraction, event: &EntityKey, t: &BankTransaction) {
         let k = x.node(Label::Account, account, &[]);
         x.edge(&k, RelType::Reported, event);
     }
-    if let Some(pro) = &t.pro_number {
-        let k = x.node(Label::Shipment, pro, &[]);
-        x.edge(event, RelType::Mentions, &k);
-    }
+    x.shipment_mentioned(event, t.pro_number.as_ref());
 }
 
 /// A contact by email (the same node as a Front contact), a company by domain,
 /// a deal's shipment by the PRO number in its name.
 fn extract_crm(x: &mut Extraction, event: &EntityKey, o: &CrmObject) {
     let fallback = format!("hubspot:{}:{}", o.object, o.id);
-    let entity = match o.object_type {
+    let mentioned = match o.object_type {
         CrmType::Contact => {
             let name =
                 [o.prop("firstname"), o.prop("lastname")].into_iter().flatten().collect::<Vec<_>>().join(" ");
             let name = (!name.is_empty()).then_some(name);
             let key = o.email().unwrap_or(fallback);
-            Some(x.node(Label::Contact, &key, &[("name", name.as_deref()), ("hubspot_id", Some(&o.id))]))
+            x.node(Label::Contact, &key, &[("name", name.as_deref()), ("hubspot_id", Some(&o.id))])
         }
         CrmType::Company => {
             let key = o.prop("domain").map(str::to_ascii_lowercase).unwrap_or(fallback);
-            Some(x.node(Label::Company, &key, &[("name", o.prop("name")), ("hubspot_id", Some(&o.id))]))
+            x.node(Label::Company, &key, &[("name", o.prop("name")), ("hubspot_id", Some(&o.id))])
         }
-        CrmType::Deal => o.pro_number.as_ref().map(|pro| x.node(Label::Shipment, pro, &[])),
-        CrmType::Other => None,
+        CrmType::Deal => return x.shipment_mentioned(event, o.pro_number.as_ref()),
+        CrmType::Other => return,
     };
-    if let Some(k) = entity {
-        x.edge(event, RelType::Mentions, &k);
-    }
+    x.edge(event, RelType::Mentions, &mentioned);
 }
 
 /// The customer or vendor (a `Company` under its QuickBooks id; a Customer or
@@ -117,10 +121,7 @@ fn extract_financial(x: &mut Extraction, event: &EntityKey, o: &FinancialObject)
         let k = x.node(Label::Company, &key, &[("name", name)]);
         x.edge(event, RelType::Mentions, &k);
     }
-    if let Some(pro) = &o.pro_number {
-        let k = x.node(Label::Shipment, pro, &[]);
-        x.edge(event, RelType::Mentions, &k);
-    }
+    x.shipment_mentioned(event, o.pro_number.as_ref());
 }
 
 fn extract_samsara(x: &mut Extraction, event: &EntityKey, e: &SamsaraEvent) {
