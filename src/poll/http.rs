@@ -11,12 +11,29 @@ use backon::{ExponentialBuilder, Retryable};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::StatusCode;
 
+use super::PollError;
 use crate::config::PollConfig;
 
 /// An answer the provider reads: status and body.
 pub struct Answer {
     pub status: StatusCode,
     pub body: String,
+}
+
+impl Answer {
+    /// A 2xx answer's JSON; any other status is `poller`'s error with the
+    /// status and body, as is a body that does not read as a `T`.
+    pub fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        poller: &'static str,
+        url: &impl std::fmt::Display,
+    ) -> Result<T, PollError> {
+        let fail = |detail| PollError::Provider { poller, detail };
+        if !self.status.is_success() {
+            return Err(fail(format!("{url}: HTTP {}: {}", self.status, self.body)));
+        }
+        serde_json::from_str(&self.body).map_err(|e| fail(format!("{url}: unreadable answer: {e}")))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -114,11 +114,7 @@ impl Hubspot {
             .send(|| self.requester.client().post(&url).bearer_auth(&self.token).json(&body))
             .await
             .map_err(|e| PollError::request(SOURCE, &url, e))?;
-        if !answer.status.is_success() {
-            return Err(self.fail(format!("{url}: HTTP {}: {}", answer.status, answer.body)));
-        }
-        serde_json::from_str(&answer.body)
-            .map_err(|e| self.fail(format!("{url}: unreadable search answer: {e}")))
+        answer.json(SOURCE, &url)
     }
 }
 

@@ -133,11 +133,7 @@ impl Provider for SamsaraFeed {
             .send(|| self.requester.client().get(url.clone()).bearer_auth(&self.token))
             .await
             .map_err(|e| PollError::request(SOURCE, &url, e))?;
-        if !answer.status.is_success() {
-            return Err(self.fail(format!("{url}: HTTP {}: {}", answer.status, answer.body)));
-        }
-        let page: FeedPage = serde_json::from_str(&answer.body)
-            .map_err(|e| self.fail(format!("{url}: unreadable stats feed answer: {e}")))?;
+        let page: FeedPage = answer.json(SOURCE, &url)?;
         *caught_up_at = (!page.pagination.has_next_page).then(Instant::now);
         let cursor = (!page.pagination.end_cursor.is_empty()).then(|| page.pagination.end_cursor.clone());
         Ok(Page { records: events(&page), cursor, more: page.pagination.has_next_page })

@@ -96,8 +96,7 @@ impl Sonar {
             // The body may echo the request; the password is never logged.
             return Err(self.fail(format!("{url}: HTTP {}: authentication refused", answer.status)));
         }
-        let fresh: AuthToken = serde_json::from_str(&answer.body)
-            .map_err(|e| self.fail(format!("{url}: unreadable token: {e}")))?;
+        let fresh: AuthToken = answer.json(SOURCE, &url)?;
         *token = Some(fresh.token.clone());
         Ok(fresh.token)
     }
@@ -141,11 +140,7 @@ impl Provider for Sonar {
         let start = at.last.get(&key).copied().unwrap_or(today - self.backfill).min(today);
         let url = format!("{}/data/{index}/{qualifier}/{start}/{today}", self.url);
         let answer = self.data(&url).await?;
-        if !answer.status.is_success() {
-            return Err(self.fail(format!("{url}: HTTP {}: {}", answer.status, answer.body)));
-        }
-        let points: Vec<Value> = serde_json::from_str(&answer.body)
-            .map_err(|e| self.fail(format!("{url}: unreadable data: {e}")))?;
+        let points: Vec<Value> = answer.json(SOURCE, &url)?;
         let mut records = Vec::with_capacity(points.len());
         for point in points {
             let date = point
