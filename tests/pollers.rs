@@ -1459,10 +1459,9 @@ async fn on_temporal_the_polling_workflow_keeps_its_cursor_across_continue_as_ne
     once.max_attempts = 1;
     let provider = Arc::new(Plaid::with_credentials(&once, credentials).unwrap());
     let step = PollStep::new(provider, &world.brokers, metrics.poll.clone()).unwrap();
-    let poll_metrics = metrics.poll.clone();
     let extra: apex_ingest::orchestrate::temporal::worker::Extra = Box::new(move |options| {
         options.register_workflow::<PollingWorkflow>()?;
-        options.register_activities(PollActivities::new(vec![step], poll_metrics));
+        options.register_activities(PollActivities::new(vec![step]));
         Ok(())
     });
     let stores = app::open_stores(&config).await.unwrap();

@@ -152,6 +152,16 @@ impl PollStep {
         self.provider.source()
     }
 
+    /// A poll of this source ended: with the records it produced, or failed (`None`).
+    pub fn poll_finished(&self, records: Option<usize>) {
+        self.metrics.poll_finished(self.source(), records, Utc::now().timestamp());
+    }
+
+    /// The cursor moved this long ago.
+    fn cursor_age(&self, age: Duration) {
+        self.metrics.cursor_age(self.source(), age);
+    }
+
     /// The page after `cursor`, produced; the cursor may move once this returns.
     pub async fn run(&self, cursor: Option<&str>) -> Result<StepReport, PollError> {
         let page = self.provider.fetch_page(cursor).await?;
@@ -184,7 +194,6 @@ pub struct Poller {
     cursors: Arc<dyn RelationalStore>,
     /// Every member runs the pollers; a lock per source and interval lets one poll.
     coordinator: Arc<dyn Coordinator>,
-    metrics: PollMetrics,
 }
 
 impl Poller {
@@ -195,8 +204,8 @@ impl Poller {
         brokers: &str,
         metrics: PollMetrics,
     ) -> anyhow::Result<Self> {
-        let step = PollStep::new(provider, brokers, metrics.clone())?;
-        Ok(Poller { step, cursors, coordinator, metrics })
+        let step = PollStep::new(provider, brokers, metrics)?;
+        Ok(Poller { step, cursors, coordinator })
     }
 
     /// From the saved cursor until the provider has no more pages: each page
@@ -206,7 +215,7 @@ impl Poller {
         let cursor_error = |error| PollError::Cursor { poller: source, error };
         let saved = self.cursors.poll_cursor(source).await.map_err(cursor_error)?;
         if let Some((_, at)) = &saved {
-            self.metrics.cursor_age(source, (Utc::now() - *at).to_std().unwrap_or_default());
+            self.step.cursor_age((Utc::now() - *at).to_std().unwrap_or_default());
         }
         let mut report = PollReport { cursor: saved.map(|(c, _)| c), ..PollReport::default() };
         loop {
@@ -218,7 +227,7 @@ impl Poller {
                 && report.cursor.as_ref() != Some(&next)
             {
                 self.cursors.save_poll_cursor(source, &next).await.map_err(cursor_error)?;
-                self.metrics.cursor_age(source, Duration::ZERO);
+                self.step.cursor_age(Duration::ZERO);
                 report.cursor = Some(next);
             }
             if !step.more {
@@ -284,8 +293,7 @@ impl Poller {
                         tracing::warn!(source, error = %e, "poll failed; the next interval tries again")
                     }
                 }
-                let records = outcome.as_ref().ok().map(|r| r.upserts + r.removals);
-                self.metrics.poll_finished(source, records, Utc::now().timestamp());
+                self.step.poll_finished(outcome.as_ref().ok().map(|r| r.upserts + r.removals));
             }
             tokio::select! {
                 () = shutdown.cancelled() => return,

@@ -31,7 +31,7 @@ use temporalio_sdk::{
 
 use super::{PollStep, StepReport};
 use crate::config::Config;
-use crate::metrics::{Metrics, PollMetrics};
+use crate::metrics::Metrics;
 use crate::orchestrate::temporal::activities::heartbeating;
 use crate::orchestrate::temporal::worker::Extra;
 use crate::store::RelationalStore;
@@ -48,11 +48,10 @@ pub fn workflow_id(task_queue: &str, source: &str) -> String {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PollingInput {
     pub source: String,
-    /// Where the next poll starts (`None`: from the beginning).
-    pub cursor: Option<String>,
     pub interval: Duration,
     pub iterations_per_run: u32,
-    /// Counts of the runs before this one (continue-as-new keeps them).
+    /// Counts of the runs before this one (continue-as-new keeps them) and
+    /// the cursor the next poll starts from.
     pub stats: PollStats,
 }
 
@@ -69,6 +68,7 @@ pub struct PollStats {
     pub last_records: u64,
     /// Runs of this workflow id: 1, plus one per continue-as-new.
     pub runs: u64,
+    /// Where the next poll starts (`None`: from the beginning).
     pub cursor: Option<String>,
     /// Why the last failed poll failed.
     pub last_error: Option<String>,
@@ -85,12 +85,11 @@ pub struct StepInput {
 /// The poll steps of the sources this worker has credentials for.
 pub struct PollActivities {
     steps: BTreeMap<&'static str, Arc<PollStep>>,
-    metrics: PollMetrics,
 }
 
 impl PollActivities {
-    pub fn new(steps: Vec<PollStep>, metrics: PollMetrics) -> Self {
-        PollActivities { steps: steps.into_iter().map(|s| (s.source(), Arc::new(s))).collect(), metrics }
+    pub fn new(steps: Vec<PollStep>) -> Self {
+        PollActivities { steps: steps.into_iter().map(|s| (s.source(), Arc::new(s))).collect() }
     }
 }
 
@@ -113,21 +112,19 @@ impl PollActivities {
             );
         };
         // The worker's metrics see a poll end: its last page, or its last attempt failing.
-        let now = || chrono::Utc::now().timestamp();
         match heartbeating(&ctx, step.run(input.cursor.as_deref())).await {
             Ok(report) => {
                 if !report.more {
-                    let produced = input.produced as usize + report.upserts + report.removals;
-                    self.metrics.poll_finished(step.source(), Some(produced), now());
+                    step.poll_finished(Some(input.produced as usize + report.upserts + report.removals));
                 }
                 if report.cursor.is_some() {
-                    self.metrics.cursor_age(step.source(), Duration::ZERO);
+                    step.cursor_age(Duration::ZERO);
                 }
                 Ok(report)
             }
             Err(e) => {
                 if ctx.info().attempt >= STEP_ATTEMPTS {
-                    self.metrics.poll_finished(step.source(), None, now());
+                    step.poll_finished(None);
                 }
                 let retry_after = e.retry_after();
                 // The provider's Retry-After, not the backoff, sets the next attempt.
@@ -166,7 +163,6 @@ impl PollingWorkflow {
     pub async fn run(ctx: &mut WorkflowContext<Self>, input: PollingInput) -> WorkflowResult<PollStats> {
         let mut stats = input.stats.clone();
         stats.runs += 1;
-        stats.cursor = input.cursor.clone();
         ctx.state_mut(|s| s.stats = stats);
         for _ in 0..input.iterations_per_run {
             poll(ctx, &input.source).await;
@@ -176,8 +172,7 @@ impl PollingWorkflow {
                 break;
             }
         }
-        let stats = ctx.state(|s| s.stats.clone());
-        let next = PollingInput { cursor: stats.cursor.clone(), stats, ..input };
+        let next = PollingInput { stats: ctx.state(|s| s.stats.clone()), ..input };
         match ctx.continue_as_new(next, ContinueAsNewOptions::default())? {}
     }
 
@@ -241,10 +236,9 @@ pub async fn start_pollers(
         let cursor = cursors.poll_cursor(source).await?.map(|(c, _)| c);
         let input = PollingInput {
             source: source.to_owned(),
-            cursor,
             interval: config.poll.interval,
             iterations_per_run: config.poll.iterations_per_run,
-            stats: PollStats::default(),
+            stats: PollStats { cursor, ..PollStats::default() },
         };
         let options = WorkflowStartOptions::new(config.temporal.task_queue.clone(), id.clone())
             .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
@@ -269,16 +263,15 @@ pub fn registrations(config: &Config, metrics: &Metrics) -> anyhow::Result<Extra
     let mut once = config.poll.clone();
     once.max_attempts = 1;
     let env = |name: &str| std::env::var(name).ok();
-    let metrics = metrics.poll.clone();
     let steps = super::configured_sources(&once)
         .into_iter()
         .map(|source| {
-            PollStep::new(super::provider(&once, source, env)?, &config.kafka.brokers, metrics.clone())
+            PollStep::new(super::provider(&once, source, env)?, &config.kafka.brokers, metrics.poll.clone())
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(Box::new(move |options: &mut WorkerOptions| {
         options.register_workflow::<PollingWorkflow>().context("registering PollingWorkflow")?;
-        options.register_activities(PollActivities::new(steps, metrics));
+        options.register_activities(PollActivities::new(steps));
         Ok(())
     }))
 }
