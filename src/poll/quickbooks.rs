@@ -85,14 +85,21 @@ fn iso(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// `(entity, object)` pairs from `[{"Invoice": [...], ...}, ...]`.
-fn objects_in(responses: &[Value], entities: &[String]) -> Vec<(String, Value)> {
+/// The array `v` is, moved out; empty for anything else.
+fn array(v: Option<Value>) -> Vec<Value> {
+    match v {
+        Some(Value::Array(items)) => items,
+        _ => Vec::new(),
+    }
+}
+
+/// `(entity, object)` pairs moved out of `[{"Invoice": [...], ...}, ...]`.
+fn objects_in(responses: impl IntoIterator<Item = Value>, entities: &[String]) -> Vec<(String, Value)> {
     let mut out = Vec::new();
-    for r in responses {
+    for mut r in responses {
         for entity in entities {
-            for o in r.get(entity).and_then(Value::as_array).into_iter().flatten() {
-                out.push((entity.clone(), o.clone()));
-            }
+            let objects = array(r.get_mut(entity).map(Value::take));
+            out.extend(objects.into_iter().map(|o| (entity.clone(), o)));
         }
     }
     out
@@ -155,16 +162,12 @@ impl Quickbooks {
 
     async fn cdc(&self, entities: &[String], since: DateTime<Utc>) -> Result<Answered, PollError> {
         let (names, since) = (entities.join(","), iso(since));
-        let body = self.get("cdc", &[("entities", &names), ("changedSince", &since)]).await?;
-        let responses: Vec<Value> = body
-            .get("CDCResponse")
-            .and_then(Value::as_array)
+        let mut body = self.get("cdc", &[("entities", &names), ("changedSince", &since)]).await?;
+        let time = self.time_of(&body)?;
+        let responses = array(body.remove("CDCResponse"))
             .into_iter()
-            .flatten()
-            .filter_map(|c| c.get("QueryResponse")?.as_array().cloned())
-            .flatten()
-            .collect();
-        Ok(Answered { objects: objects_in(&responses, entities), time: self.time_of(&body)? })
+            .flat_map(|mut c| array(c.get_mut("QueryResponse").map(Value::take)));
+        Ok(Answered { objects: objects_in(responses, entities), time })
     }
 
     /// One page of a query read, and the read as it stands after it.
@@ -184,9 +187,8 @@ impl Quickbooks {
             "SELECT * FROM {entity} WHERE {} ORDERBY Id MAXRESULTS {QUERY_PAGE}",
             conditions.join(" AND ")
         );
-        let body = self.get("query", &[("query", &sql)]).await?;
-        let responses: Vec<Value> = body.get("QueryResponse").cloned().into_iter().collect();
-        let found = objects_in(&responses, std::slice::from_ref(&entity));
+        let mut body = self.get("query", &[("query", &sql)]).await?;
+        let found = objects_in(body.remove("QueryResponse"), std::slice::from_ref(&entity));
         if found.len() >= QUERY_PAGE {
             read.after_id = found.last().and_then(|(_, o)| o.get("Id")?.as_str().map(String::from));
             return Ok((found, Some(read)));
