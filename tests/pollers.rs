@@ -175,6 +175,20 @@ async fn fake_plaid(item: Shared) -> SocketAddr {
     serve(app).await
 }
 
+/// The latest message per key in a poller's topic: (value, change header),
+/// and how many messages there are.
+fn latest_per_key(brokers: &str, topic: &str) -> (BTreeMap<String, (Value, String)>, usize) {
+    let messages = read_to_end(brokers, topic, Format::Webhook, Duration::from_secs(30)).unwrap();
+    let mut latest = BTreeMap::new();
+    // One key is one partition, read in order: the last message of a key is its latest.
+    for m in &messages {
+        let value: Value = serde_json::from_slice(&m.payload).unwrap();
+        let change = m.headers.iter().find(|(k, _)| k == headers::CHANGE).map(|(_, v)| v.clone()).unwrap();
+        latest.insert(m.key.clone().unwrap(), (value, String::from_utf8(change).unwrap()));
+    }
+    (latest, messages.len())
+}
+
 /// Serves `app` (a fake provider) on a free local port.
 async fn serve(app: axum::Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -244,17 +258,7 @@ impl World {
 
     /// The latest message per key in the topic: (value, change header), and how many messages there are.
     fn topic_state(&self) -> (BTreeMap<String, (Value, String)>, usize) {
-        let messages =
-            read_to_end(&self.brokers, &self.topic, Format::Webhook, Duration::from_secs(30)).unwrap();
-        let mut latest = BTreeMap::new();
-        // One key is one partition, read in order: the last message of a key is its latest.
-        for m in &messages {
-            let value: Value = serde_json::from_slice(&m.payload).unwrap();
-            let change =
-                m.headers.iter().find(|(k, _)| k == headers::CHANGE).map(|(_, v)| v.clone()).unwrap();
-            latest.insert(m.key.clone().unwrap(), (value, String::from_utf8(change).unwrap()));
-        }
-        (latest, messages.len())
+        latest_per_key(&self.brokers, &self.topic)
     }
 
     /// The topic's latest upserts equal the Item's transactions, and every removed id's last message is a removal.
@@ -792,15 +796,13 @@ impl CrmWorld {
     /// The topic's latest message per key (its properties, without the two HubSpot
     /// adds), and the number of messages.
     fn topic_state(&self) -> (BTreeMap<String, Value>, usize) {
-        let messages = read_to_end(&self.brokers, &self.topic, Format::Crm, Duration::from_secs(30)).unwrap();
-        let mut latest = BTreeMap::new();
-        for m in &messages {
-            let mut body: Value = serde_json::from_slice(&m.payload).unwrap();
+        let (latest, messages) = latest_per_key(&self.brokers, &self.topic);
+        let properties = latest.into_iter().map(|(key, (mut body, _))| {
             let props = body["properties"].as_object_mut().unwrap();
             props.retain(|k, _| k != "hs_object_id" && !k.ends_with("lastmodifieddate"));
-            latest.insert(m.key.clone().unwrap(), body["properties"].take());
-        }
-        (latest, messages.len())
+            (key, body["properties"].take())
+        });
+        (properties.collect(), messages)
     }
 
     fn requests(&self) -> usize {
@@ -1166,12 +1168,11 @@ async fn sonar_reads_each_series_from_its_last_date_renews_an_expired_token_and_
     }
 
     // The topic's latest value per key is the provider's, and members store one record per key.
-    let messages = read_to_end(&brokers, &topic, Format::Market, Duration::from_secs(30)).unwrap();
-    let mut latest: BTreeMap<String, f64> = BTreeMap::new();
-    for msg in &messages {
-        let v: Value = serde_json::from_slice(&msg.payload).unwrap();
-        latest.insert(msg.key.clone().unwrap(), v["value"].as_f64().unwrap());
-    }
+    let latest: BTreeMap<String, f64> = latest_per_key(&brokers, &topic)
+        .0
+        .into_iter()
+        .map(|(k, (v, _))| (k, v["value"].as_f64().unwrap()))
+        .collect();
     assert_eq!(latest.len(), 40);
     assert!(latest.iter().filter(|(k, _)| k.ends_with(&today.to_string())).all(|(_, v)| *v == 9.99));
     let want: std::collections::BTreeSet<RecordId> =
@@ -1360,15 +1361,9 @@ async fn quickbooks_syncs_in_full_then_splits_a_truncated_window_misses_nothing_
         poller_of(provider, cursors.clone(), &brokers)
     };
     let topic_state = || {
-        let messages = read_to_end(&brokers, &topic, Format::Financial, Duration::from_secs(30)).unwrap();
-        let mut latest = BTreeMap::new();
-        for m in &messages {
-            let change =
-                m.headers.iter().find(|(k, _)| k == headers::CHANGE).map(|(_, v)| v.clone()).unwrap();
-            let body: Value = serde_json::from_slice(&m.payload).unwrap();
-            latest.insert(m.key.clone().unwrap(), (body, change == b"removed"));
-        }
-        (latest, messages.len())
+        let (latest, messages) = latest_per_key(&brokers, &topic);
+        let bodies = latest.into_iter().map(|(key, (body, change))| (key, (body, change == "removed")));
+        (bodies.collect::<BTreeMap<_, _>>(), messages)
     };
 
     // No cursor: everything, with queries (1,500 invoices over two pages), then CDC from the start of the read.
