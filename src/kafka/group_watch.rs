@@ -2,8 +2,12 @@
 //! has committed, read from the broker as any outside observer would (load
 //! runs wait on it until a group is done).
 
+use std::time::Duration;
+
 use anyhow::Context;
+use backon::{BlockingRetryable, ConstantBuilder};
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{ADMIN_TIMEOUT, client_config};
@@ -36,12 +40,27 @@ impl GroupWatch {
                 end += c.fetch_watermarks(t, p.id(), ADMIN_TIMEOUT)?.1;
             }
         }
-        let committed = c
-            .committed_offsets(tpl, ADMIN_TIMEOUT)?
+        // A broker just started loads its group coordinator for a few seconds
+        // and answers "not coordinator" meanwhile: that is a wait, not a failure.
+        let committed = (|| c.committed_offsets(tpl.clone(), ADMIN_TIMEOUT))
+            .retry(ConstantBuilder::default().with_delay(Duration::from_millis(500)).with_max_times(60))
+            .when(coordinator_not_ready)
+            .call()?
             .elements()
             .iter()
             .map(|e| if let Offset::Offset(o) = e.offset() { o } else { 0 })
             .sum();
         Ok((end, committed))
     }
+}
+
+fn coordinator_not_ready(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::NotCoordinator
+                | RDKafkaErrorCode::CoordinatorLoadInProgress
+                | RDKafkaErrorCode::CoordinatorNotAvailable
+        )
+    )
 }
