@@ -32,7 +32,7 @@ fn quick_saga() -> SagaSettings {
             breaker_threshold: 5,
             breaker_cooldown: Duration::from_secs(1),
         },
-        group_commit: SagaSettings::from(&Config::default().saga).group_commit,
+        ..SagaSettings::from(&Config::default().saga)
     }
 }
 
@@ -318,6 +318,48 @@ async fn verify_reports_a_record_missing_from_one_store() {
         apex_ingest::verify::reconcile(&stores, Some((from, to)), &[]).await.unwrap().missing["vector"].len(),
         1
     );
+}
+
+/// `saga.graph_writers` bounds the graph store's calls at once on its own:
+/// with grouping off, two batches held in a slow store call each store twice
+/// at once, but the graph once.
+#[tokio::test]
+async fn the_graph_store_has_its_own_number_of_writers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut stores, graph) = stores_with_flaky_graph(dir.path()).await;
+    let cache = Arc::new(Flaky::new(apex_ingest::store::memory_cache::MemoryCache::new()));
+    stores.cache = Some(cache.clone());
+    let mut settings = quick_saga();
+    settings.group_commit.max_records = 1;
+    settings.group_commit.writers = 2;
+    settings.graph_writers = 1;
+    let writer = Arc::new(SagaWriter::new(&stores, Metrics::new(), settings));
+    graph.hold(true);
+    cache.hold(true);
+    let mut tasks = Vec::new();
+    for seed in [31, 32] {
+        let writer = writer.clone();
+        tasks.push(tokio::spawn(async move {
+            let batch = generated_batch(20, seed, 0.0);
+            let (rows, dead) = processed(&batch).await;
+            writer.write(&batch.id, &rows, &dead).await.map(|o| o.records)
+        }));
+    }
+    let calls = |s: &std::sync::atomic::AtomicUsize| s.load(Ordering::SeqCst);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while calls(&cache.write_calls) < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("both batches reach the cache at once");
+    assert_eq!(calls(&graph.write_calls), 1, "the second graph call waits for the first");
+    graph.hold(false);
+    cache.hold(false);
+    for t in tasks {
+        assert!(t.await.unwrap().unwrap() > 0);
+    }
+    assert_eq!(calls(&graph.write_calls), 2);
 }
 
 #[tokio::test]

@@ -202,7 +202,9 @@ async fn pings_the_policy_skips_have_no_embedding_in_postgres_and_verify_knows()
     .fetch_all(&pool)
     .await
     .unwrap();
-    assert_eq!(index, ["records_embedding_hnsw_m16_ef64"], "the index carries the configured parameters");
+    let p = &config.postgres;
+    let wanted = format!("records_embedding_hnsw_m{}_ef{}", p.hnsw_m, p.hnsw_ef_construction);
+    assert_eq!(index, [wanted], "the index carries the configured parameters");
 }
 
 /// A poller's cursor in PostgreSQL: absent before the first save, then the

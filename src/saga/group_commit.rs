@@ -84,6 +84,8 @@ impl GroupCommit {
     /// not copied, while they wait.
     pub async fn write(&self, guard: &GuardedStore, rows: &Arc<[ProcessedRecord]>) -> Result<(), StoreError> {
         if self.max_records <= 1 {
+            // Every batch alone, still at most `writers` calls at once.
+            let _permit = self.writers.acquire().await.map_err(|_| self.abandoned())?;
             let rows = newest_per_id(rows.iter());
             return guard.call(|| self.store.upsert_batch(&rows)).await;
         }

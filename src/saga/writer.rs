@@ -63,6 +63,8 @@ pub struct SagaSettings {
     pub lock_wait: Duration,
     pub retry: RetryPolicy,
     pub group_commit: GroupCommitSettings,
+    /// The graph store's writers at once, in place of `group_commit.writers`.
+    pub graph_writers: usize,
 }
 
 impl From<&SagaConfig> for SagaSettings {
@@ -80,6 +82,7 @@ impl From<&SagaConfig> for SagaSettings {
                 max_records: s.group_commit_records,
                 writers: s.writers_per_store,
             },
+            graph_writers: s.graph_writers,
         }
     }
 }
@@ -117,9 +120,16 @@ impl SagaWriter {
             .chain([COORDINATOR])
             .map(|name| (name, GuardedStore::new(name, settings.retry, metrics.clone(), shutdown.clone())))
             .collect();
+        let graph = stores.graph.as_ref().map(|g| g.name());
         let groups = stores_all
             .iter()
-            .map(|s| (s.name(), GroupCommit::new(s.clone(), settings.group_commit)))
+            .map(|s| {
+                let mut group_commit = settings.group_commit;
+                if Some(s.name()) == graph {
+                    group_commit.writers = settings.graph_writers;
+                }
+                (s.name(), GroupCommit::new(s.clone(), group_commit))
+            })
             .collect();
         SagaWriter {
             groups,

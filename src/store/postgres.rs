@@ -8,13 +8,14 @@
 //! embedding policy skips carry a NULL embedding, which the index skips.
 
 use std::collections::BTreeMap;
+use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use pgvector::Vector;
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use super::{
     BatchStore, DEAD_LETTER_COLUMNS, DeadLetterFilter, DeadLetterRow, LedgerEntry, RelationalStore,
@@ -64,11 +65,15 @@ impl PostgresStore {
                 transient: false,
             });
         }
+        // Every connection searches the HNSW index with this candidate list.
+        let options = PgConnectOptions::from_str(&config.url)
+            .map_err(err)?
+            .options([("hnsw.ef_search", config.hnsw_ef_search.to_string())]);
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
             // Fail fast during an outage so retries and the breaker see it.
             .acquire_timeout(Duration::from_secs(5))
-            .connect(&config.url)
+            .connect_with(options)
             .await
             .map_err(err)?;
         sqlx::migrate!("migrations/postgres").run(&pool).await.map_err(|e| StoreError {
