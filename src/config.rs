@@ -230,9 +230,10 @@ impl Default for PostgresConfig {
         PostgresConfig {
             url: "postgres://postgres@127.0.0.1:5432/apex".into(),
             max_connections: 8,
-            // Half pgvector's m: inserts at twice the rate with the same
-            // recall@1 on this pipeline's vectors, and a wider search list
-            // than pgvector's 40 buys two points of recall (load/RESULTS.md).
+            // Half pgvector's m: inserts 1.5-2.2x faster on this pipeline's
+            // vectors at a recall@1 within about 2 points of m = 16, and a
+            // wider search list than pgvector's 40 buys 1-2 points back
+            // (load/RESULTS.md).
             hnsw_m: 8,
             hnsw_ef_construction: 64,
             hnsw_ef_search: 100,
@@ -438,7 +439,8 @@ pub struct SagaConfig {
     pub writers_per_store: usize,
     /// Store calls of the graph store at once, in place of `writers_per_store`:
     /// Neo4j's parallel transactions queue on the locks of the same Vehicle
-    /// and Location nodes, so one writer with larger groups is faster.
+    /// and Location nodes (one writer was faster on Neo4j-bound traffic and
+    /// no slower on the mixed traffic, load/RESULTS.md).
     pub graph_writers: usize,
 }
 
