@@ -9,44 +9,30 @@
 --
 -- Leaves nothing behind: the trial tables are dropped at the end. Not TEMP
 -- tables: those live in temp_buffers (8 MB) and would time the buffer, not HNSW.
-\timing off
 \pset tuples_only on
 DROP TABLE IF EXISTS src, v16_64, h16_64, v8_64, v8_32, v16_32;
 CREATE TABLE src AS
     SELECT row_number() OVER () AS id, embedding AS e, embedding::halfvec AS h FROM records WHERE embedding IS NOT NULL LIMIT 20000;
 SELECT 'source vectors: ' || count(*) FROM src;
 
-CREATE TABLE v16_64 (id bigint, e vector(384));
-CREATE INDEX ON v16_64 USING hnsw (e vector_cosine_ops) WITH (m = 16, ef_construction = 64);
-CREATE TABLE h16_64 (id bigint, e halfvec(384));
-CREATE INDEX ON h16_64 USING hnsw (e halfvec_cosine_ops) WITH (m = 16, ef_construction = 64);
-CREATE TABLE v8_64 (id bigint, e vector(384));
-CREATE INDEX ON v8_64 USING hnsw (e vector_cosine_ops) WITH (m = 8, ef_construction = 64);
-CREATE TABLE v8_32 (id bigint, e vector(384));
-CREATE INDEX ON v8_32 USING hnsw (e vector_cosine_ops) WITH (m = 8, ef_construction = 32);
-CREATE TABLE v16_32 (id bigint, e vector(384));
-CREATE INDEX ON v16_32 USING hnsw (e vector_cosine_ops) WITH (m = 16, ef_construction = 32);
-
-\echo insert 20,000 rows: vector m=16 ef_construction=64 (pgvector default)
-\timing on
-INSERT INTO v16_64 SELECT id, e FROM src;
-\timing off
-\echo insert: halfvec m=16 ef_construction=64
-\timing on
-INSERT INTO h16_64 SELECT id, h FROM src;
-\timing off
-\echo insert: vector m=8 ef_construction=64
-\timing on
-INSERT INTO v8_64 SELECT id, e FROM src;
-\timing off
-\echo insert: vector m=8 ef_construction=32
-\timing on
-INSERT INTO v8_32 SELECT id, e FROM src;
-\timing off
-\echo insert: vector m=16 ef_construction=32
-\timing on
-INSERT INTO v16_32 SELECT id, e FROM src;
-\timing off
+-- One trial: a table `tbl` of src's column `col` (e vector, h halfvec) with an
+-- HNSW index of (m, ef_construction) in place; returns the seconds the insert
+-- of every src row took.
+CREATE FUNCTION pg_temp.trial(tbl text, col text, m int, ef int) RETURNS numeric LANGUAGE plpgsql AS $$
+DECLARE
+    kind text := CASE col WHEN 'h' THEN 'halfvec' ELSE 'vector' END;
+    started timestamptz;
+BEGIN
+    EXECUTE format('CREATE TABLE %I (id bigint, e %s(384))', tbl, kind);
+    EXECUTE format('CREATE INDEX ON %I USING hnsw (e %s_cosine_ops) WITH (m = %s, ef_construction = %s)',
+                   tbl, kind, m, ef);
+    started := clock_timestamp();
+    EXECUTE format('INSERT INTO %I SELECT id, %I FROM src', tbl, col);
+    RETURN round(extract(epoch FROM clock_timestamp() - started), 1);
+END $$;
+\echo seconds to insert every source row: v16_64 (pgvector default), h16_64 (halfvec), v8_64, v8_32, v16_32
+SELECT 'insert s', pg_temp.trial('v16_64', 'e', 16, 64), pg_temp.trial('h16_64', 'h', 16, 64),
+    pg_temp.trial('v8_64', 'e', 8, 64), pg_temp.trial('v8_32', 'e', 8, 32), pg_temp.trial('v16_32', 'e', 16, 32);
 
 SET enable_seqscan = off;
 -- recall@1 % of one table over 1,000 of its own vectors (`col`: src's column
