@@ -14,6 +14,7 @@ use apex_ingest::saga::SagaWriter;
 use apex_ingest::saga::writer::SagaSettings;
 use apex_ingest::store::memory_cache::MemoryCache;
 use apex_ingest::store::neo4j::Neo4jStore;
+use apex_ingest::store::postgres::PostgresStore;
 use apex_ingest::store::{BatchStore, Stores};
 use support::{Flaky, generated_batch, processed, real_stores_config, unique};
 
@@ -205,6 +206,23 @@ async fn pings_the_policy_skips_have_no_embedding_in_postgres_and_verify_knows()
     let p = &config.postgres;
     let wanted = format!("records_embedding_hnsw_m{}_ef{}", p.hnsw_m, p.hnsw_ef_construction);
     assert_eq!(index, [wanted], "the index carries the configured parameters");
+}
+
+/// Every pooled PostgreSQL connection searches the HNSW index with the
+/// configured candidate list (`postgres.hnsw_ef_search`), not pgvector's 40.
+#[tokio::test]
+async fn postgres_connections_search_with_the_configured_candidate_list() {
+    let mut config = real_stores_config(&unique("apex-test"));
+    config.postgres.hnsw_ef_search = 123;
+    let options = PostgresStore::connect_options(&config.postgres).unwrap();
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(2).connect_with(options).await.unwrap();
+    // Two connections held at once: the setting is each connection's own.
+    let mut held = vec![pool.acquire().await.unwrap(), pool.acquire().await.unwrap()];
+    for conn in &mut held {
+        let (setting,): (String,) =
+            sqlx::query_as("SHOW hnsw.ef_search").fetch_one(&mut **conn).await.unwrap();
+        assert_eq!(setting, "123");
+    }
 }
 
 /// A poller's cursor in PostgreSQL: absent before the first save, then the

@@ -65,15 +65,11 @@ impl PostgresStore {
                 transient: false,
             });
         }
-        // Every connection searches the HNSW index with this candidate list.
-        let options = PgConnectOptions::from_str(&config.url)
-            .map_err(err)?
-            .options([("hnsw.ef_search", config.hnsw_ef_search.to_string())]);
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
             // Fail fast during an outage so retries and the breaker see it.
             .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
+            .connect_with(Self::connect_options(config)?)
             .await
             .map_err(err)?;
         sqlx::migrate!("migrations/postgres").run(&pool).await.map_err(|e| StoreError {
@@ -83,6 +79,14 @@ impl PostgresStore {
         })?;
         ensure_embedding_index(&pool, hnsw).await?;
         Ok(PostgresStore { pool })
+    }
+
+    /// What each pooled connection is opened with: the URL, and the HNSW
+    /// search candidate list as a session setting.
+    pub fn connect_options(config: &crate::config::PostgresConfig) -> Result<PgConnectOptions, StoreError> {
+        Ok(PgConnectOptions::from_str(&config.url)
+            .map_err(err)?
+            .options([("hnsw.ef_search", config.hnsw_ef_search.to_string())]))
     }
 }
 
