@@ -13,6 +13,11 @@ use crate::model::{Label, RecordId, RelType};
 use crate::pipeline::ProcessedRecord;
 
 const NAME: &str = "graph";
+/// The write statements keep their first plan. Their plans are unique-index
+/// seeks under the key constraints whatever the counts, but a graph growing
+/// from empty makes Neo4j's statistics diverge, and replanning the dozen
+/// statements every few seconds took ~15 % of its CPU (load/RESULTS.md).
+const KEEP_PLAN: &str = "CYPHER replan=skip";
 
 pub struct Neo4jStore {
     graph: Graph,
@@ -103,15 +108,18 @@ impl BatchStore for Neo4jStore {
         for (label, rows) in by_label {
             let l = label.as_str();
             queries.push(
-                query(&format!("UNWIND $rows AS row MERGE (n:{l} {{key: row.key}}) SET n += row.props"))
-                    .param("rows", rows),
+                query(&format!(
+                    "{KEEP_PLAN} UNWIND $rows AS row MERGE (n:{l} {{key: row.key}}) SET n += row.props"
+                ))
+                .param("rows", rows),
             );
         }
         for ((from, rel, to), rows) in by_rel {
             let (f, r, t) = (from.as_str(), rel.as_str(), to.as_str());
             queries.push(
                 query(&format!(
-                    "UNWIND $rows AS row MATCH (a:{f} {{key: row.from}}) MATCH (b:{t} {{key: row.to}}) MERGE (a)-[:{r}]->(b)"
+                    "{KEEP_PLAN} UNWIND $rows AS row MATCH (a:{f} {{key: row.from}}) MATCH (b:{t} {{key: row.to}}) \
+                     MERGE (a)-[:{r}]->(b)"
                 ))
                 .param("rows", rows),
             );
