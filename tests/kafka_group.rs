@@ -69,6 +69,23 @@ async fn create_topics(brokers: &str, samsara_partitions: i32, edi_partitions: i
     ];
     let reports = topics::apply(brokers, &specs, Some(1)).await.unwrap();
     assert!(reports.iter().all(|r| matches!(r.changes[..], [topics::Change::Created { .. }])), "{reports:?}");
+    // `apply` returns once what it created has leaders, so the metadata lists it
+    // at once and a second `apply` does not try to create it again.
+    let md = plain_consumer(brokers, None).fetch_metadata(None, Duration::from_secs(10)).unwrap();
+    for s in &specs {
+        let t = md
+            .topics()
+            .iter()
+            .find(|t| t.name() == s.name)
+            .unwrap_or_else(|| panic!("{} not listed", s.name));
+        assert!(t.error().is_none(), "{}: {:?}", s.name, t.error());
+        assert_eq!(t.partitions().len(), s.partitions as usize, "{}", s.name);
+        assert!(
+            t.partitions().iter().all(|p| p.leader() >= 0),
+            "{} has a partition without a leader",
+            s.name
+        );
+    }
     // Applying again changes nothing.
     let again = topics::apply(brokers, &specs, Some(1)).await.unwrap();
     assert!(again.iter().all(|r| r.changes.is_empty()), "{again:?}");

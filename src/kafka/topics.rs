@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use figment::providers::{Format as _, Toml};
@@ -13,6 +13,7 @@ use rdkafka::admin::{
     AdminClient, AdminOptions, AlterConfig, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
 };
 use rdkafka::client::DefaultClientContext;
+use rdkafka::metadata::Metadata;
 use serde::Deserialize;
 
 use super::{ADMIN_TIMEOUT, client_config};
@@ -202,12 +203,47 @@ fn admin(brokers: &str) -> anyhow::Result<AdminClient<DefaultClientContext>> {
     client_config(brokers).create().with_context(|| format!("creating a Kafka admin client for {brokers}"))
 }
 
-/// Topics on the cluster and its broker count.
-fn describe_cluster(admin: &AdminClient<DefaultClientContext>) -> anyhow::Result<(Vec<TopicInfo>, usize)> {
-    let md = admin
+fn cluster_metadata(admin: &AdminClient<DefaultClientContext>) -> anyhow::Result<Metadata> {
+    admin
         .inner()
         .fetch_metadata(None, ADMIN_TIMEOUT)
-        .context("fetching cluster metadata (is Kafka running? `scripts/services up kafka`)")?;
+        .context("fetching cluster metadata (is Kafka running? `scripts/services up kafka`)")
+}
+
+/// Whether every partition of the topic has a leader. A topic just created
+/// reports "leader not available" (or no such topic) for a moment.
+fn has_leaders(md: &Metadata, name: &str) -> bool {
+    md.topics().iter().any(|t| {
+        t.name() == name
+            && t.error().is_none()
+            && !t.partitions().is_empty()
+            && t.partitions().iter().all(|p| p.leader() >= 0)
+    })
+}
+
+/// Waits until every partition of `names` has a leader, so that what `apply`
+/// reports created can be produced to, and is listed by the next `apply`
+/// (which otherwise tried to create it again and failed on "already exists").
+async fn wait_for_leaders(admin: &AdminClient<DefaultClientContext>, names: &[&str]) -> anyhow::Result<()> {
+    let deadline = Instant::now() + ADMIN_TIMEOUT;
+    loop {
+        let md = cluster_metadata(admin)?;
+        let waiting: Vec<&str> = names.iter().copied().filter(|n| !has_leaders(&md, n)).collect();
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "topics {waiting:?} were created but still have partitions without a leader after {ADMIN_TIMEOUT:?} \
+             (check the brokers' logs)"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Topics on the cluster and its broker count.
+fn describe_cluster(admin: &AdminClient<DefaultClientContext>) -> anyhow::Result<(Vec<TopicInfo>, usize)> {
+    let md = cluster_metadata(admin)?;
     let topics = md
         .topics()
         .iter()
@@ -231,6 +267,7 @@ pub fn list(brokers: &str) -> anyhow::Result<Vec<TopicInfo>> {
 
 /// Brings the cluster in line with `specs`. `replication` overrides every
 /// spec's replication factor (a one-broker development cluster needs 1).
+/// Returns once every topic it created has a leader on each partition.
 pub async fn apply(
     brokers: &str,
     specs: &[TopicSpec],
@@ -242,6 +279,7 @@ pub async fn apply(
     let existing: BTreeMap<&str, &TopicInfo> = existing.iter().map(|t| (t.name.as_str(), t)).collect();
     let opts = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
     let mut reports = Vec::new();
+    let mut created = Vec::new();
     for spec in specs {
         let rf = replication.unwrap_or(spec.replication_factor);
         if rf as usize > broker_count {
@@ -263,6 +301,7 @@ pub async fn apply(
                 for r in results {
                     r.map_err(|(name, code)| anyhow::anyhow!("creating topic {name}: {code}"))?;
                 }
+                created.push(spec.name.as_str());
                 changes.push(Change::Created { partitions: spec.partitions, replication: rf });
             }
             Some(have) => {
@@ -291,6 +330,7 @@ pub async fn apply(
         }
         reports.push(TopicReport { name: spec.name.clone(), changes });
     }
+    wait_for_leaders(&admin, &created).await?;
     Ok(reports)
 }
 
