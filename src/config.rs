@@ -897,10 +897,20 @@ impl Default for PlaidConfig {
     }
 }
 
+/// `APEX_*` variables that are not configuration keys: the log format
+/// (read before the configuration), `scripts/services`' and the tests' own.
+const NOT_CONFIG_VARIABLES: [&str; 4] = ["LOG_FORMAT", "STATE_DIR", "SERVICES_TIMEOUT", "FUZZ_CASES"];
+
 /// `APEX_BATCH_MAX_EVENTS` → `batch.max_events`: the first `_` after the prefix
-/// separates the section, so keys keep their underscores.
+/// separates the section, so keys keep their underscores; each `__` goes one
+/// level deeper: `APEX_POLL_PLAID__COUNT` → `poll.plaid.count`.
 fn env_provider() -> Env {
-    Env::prefixed("APEX_").map(|k| k.as_str().to_ascii_lowercase().replacen('_', ".", 1).into())
+    Env::prefixed("APEX_").ignore(&NOT_CONFIG_VARIABLES).map(|k| {
+        let k = k.as_str().to_ascii_lowercase();
+        let mut levels = k.split("__");
+        let section_and_key = levels.next().unwrap_or_default().replacen('_', ".", 1);
+        std::iter::once(section_and_key).chain(levels.map(str::to_owned)).collect::<Vec<_>>().join(".").into()
+    })
 }
 
 impl Config {
@@ -1139,6 +1149,17 @@ mod tests {
             assert_eq!(c.batch.max_events, 7);
             assert_eq!(c.stores.data_dir, PathBuf::from("/tmp/x"));
 
+            // `__` reaches the nested sections; their other keys keep their defaults.
+            jail.set_env("APEX_POLL_PLAID__COUNT", "100");
+            jail.set_env("APEX_EDGE_SAMSARA__SECRET_ENV", "[OLD_SECRET, NEW_SECRET]");
+            jail.set_env("APEX_POLL_SAMSARA_FEED__TOKEN_ENV", "SAMSARA_API_TOKEN");
+            let c = Config::load(Some(Path::new("apex.toml"))).unwrap();
+            assert_eq!(c.poll.plaid.count, 100);
+            assert_eq!(c.poll.plaid.requests_per_minute, PlaidConfig::default().requests_per_minute);
+            assert_eq!(c.edge.samsara.secret_env, ["OLD_SECRET", "NEW_SECRET"]);
+            assert_eq!(c.edge.samsara.topic, EdgeConfig::default().samsara.topic);
+            assert_eq!(c.poll.samsara_feed.token_env, "SAMSARA_API_TOKEN");
+
             jail.set_env("APEX_BATCH_MAX_EVENTS", "many");
             // figment names env keys upper-case: `BATCH.MAX_EVENTS in APEX_ ...`.
             let e = Config::load(None).unwrap_err().to_string().to_lowercase();
@@ -1157,6 +1178,13 @@ mod tests {
             jail.create_file("apex.toml", "[batch]\nmax_event = 50\n")?;
             let e = Config::load(Some(Path::new("apex.toml"))).unwrap_err().to_string();
             assert!(e.contains("max_event"), "{e}");
+            // Variables of other parts (the chart sets APEX_LOG_FORMAT) are not keys.
+            jail.set_env("APEX_LOG_FORMAT", "json");
+            jail.set_env("APEX_STATE_DIR", "/var/lib/apex");
+            Config::load(None).unwrap();
+            jail.set_env("APEX_POLL_PLAID__COUNTS", "1");
+            let e = Config::load(None).unwrap_err().to_string();
+            assert!(e.contains("counts"), "{e}");
             Ok(())
         });
     }

@@ -23,6 +23,28 @@ fn demo_runs_and_reconciles() {
     }
 }
 
+/// The Helm chart's pods run with `APEX_LOG_FORMAT=json`: that is the log
+/// format, not a configuration key, and every log line is one JSON object.
+#[test]
+fn json_logs_as_the_chart_sets_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = apex()
+        .args(["demo", "--events", "200", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("RUST_LOG", "info")
+        .env("APEX_LOG_FORMAT", "json")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "no log lines");
+    for line in lines {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+    }
+}
+
 #[test]
 fn help_explains_every_subcommand() {
     let top = apex().arg("--help").output().unwrap();
