@@ -281,7 +281,7 @@ async fn try_open_sqlite(
         // Checkpoint at a 64 MiB WAL (default 4 MiB): each checkpoint writes a
         // touched page back once for many commits. The embedded graph's own
         // ceiling rose from 4,900-5,300 to 6,800-6,900 records/s (load/RESULTS.md);
-        // the cost is up to 64 MiB of WAL per file on disk, not memory.
+        // the cost is a WAL file of about 64 MiB beside each database, not memory.
         .pragma("wal_autocheckpoint", "16384");
     // SQLite has one writer per file: a single connection queues writers in
     // the pool (async) instead of in SQLite's busy handler (sleeps).
