@@ -58,14 +58,23 @@ fn text(out: &Output) -> String {
 
 /// `helm template` of the chart with these extra arguments (values files, --set).
 fn helm_template(args: &[&str]) -> Output {
+    helm_template_as("apex", args)
+}
+
+/// As [`helm_template`], for the release name `release`.
+fn helm_template_as(release: &str, args: &[&str]) -> Output {
     let mut c = tool("helm");
-    c.args(["template", "apex", "--kube-version", KUBE_VERSION]).arg(chart()).args(args);
+    c.args(["template", release, "--kube-version", KUBE_VERSION]).arg(chart()).args(args);
     run(c)
 }
 
 fn rendered(args: &[&str]) -> String {
-    let out = helm_template(args);
-    assert!(out.status.success(), "helm template {args:?} failed:\n{}", text(&out));
+    rendered_as("apex", args)
+}
+
+fn rendered_as(release: &str, args: &[&str]) -> String {
+    let out = helm_template_as(release, args);
+    assert!(out.status.success(), "helm template {release} {args:?} failed:\n{}", text(&out));
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -218,12 +227,7 @@ fn the_chart_lints_and_renders_valid_kubernetes_with_defaults_and_with_every_fea
 #[allow(clippy::result_large_err)]
 fn the_rendered_configuration_is_one_apex_ingest_loads_with_integers_kept_integers() {
     let full = production();
-    let start = full.find("apex-ingest.toml: |\n").expect("the config map") + "apex-ingest.toml: |\n".len();
-    let toml: String = full[start..]
-        .lines()
-        .take_while(|l| l.is_empty() || l.starts_with("    "))
-        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
-        .collect();
+    let toml = configuration_of(&full);
     // Read as the program reads its file (defaults, the file, then APEX_* variables,
     // which here only point at the test services; none of the keys below).
     let file = tempfile::NamedTempFile::new().unwrap();
@@ -264,6 +268,101 @@ fn the_rendered_configuration_is_one_apex_ingest_loads_with_integers_kept_intege
     let other =
         rendered(&["-f", chart().join(PRODUCTION).to_str().unwrap(), "--set", "config.batch.max_events=50"]);
     assert_ne!(checksum(&full), checksum(&other));
+}
+
+/// The `apex-ingest.toml` of the rendered ConfigMap, as the pods read it.
+fn configuration_of(manifests: &str) -> String {
+    let start =
+        manifests.find("apex-ingest.toml: |\n").expect("the config map") + "apex-ingest.toml: |\n".len();
+    manifests[start..]
+        .lines()
+        .take_while(|l| l.is_empty() || l.starts_with("    "))
+        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+        .collect()
+}
+
+/// The variables kubelet gives every pod for each Service with a cluster IP
+/// (pkg/kubelet/envvars): `<NAME>_SERVICE_HOST`, `_SERVICE_PORT`,
+/// `_SERVICE_PORT_<PORTNAME>`, `_PORT` and `_PORT_<n>_<PROTO>[_PROTO|_PORT|_ADDR]`,
+/// the name upper-cased with `-` as `_`. Computed for every Service rendered
+/// (headless ones too, though kubelet skips them: a superset is the safe side).
+fn service_link_variables(manifests: &str) -> Vec<(String, String)> {
+    let ip = "10.0.0.7";
+    let mut out = Vec::new();
+    for doc in manifests.split("\n---").filter(|d| d.contains("\nkind: Service\n")) {
+        let name = doc.lines().find_map(|l| l.strip_prefix("  name: ")).expect("a Service's name");
+        let prefix = name.trim_matches('"').to_ascii_uppercase().replace('-', "_");
+        let ports_at = doc.find("\n  ports:\n").expect("a Service's ports");
+        let mut ports: Vec<(Option<String>, String, String)> = Vec::new();
+        for line in doc[ports_at..].lines().skip(2).map(str::trim) {
+            if let Some(n) = line.strip_prefix("- name: ") {
+                ports.push((Some(n.to_owned()), String::new(), "TCP".into()));
+            } else if let (Some(p), Some(last)) = (line.strip_prefix("port: "), ports.last_mut()) {
+                last.1 = p.to_owned();
+            } else if let (Some(p), Some(last)) = (line.strip_prefix("protocol: "), ports.last_mut()) {
+                last.2 = p.to_owned();
+            }
+        }
+        let (_, first, _) = ports.first().expect("a Service port").clone();
+        out.push((format!("{prefix}_SERVICE_HOST"), ip.to_owned()));
+        out.push((format!("{prefix}_SERVICE_PORT"), first.clone()));
+        out.push((format!("{prefix}_PORT"), format!("tcp://{ip}:{first}")));
+        for (port_name, port, proto) in &ports {
+            if let Some(n) = port_name {
+                out.push((
+                    format!("{prefix}_SERVICE_PORT_{}", n.to_ascii_uppercase().replace('-', "_")),
+                    port.clone(),
+                ));
+            }
+            let base = format!("{prefix}_PORT_{port}_{proto}");
+            out.push((base.clone(), format!("{}://{ip}:{port}", proto.to_ascii_lowercase())));
+            out.push((format!("{base}_PROTO"), proto.to_ascii_lowercase()));
+            out.push((format!("{base}_PORT"), port.clone()));
+            out.push((format!("{base}_ADDR"), ip.to_owned()));
+        }
+    }
+    out
+}
+
+#[test]
+// figment's Jail API returns its large error type; that is its signature, not ours.
+#[allow(clippy::result_large_err)]
+fn pods_start_beside_the_service_links_kubernetes_would_give_them_and_ask_for_none() {
+    let values = chart().join(PRODUCTION);
+    // `apex` and `apex-ingest` as the README names them; `edge-prod` with the
+    // chart's name overridden to `apex`, whose Services make APEX_EDGE_PORT.
+    let releases: [(&str, &[&str]); 3] =
+        [("apex", &[]), ("apex-ingest", &[]), ("edge-prod", &["--set", "fullnameOverride=apex"])];
+    for (release, extra) in releases {
+        let mut args = vec!["-f", values.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let full = rendered_as(release, &args);
+        let links = service_link_variables(&full);
+        // Four Services of one named port each: eight variables apiece.
+        assert!(links.len() >= 4 * 8, "{release}: {links:?}");
+        let ours: Vec<&(String, String)> = links.iter().filter(|(n, _)| n.starts_with("APEX_")).collect();
+        assert!(!ours.is_empty(), "{release}: no Service makes an APEX_* variable; the test proves nothing");
+
+        // Every pod spec asks Kubernetes for no service links.
+        let pods: Vec<&str> = full.split("\n---").filter(|d| d.contains("\nkind: Deployment\n")).collect();
+        assert!(pods.len() >= 3, "{release}: {} Deployments", pods.len());
+        for pod in &pods {
+            assert!(pod.contains("\n      enableServiceLinks: false\n"), "{release}:\n{pod}");
+        }
+
+        // And where a cluster sets them anyway, the configuration loads beside them.
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), configuration_of(&full)).unwrap();
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("APEX_LOG_FORMAT", "json");
+            for (name, value) in &links {
+                jail.set_env(name, value);
+            }
+            Config::load(Some(file.path()))
+                .map_err(|e| format!("{release}: a pod would not start: {e:#} ({ours:?})"))?;
+            Ok(())
+        });
+    }
 }
 
 #[test]

@@ -35,7 +35,9 @@ use topics::TopicsAction;
         entities and embeddings, and written to every store through one batched saga. \
         Poison events go to the dead-letter table with their reason.\n\n\
         Configuration: a TOML file (--config) plus APEX_<SECTION>_<KEY> environment \
-        variables, e.g. APEX_BATCH_MAX_EVENTS=50. Logs: RUST_LOG, APEX_LOG_FORMAT=json."
+        variables, e.g. APEX_BATCH_MAX_EVENTS=50; other APEX_* variables (Kubernetes \
+        service links such as APEX_EDGE_PORT) are ignored with a warning. \
+        Logs: RUST_LOG, APEX_LOG_FORMAT=json."
 )]
 pub struct Cli {
     #[command(subcommand)]

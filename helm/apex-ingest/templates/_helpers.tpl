@@ -98,6 +98,9 @@ spec:
         {{- end }}
     spec:
       serviceAccountName: {{ include "apex-ingest.serviceAccountName" $root }}
+      # Pods reach services by DNS name; Kubernetes' <SERVICE>_PORT variables
+      # (APEX_EDGE_PORT for a release named apex) only look like configuration.
+      enableServiceLinks: false
       terminationGracePeriodSeconds: {{ $values.terminationGracePeriodSeconds }}
       {{- with $root.Values.imagePullSecrets }}
       imagePullSecrets:

@@ -1,5 +1,6 @@
 //! Configuration: one TOML file plus `APEX_<SECTION>_<KEY>` environment
-//! overrides (e.g. `APEX_BATCH_MAX_EVENTS=50`, `APEX_STORES_DATA_DIR=/data`).
+//! overrides (e.g. `APEX_BATCH_MAX_EVENTS=50`, `APEX_STORES_DATA_DIR=/data`;
+//! which variables are keys: `env`).
 //! Unknown keys and bad values fail at start with the key named. Plain
 //! settings only: nothing here knows the components they configure (`app`
 //! wires them).
@@ -11,8 +12,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use figment::Figment;
-use figment::providers::{Env, Format as _, Serialized, Toml};
+use figment::providers::{Format as _, Serialized, Toml};
 use serde::{Deserialize, Serialize};
+
+mod env;
 
 /// The topics of the design (`topics/topics.toml`), the `[kafka]` defaults.
 pub const SAMSARA_TOPIC: &str = "samsara.telemetry.v1";
@@ -897,20 +900,13 @@ impl Default for PlaidConfig {
     }
 }
 
-/// `APEX_*` variables that are not configuration keys: the log format
-/// (read before the configuration), `scripts/services`' and the tests' own.
-const NOT_CONFIG_VARIABLES: [&str; 4] = ["LOG_FORMAT", "STATE_DIR", "SERVICES_TIMEOUT", "FUZZ_CASES"];
-
-/// `APEX_BATCH_MAX_EVENTS` → `batch.max_events`: the first `_` after the prefix
-/// separates the section, so keys keep their underscores; each `__` goes one
-/// level deeper: `APEX_POLL_PLAID__COUNT` → `poll.plaid.count`.
-fn env_provider() -> Env {
-    Env::prefixed("APEX_").ignore(&NOT_CONFIG_VARIABLES).map(|k| {
-        let k = k.as_str().to_ascii_lowercase();
-        let mut levels = k.split("__");
-        let section_and_key = levels.next().unwrap_or_default().replacen('_', ".", 1);
-        std::iter::once(section_and_key).chain(levels.map(str::to_owned)).collect::<Vec<_>>().join(".").into()
-    })
+/// One error of the configuration, naming the variable that set the key if one did.
+fn explain(e: figment::Error, variables: &[(String, env::Variable)]) -> String {
+    // The path ends with the offending key (an unknown field's name included).
+    match env::variable_of(&e.path.join("."), variables) {
+        Some(name) => format!("{e} (set by the variable {name})"),
+        None => e.to_string(),
+    }
 }
 
 impl Config {
@@ -923,8 +919,22 @@ impl Config {
             }
             fig = fig.merge(Toml::file_exact(path));
         }
-        let config: Config = fig.merge(env_provider()).extract().map_err(|e| {
-            let detail: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
+        let defaults = figment::value::Value::serialize(Config::default())?;
+        let sections: Vec<String> = defaults.into_dict().unwrap_or_default().into_keys().collect();
+        let variables = env::variables(&sections);
+        let ignored: Vec<&str> = variables
+            .iter()
+            .filter(|(_, v)| matches!(v, env::Variable::ServiceLink | env::Variable::NoSection))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        if !ignored.is_empty() {
+            tracing::warn!(
+                variables = ?ignored,
+                "APEX_* variables ignored: not configuration keys (service links, or no section of that name; docs/configuration.md)"
+            );
+        }
+        let config: Config = fig.merge(env::provider(sections)).extract().map_err(|e| {
+            let detail: Vec<String> = e.into_iter().map(|e| explain(e, &variables)).collect();
             anyhow::anyhow!("invalid configuration: {}", detail.join("; "))
         })?;
         config.validate()?;
@@ -1182,9 +1192,20 @@ mod tests {
             jail.set_env("APEX_LOG_FORMAT", "json");
             jail.set_env("APEX_STATE_DIR", "/var/lib/apex");
             Config::load(None).unwrap();
+            // What Kubernetes gives a pod of a release named `apex` or `apex-ingest`.
+            jail.set_env("APEX_EDGE_SERVICE_HOST", "10.0.0.7");
+            jail.set_env("APEX_EDGE_PORT", "tcp://10.0.0.7:8088");
+            jail.set_env("APEX_EDGE_PORT_8088_TCP_ADDR", "10.0.0.7");
+            jail.set_env("APEX_INGEST_EDGE_SERVICE_HOST", "10.0.0.7");
+            jail.set_env("APEX_INGEST_EDGE_PORT", "tcp://10.0.0.7:8088");
+            Config::load(None).unwrap();
             jail.set_env("APEX_POLL_PLAID__COUNTS", "1");
             let e = Config::load(None).unwrap_err().to_string();
-            assert!(e.contains("counts"), "{e}");
+            assert!(e.contains("counts") && e.contains("variable APEX_POLL_PLAID__COUNTS"), "{e}");
+            jail.set_env("APEX_POLL_PLAID__COUNTS", "");
+            jail.set_env("APEX_BATCH_MAX_EVENT", "1");
+            let e = Config::load(None).unwrap_err().to_string();
+            assert!(e.contains("max_event") && e.contains("variable APEX_BATCH_MAX_EVENT"), "{e}");
             Ok(())
         });
     }
