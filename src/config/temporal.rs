@@ -1,0 +1,115 @@
+//! The Temporal orchestrator: the server, the rollout share, the worker's limits.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Config, require};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TemporalConfig {
+    /// gRPC URL of the Temporal frontend.
+    pub url: String,
+    pub namespace: String,
+    /// Task queue the consumer starts batch workflows on and workers poll.
+    pub task_queue: String,
+    /// Build id the worker reports (shown in the UI per task it ran).
+    pub build_id: String,
+    /// Share of batches (by a stable hash of the batch id) run on Temporal,
+    /// 0–100; the rest take the direct path. 0 needs no Temporal at all.
+    pub rollout_percent: u8,
+    /// Events per child workflow of a batch, 1–100: 1 is a child per event;
+    /// the batch size is one child per batch (fewer children, far fewer
+    /// history events; `load/RESULTS.md`). A child's result is one Temporal
+    /// payload (2 MB at most; 100 events are about 0.5 MB).
+    pub events_per_child: usize,
+    /// How a child runs parse → extract → embed over its events.
+    pub child_steps: ChildSteps,
+    /// Payloads of 1 kB and more are zstd-compressed before they reach the
+    /// server (fewer bytes of history; the UI then shows compressed bytes).
+    /// Compressed payloads are read either way.
+    pub compress_payloads: bool,
+    /// Worker: workflow tasks (batch and event workflows) run at once.
+    pub max_concurrent_workflow_tasks: usize,
+    /// Worker: activities (parse, extract_entities, embed, write_batch) run at once.
+    pub max_concurrent_activities: usize,
+    /// Worker: long polls open at once for workflow tasks and for activity tasks.
+    pub max_pollers: usize,
+    /// Worker: workflows kept in memory between tasks (sticky cache).
+    pub max_cached_workflows: usize,
+    /// A batch workflow still running after this is timed out; the consumer
+    /// then runs the batch again.
+    #[serde(with = "humantime_serde")]
+    pub workflow_timeout: Duration,
+    /// A batch waiting on its workflow longer than this counts in
+    /// `apex_temporal_stalled_batches`, and a warning names the task queue
+    /// when no worker polls it.
+    #[serde(with = "humantime_serde")]
+    pub stall_warning: Duration,
+}
+
+impl Default for TemporalConfig {
+    fn default() -> Self {
+        TemporalConfig {
+            url: "http://127.0.0.1:7233".into(),
+            namespace: "default".into(),
+            task_queue: "apex-ingest".into(),
+            build_id: concat!("apex-ingest-", env!("CARGO_PKG_VERSION")).into(),
+            rollout_percent: 0,
+            events_per_child: 100,
+            child_steps: ChildSteps::Local,
+            compress_payloads: true,
+            max_concurrent_workflow_tasks: 100,
+            max_concurrent_activities: 100,
+            max_pollers: 20,
+            max_cached_workflows: 1000,
+            workflow_timeout: Duration::from_secs(30 * 60),
+            stall_warning: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The activities of a child workflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChildSteps {
+    /// One activity per stage: `parse`, `extract_entities`, `embed`, each
+    /// retried on its own and visible in the history.
+    Stages,
+    /// One `process` activity doing all three (one task round trip).
+    Combined,
+    /// `process` as a local activity: run by the worker that runs the child,
+    /// recorded as a marker, no activity task through the server.
+    Local,
+}
+
+/// The checks of these sections.
+pub(super) fn validate(c: &Config) -> anyhow::Result<()> {
+    require(&[
+        (c.temporal.rollout_percent <= 100, "temporal.rollout_percent", "must be between 0 and 100"),
+        (!c.temporal.task_queue.is_empty(), "temporal.task_queue", "must not be empty"),
+        (
+            (1..=100).contains(&c.temporal.events_per_child),
+            "temporal.events_per_child",
+            "must be between 1 and 100 (a child's result must fit one 2 MB Temporal payload)",
+        ),
+        (
+            c.temporal.max_concurrent_workflow_tasks >= 2,
+            "temporal.max_concurrent_workflow_tasks",
+            "must be at least 2 (a batch workflow and its children take turns)",
+        ),
+        (
+            c.temporal.max_concurrent_activities > 0,
+            "temporal.max_concurrent_activities",
+            "must be at least 1",
+        ),
+        (
+            c.temporal.max_pollers >= 2,
+            "temporal.max_pollers",
+            "must be at least 2 (the SDK's least for workflow tasks)",
+        ),
+        (!c.temporal.workflow_timeout.is_zero(), "temporal.workflow_timeout", "must be longer than 0 s"),
+        (!c.temporal.stall_warning.is_zero(), "temporal.stall_warning", "must be longer than 0 s"),
+    ])
+}
