@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every fan-out shape of the Temporal path against the direct path, one after
-# the other in one session (load/RESULTS.md, "Temporal fan-out"). Needs the
+# the other in one session (load/results/2026-11-23-to-11-25-temporal.md, "Fan-out granularity"). Needs the
 # desk services (`scripts/services up`) and
 # `cargo build --release --example temporal_throughput`.
 # Usage: load/temporal_shapes.sh ["<events per batch> <batches> <in flight>" ...]

@@ -8,7 +8,8 @@ use clap::Parser;
 use apex_ingest::cli::{Cli, dispatch};
 
 /// mimalloc, not glibc's malloc: allocating and freeing records took a third
-/// of a member's CPU under load (load/RESULTS.md, "Where the time goes").
+/// of a member's CPU under load (load/results/, the end-to-end file, "Where the
+/// time goes").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

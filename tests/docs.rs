@@ -72,3 +72,21 @@ fn readme_opens_with_the_two_commands_and_hands_the_rest_to_docs() {
         }
     }
 }
+
+/// RESULTS grew to 1,079 lines of experiments; the page holds current figures and links the runs.
+#[test]
+fn results_is_one_page_linking_runs_that_exist() {
+    let page = repo_file("load/RESULTS.md");
+    let lines = page.lines().count();
+    assert!(lines <= 80, "load/RESULTS.md is {lines} lines: current figures only, runs in load/results/");
+    let links: Vec<&str> =
+        page.split("](results/").skip(1).map(|rest| rest.split(')').next().unwrap()).collect();
+    assert!(!links.is_empty(), "the page links no run");
+    for link in links {
+        let path = format!("load/results/{link}");
+        assert!(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(&path).is_file(),
+            "load/RESULTS.md links {path}, which does not exist"
+        );
+    }
+}
