@@ -31,9 +31,9 @@ use apex_ingest::config::{CacheKind, Config, GraphKind, RelationalKind, SourceKi
 use apex_ingest::kafka::group_watch::GroupWatch;
 use apex_ingest::metrics::Metrics;
 use apex_ingest::model::{Format, RecordId};
-use apex_ingest::orchestrate::direct::{parse_events, process_records};
 use apex_ingest::pipeline::ProcessedRecord;
 use apex_ingest::pipeline::embed::EmbedPolicy;
+use apex_ingest::pipeline::{parse_events, process_records};
 use apex_ingest::source::generator::{Fleet, GeneratorSettings};
 use apex_ingest::store::{BatchStore, Stores};
 use clap::{Parser, ValueEnum};
@@ -544,7 +544,7 @@ mod peer {
     use apex_ingest::config::Config;
     use apex_ingest::kafka::group_watch::GroupWatch;
     use apex_ingest::model::Format;
-    use apex_ingest::orchestrate::direct::parse_events;
+    use apex_ingest::pipeline::parse_events;
 
     use super::Run;
 

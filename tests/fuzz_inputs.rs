@@ -10,9 +10,9 @@
 use std::path::Path;
 
 use apex_ingest::model::{Format, Origin, RawEvent};
-use apex_ingest::orchestrate::direct::process_records;
 use apex_ingest::pipeline::embed::{EmbedPolicy, HashingEmbedder};
 use apex_ingest::pipeline::parse::parse;
+use apex_ingest::pipeline::process_records;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use serde_json::Value;

@@ -11,9 +11,9 @@ use tokio_util::sync::CancellationToken;
 
 use apex_ingest::batch::{Batch, CloseReason};
 use apex_ingest::metrics::Metrics;
-use apex_ingest::orchestrate::direct::{parse_events, process_records};
 use apex_ingest::pipeline::ProcessedRecord;
 use apex_ingest::pipeline::embed::{EmbedPolicy, HashingEmbedder};
+use apex_ingest::pipeline::{parse_events, process_records};
 use apex_ingest::saga::group_commit::{GroupCommit, GroupCommitSettings};
 use apex_ingest::saga::retry::{GuardedStore, RetryPolicy};
 use apex_ingest::source::generator::{Fleet, GeneratorSettings};

@@ -167,8 +167,8 @@ async fn a_store_failing_after_the_others_is_compensated_then_lands_once() {
 
 #[tokio::test]
 async fn pings_the_policy_skips_have_no_embedding_in_postgres_and_verify_knows() {
-    use apex_ingest::orchestrate::direct::{parse_events, process_records};
     use apex_ingest::pipeline::embed::{EmbedPolicy, HashingEmbedder};
+    use apex_ingest::pipeline::{parse_events, process_records};
     let (config, stores, writer) = real_writer().await;
     let batch = generated_batch(100, seed(), 0.0);
     let pings = vec!["VehicleLocation".to_owned(), "VehicleStats".to_owned()];

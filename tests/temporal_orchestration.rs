@@ -17,12 +17,12 @@ use apex_ingest::batch::{Batch, CloseReason};
 use apex_ingest::config::{CacheKind, ChildSteps, Config};
 use apex_ingest::metrics::Metrics;
 use apex_ingest::orchestrate::Orchestrator;
-use apex_ingest::orchestrate::direct::parse_events;
 use apex_ingest::orchestrate::rollout::{RolloutOrchestrator, Route, route_for};
 use apex_ingest::orchestrate::temporal::worker::while_working;
 use apex_ingest::orchestrate::temporal::{
     BatchIngestWorkflow, BatchStatus, Phase, TemporalOrchestrator, batch_workflow_id, connect,
 };
+use apex_ingest::pipeline::parse_events;
 use apex_ingest::source::generator::{Fleet, GeneratorSettings};
 use apex_ingest::store::{DeadLetterFilter, Stores};
 use support::WorkerProcess;

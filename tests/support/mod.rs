@@ -234,7 +234,7 @@ pub fn generated_batch(events: usize, seed: u64, poison: f64) -> apex_ingest::ba
 pub async fn processed(
     batch: &apex_ingest::batch::Batch,
 ) -> (Vec<ProcessedRecord>, Vec<apex_ingest::model::DeadLetter>) {
-    use apex_ingest::orchestrate::direct::{parse_events, process_records};
+    use apex_ingest::pipeline::{parse_events, process_records};
     let (records, dead) = parse_events(&batch.events);
     (
         process_records(

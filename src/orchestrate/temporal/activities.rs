@@ -11,9 +11,9 @@ use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use crate::model::{DeadLetter, RawEvent, Record};
-use crate::orchestrate::direct::{parse_events, process_events};
 use crate::pipeline::embed::{EmbedPolicy, Embedder};
 use crate::pipeline::{Extraction, ProcessedRecord, extract::extract};
+use crate::pipeline::{parse_events, process_events};
 use crate::saga::SagaWriter;
 use crate::saga::writer::WriteOutcome;
 

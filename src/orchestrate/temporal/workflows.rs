@@ -387,8 +387,8 @@ pub fn application_failures(failure: &Failure) -> impl Iterator<Item = &Applicat
 mod tests {
     use super::*;
     use crate::batch::CloseReason;
-    use crate::orchestrate::direct::{parse_events, process_records};
     use crate::pipeline::embed::{EmbedPolicy, HashingEmbedder};
+    use crate::pipeline::{parse_events, process_records};
     use crate::source::generator::{Fleet, GeneratorSettings};
 
     /// Temporal refuses a payload above 2 MB (its default blob size limit).
