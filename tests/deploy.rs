@@ -4,7 +4,7 @@
 //! and Strimzi schemas, install-time refusals of broken values), the alert rules
 //! (`promtool check rules`, `promtool test rules`), the Strimzi topics rendered
 //! from `topics/` and the dashboard. That every metric the dashboard and the
-//! rules use is served by a running member is checked in `tests/kafka_group.rs`.
+//! rules use is served by a running member is checked in `tests/kafka_group/metrics.rs`.
 
 mod support;
 
