@@ -308,6 +308,27 @@ pub fn data_file(dir: &std::path::Path, name: &str) -> Result<std::path::PathBuf
     Ok(dir.join(name))
 }
 
+/// The embedded graph role's file in `dir` (`Stores::open_embedded` and
+/// `[stores] graph = "embedded"` open the same one).
+pub async fn embedded_graph(dir: &std::path::Path) -> Result<sqlite_graph::SqliteGraphStore, StoreError> {
+    sqlite_graph::SqliteGraphStore::open(&data_file(dir, "graph.db")?).await
+}
+
+/// The embedded relational role's file in `dir`.
+pub async fn embedded_records(
+    dir: &std::path::Path,
+) -> Result<sqlite_records::SqliteRecordStore, StoreError> {
+    sqlite_records::SqliteRecordStore::open(&data_file(dir, "records.db")?).await
+}
+
+/// The embedded vector role's file in `dir`, of vectors of `dims`.
+pub async fn embedded_vectors(
+    dir: &std::path::Path,
+    dims: usize,
+) -> Result<vector_index::ExactVectorIndex, StoreError> {
+    vector_index::ExactVectorIndex::open(&data_file(dir, "vectors.db")?, dims).await
+}
+
 /// The four store roles the saga writes to, plus coordination. A role set to
 /// `"none"` is absent; the relational role (ledger, dead letters) always exists.
 #[derive(Clone)]
@@ -325,13 +346,9 @@ impl Stores {
     pub async fn open_embedded(dir: &std::path::Path, dims: usize) -> Result<Self, StoreError> {
         let cache = Arc::new(memory_cache::MemoryCache::new());
         Ok(Stores {
-            graph: Some(Arc::new(sqlite_graph::SqliteGraphStore::open(&data_file(dir, "graph.db")?).await?)),
-            relational: Arc::new(
-                sqlite_records::SqliteRecordStore::open(&data_file(dir, "records.db")?).await?,
-            ),
-            vector: Some(Arc::new(
-                vector_index::ExactVectorIndex::open(&data_file(dir, "vectors.db")?, dims).await?,
-            )),
+            graph: Some(Arc::new(embedded_graph(dir).await?)),
+            relational: Arc::new(embedded_records(dir).await?),
+            vector: Some(Arc::new(embedded_vectors(dir, dims).await?)),
             cache: Some(cache.clone()),
             coordinator: cache,
         })
