@@ -12,7 +12,7 @@ use crate::metrics::Metrics;
 use crate::model::RawEvent;
 use crate::orchestrate::Orchestrator;
 use crate::pipeline::parse::parse;
-use crate::store::{DeadLetterFilter, RelationalStore};
+use crate::store::{DeadLetterFilter, DeadLetterTable};
 
 #[derive(Subcommand)]
 pub enum DlqAction {
@@ -106,7 +106,7 @@ pub struct ReplayReport {
 /// (e.g. after a parser fix), in batches of `batch_size`. Those that parse now
 /// are written and marked replayed; those that still fail stay as they are.
 pub async fn replay(
-    relational: &dyn RelationalStore,
+    relational: &dyn DeadLetterTable,
     orchestrator: &dyn Orchestrator,
     filter: &DeadLetterFilter,
     batch_size: usize,

@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, PollConfig};
 use crate::kafka::producer_config;
 use crate::metrics::PollMetrics;
-use crate::store::{Coordinator, LockToken, RelationalStore, StoreError};
+use crate::store::{Coordinator, LockToken, PollCursors, StoreError};
 
 pub use crate::model::polled::{Change, headers};
 
@@ -191,7 +191,7 @@ impl PollStep {
 /// One source's in-process loop: its steps with the cursor in the relational store.
 pub struct Poller {
     step: PollStep,
-    cursors: Arc<dyn RelationalStore>,
+    cursors: Arc<dyn PollCursors>,
     /// Every member runs the pollers; a lock per source and interval lets one poll.
     coordinator: Arc<dyn Coordinator>,
 }
@@ -199,7 +199,7 @@ pub struct Poller {
 impl Poller {
     pub fn new(
         provider: Arc<dyn Provider>,
-        cursors: Arc<dyn RelationalStore>,
+        cursors: Arc<dyn PollCursors>,
         coordinator: Arc<dyn Coordinator>,
         brokers: &str,
         metrics: PollMetrics,

@@ -34,7 +34,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::orchestrate::temporal::activities::heartbeating;
 use crate::orchestrate::temporal::worker::Extra;
-use crate::store::RelationalStore;
+use crate::store::PollCursors;
 
 /// Attempts of one `poll_step` activity.
 pub const STEP_ATTEMPTS: u32 = 5;
@@ -228,7 +228,7 @@ pub async fn start_pollers(
     client: &Client,
     config: &Config,
     sources: &[&'static str],
-    cursors: &dyn RelationalStore,
+    cursors: &dyn PollCursors,
 ) -> anyhow::Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     for &source in sources {

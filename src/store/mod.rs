@@ -75,17 +75,30 @@ pub trait BatchStore: Send + Sync {
     async fn record_ids(&self) -> Result<Vec<RecordId>, StoreError>;
 }
 
-/// Relational role: records plus the dead-letter table and the batch ledger.
+/// Relational role: records plus the dead-letter table and the batch ledger,
+/// what the saga writes; what is read back is split by its reader: the
+/// dead-letter table (`dlq`), record ids (`verify`, the tests, the query room)
+/// and the pollers' cursors.
 #[async_trait]
-pub trait RelationalStore: BatchStore {
+pub trait RelationalStore: BatchStore + DeadLetterTable + RecordReads + PollCursors {
     /// Inserts dead letters; one already present (same id) is left as it is.
     async fn insert_dead_letters(&self, letters: &[DeadLetter]) -> Result<(), StoreError>;
-    async fn dead_letter_counts(&self) -> Result<BTreeMap<String, u64>, StoreError>;
     async fn record_batch(&self, entry: &LedgerEntry) -> Result<(), StoreError>;
+}
+
+/// The dead-letter table read back: counts, listings and replay marks (`dlq`).
+#[async_trait]
+pub trait DeadLetterTable: Send + Sync {
+    async fn dead_letter_counts(&self) -> Result<BTreeMap<String, u64>, StoreError>;
     /// Dead letters, newest first; replayed ones only with `include_replayed`.
     async fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<StoredDeadLetter>, StoreError>;
     async fn dead_letter(&self, id: &str) -> Result<Option<StoredDeadLetter>, StoreError>;
     async fn mark_replayed(&self, ids: &[String]) -> Result<(), StoreError>;
+}
+
+/// The records read back by what they are and when they happened.
+#[async_trait]
+pub trait RecordReads: Send + Sync {
     /// Ids of the records of these kinds (those the embedding policy skipped).
     async fn record_ids_of_kinds(&self, kinds: &[String]) -> Result<Vec<RecordId>, StoreError>;
     /// Ids of the records whose event time falls in `[from, to)`.
@@ -94,6 +107,12 @@ pub trait RelationalStore: BatchStore {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<RecordId>, StoreError>;
+}
+
+/// Where each poller is in its provider's change feed, saved once a poll's
+/// records are produced.
+#[async_trait]
+pub trait PollCursors: Send + Sync {
     /// A poller's saved cursor and when it was saved; `None` before its first full sync.
     async fn poll_cursor(&self, source: &str) -> Result<Option<(String, DateTime<Utc>)>, StoreError>;
     async fn save_poll_cursor(&self, source: &str, cursor: &str) -> Result<(), StoreError>;

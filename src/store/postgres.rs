@@ -18,8 +18,8 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use super::{
-    BatchStore, DEAD_LETTER_COLUMNS, DeadLetterFilter, DeadLetterRow, LedgerEntry, RelationalStore,
-    StoreError, StoredDeadLetter, VectorStore,
+    BatchStore, DEAD_LETTER_COLUMNS, DeadLetterFilter, DeadLetterRow, DeadLetterTable, LedgerEntry,
+    PollCursors, RecordReads, RelationalStore, StoreError, StoredDeadLetter, VectorStore,
 };
 use crate::model::{DeadLetter, RecordId};
 use crate::pipeline::ProcessedRecord;
@@ -273,6 +273,28 @@ impl RelationalStore for PostgresStore {
         Ok(())
     }
 
+    async fn record_batch(&self, e: &LedgerEntry) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO batch_ledger (batch_key, batch_id, records, dead_letters, status, detail)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (batch_key) DO UPDATE SET status = excluded.status, detail = excluded.detail,
+                 attempts = batch_ledger.attempts + 1, updated_at = now()",
+        )
+        .bind(&e.batch_key)
+        .bind(&e.batch_id)
+        .bind(e.records as i64)
+        .bind(e.dead_letters as i64)
+        .bind(&e.status)
+        .bind(&e.detail)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl DeadLetterTable for PostgresStore {
     async fn dead_letter_counts(&self) -> Result<BTreeMap<String, u64>, StoreError> {
         let rows: Vec<(String, i64)> =
             sqlx::query_as("SELECT reason, count(*) FROM dead_letters GROUP BY reason")
@@ -315,7 +337,10 @@ impl RelationalStore for PostgresStore {
             .map_err(err)?;
         Ok(())
     }
+}
 
+#[async_trait]
+impl RecordReads for PostgresStore {
     async fn record_ids_of_kinds(&self, kinds: &[String]) -> Result<Vec<RecordId>, StoreError> {
         let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM records WHERE kind = ANY($1)")
             .bind(kinds)
@@ -339,7 +364,10 @@ impl RelationalStore for PostgresStore {
                 .map_err(err)?;
         Ok(ids.into_iter().map(RecordId::from_stored).collect())
     }
+}
 
+#[async_trait]
+impl PollCursors for PostgresStore {
     async fn poll_cursor(&self, source: &str) -> Result<Option<(String, DateTime<Utc>)>, StoreError> {
         sqlx::query_as("SELECT cursor, saved_at FROM poll_cursors WHERE source = $1")
             .bind(source)
@@ -355,25 +383,6 @@ impl RelationalStore for PostgresStore {
         )
         .bind(source)
         .bind(cursor)
-        .execute(&self.pool)
-        .await
-        .map_err(err)?;
-        Ok(())
-    }
-
-    async fn record_batch(&self, e: &LedgerEntry) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO batch_ledger (batch_key, batch_id, records, dead_letters, status, detail)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (batch_key) DO UPDATE SET status = excluded.status, detail = excluded.detail,
-                 attempts = batch_ledger.attempts + 1, updated_at = now()",
-        )
-        .bind(&e.batch_key)
-        .bind(&e.batch_id)
-        .bind(e.records as i64)
-        .bind(e.dead_letters as i64)
-        .bind(&e.status)
-        .bind(&e.detail)
         .execute(&self.pool)
         .await
         .map_err(err)?;

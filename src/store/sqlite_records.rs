@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
 use super::{
-    BatchStore, DEAD_LETTER_COLUMNS, DeadLetterFilter, DeadLetterRow, LedgerEntry, RelationalStore,
-    StoreError, StoredDeadLetter, open_sqlite,
+    BatchStore, DEAD_LETTER_COLUMNS, DeadLetterFilter, DeadLetterRow, DeadLetterTable, LedgerEntry,
+    PollCursors, RecordReads, RelationalStore, StoreError, StoredDeadLetter, open_sqlite,
 };
 use crate::model::{DeadLetter, RecordId};
 use crate::pipeline::ProcessedRecord;
@@ -126,6 +126,29 @@ impl RelationalStore for SqliteRecordStore {
         Ok(())
     }
 
+    async fn record_batch(&self, e: &LedgerEntry) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO batch_ledger (batch_key, batch_id, records, dead_letters, status, detail, attempts, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, 1, ?) \
+             ON CONFLICT (batch_key) DO UPDATE SET status = excluded.status, detail = excluded.detail, \
+             attempts = batch_ledger.attempts + 1, updated_at = excluded.updated_at",
+        )
+        .bind(&e.batch_key)
+        .bind(&e.batch_id)
+        .bind(e.records as i64)
+        .bind(e.dead_letters as i64)
+        .bind(&e.status)
+        .bind(&e.detail)
+        .bind(Utc::now().to_rfc3339())
+        .execute(&self.pool)
+        .await
+        .map_err(Self::err)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl DeadLetterTable for SqliteRecordStore {
     async fn dead_letter_counts(&self) -> Result<BTreeMap<String, u64>, StoreError> {
         let rows: Vec<(String, i64)> =
             sqlx::query_as("SELECT reason, COUNT(*) FROM dead_letters GROUP BY reason")
@@ -171,7 +194,10 @@ impl RelationalStore for SqliteRecordStore {
         }
         Ok(())
     }
+}
 
+#[async_trait]
+impl RecordReads for SqliteRecordStore {
     async fn record_ids_of_kinds(&self, kinds: &[String]) -> Result<Vec<RecordId>, StoreError> {
         let kinds = serde_json::to_string(kinds).unwrap_or_default();
         let ids: Vec<String> =
@@ -197,7 +223,10 @@ impl RelationalStore for SqliteRecordStore {
                 .map_err(Self::err)?;
         Ok(ids.into_iter().map(RecordId::from_stored).collect())
     }
+}
 
+#[async_trait]
+impl PollCursors for SqliteRecordStore {
     async fn poll_cursor(&self, source: &str) -> Result<Option<(String, DateTime<Utc>)>, StoreError> {
         let row: Option<(String, String)> =
             sqlx::query_as("SELECT cursor, saved_at FROM poll_cursors WHERE source = ?")
@@ -218,26 +247,6 @@ impl RelationalStore for SqliteRecordStore {
         )
         .bind(source)
         .bind(cursor)
-        .bind(Utc::now().to_rfc3339())
-        .execute(&self.pool)
-        .await
-        .map_err(Self::err)?;
-        Ok(())
-    }
-
-    async fn record_batch(&self, e: &LedgerEntry) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO batch_ledger (batch_key, batch_id, records, dead_letters, status, detail, attempts, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, 1, ?) \
-             ON CONFLICT (batch_key) DO UPDATE SET status = excluded.status, detail = excluded.detail, \
-             attempts = batch_ledger.attempts + 1, updated_at = excluded.updated_at",
-        )
-        .bind(&e.batch_key)
-        .bind(&e.batch_id)
-        .bind(e.records as i64)
-        .bind(e.dead_letters as i64)
-        .bind(&e.status)
-        .bind(&e.detail)
         .bind(Utc::now().to_rfc3339())
         .execute(&self.pool)
         .await

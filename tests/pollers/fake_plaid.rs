@@ -6,7 +6,7 @@ use apex_ingest::metrics::Metrics;
 use apex_ingest::model::{Format, RecordId};
 use apex_ingest::poll::plaid::Plaid;
 use apex_ingest::poll::{Poller, Provider};
-use apex_ingest::store::RelationalStore;
+use apex_ingest::store::PollCursors;
 use apex_ingest::store::memory_cache::MemoryCache;
 use apex_ingest::store::sqlite_records::SqliteRecordStore;
 use axum::Json;

@@ -5,7 +5,7 @@ use apex_ingest::config::PollConfig;
 use apex_ingest::model::{Format, RecordId};
 use apex_ingest::poll::hubspot::Hubspot;
 use apex_ingest::poll::{PollError, Poller, Provider};
-use apex_ingest::store::RelationalStore;
+use apex_ingest::store::PollCursors;
 use apex_ingest::store::sqlite_records::SqliteRecordStore;
 use axum::Json;
 use axum::extract::State;

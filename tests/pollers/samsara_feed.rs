@@ -5,7 +5,7 @@ use apex_ingest::kafka::read_back::read_to_end;
 use apex_ingest::model::{Format, RecordId};
 use apex_ingest::poll::Provider;
 use apex_ingest::poll::samsara_feed::{CAUGHT_UP_WAIT, SamsaraFeed};
-use apex_ingest::store::RelationalStore;
+use apex_ingest::store::PollCursors;
 use apex_ingest::store::sqlite_records::SqliteRecordStore;
 use axum::Json;
 use axum::extract::State;
