@@ -20,8 +20,7 @@ fn sample(format: Format, name: &str) -> RawEvent {
 }
 
 fn traffic(n: usize) -> Vec<RawEvent> {
-    let mut fleet = Fleet::new(GeneratorSettings::clean(1));
-    (0..n).map(|_| fleet.next_event()).collect()
+    Fleet::new(GeneratorSettings::clean(1)).take(n).collect()
 }
 
 fn parse_benches(c: &mut Criterion) {

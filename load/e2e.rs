@@ -104,14 +104,14 @@ struct Args {
 
 /// The events `produce` sent for one stream, regenerated from its seed.
 fn regenerate(format: Format, events: u64, seed: u64, poison: f64) -> Vec<apex_ingest::model::RawEvent> {
-    let mut fleet = Fleet::new(GeneratorSettings {
+    let fleet = Fleet::new(GeneratorSettings {
         events: Some(events),
         rate: None,
         poison_fraction: poison,
-        edi_fraction: if format == Format::Edi { 1.0 } else { 0.0 },
+        only: Some(format),
         ..GeneratorSettings::clean(seed)
     });
-    (0..events).map(|_| fleet.next_event()).collect()
+    fleet.take(events as usize).collect()
 }
 
 fn configure(args: &Args, layout: Layout, config: &mut Config, dir: &std::path::Path) -> anyhow::Result<()> {

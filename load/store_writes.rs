@@ -27,8 +27,7 @@ async fn batches(n: usize) -> anyhow::Result<Vec<(String, Vec<ProcessedRecord>)>
     let embedder = HashingEmbedder::new(384);
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
-        let batch =
-            Batch::new((0..EVENTS_PER_BATCH).map(|_| fleet.next_event()).collect(), CloseReason::Size);
+        let batch = Batch::new(fleet.by_ref().take(EVENTS_PER_BATCH).collect(), CloseReason::Size);
         let (records, _) = parse_events(&batch.events);
         out.push((batch.id, process_records(&embedder, &EmbedPolicy::default(), records).await?));
     }

@@ -59,9 +59,9 @@ fn batches(count: usize, events: usize, seed: u64, offset_base: i64) -> Vec<Batc
     let mut fleet = Fleet::new(GeneratorSettings { poison_fraction: 0.02, ..GeneratorSettings::clean(seed) });
     (0..count)
         .map(|_| {
-            let evs = (0..events)
-                .map(|_| {
-                    let mut e = fleet.next_event();
+            let evs = (&mut fleet)
+                .take(events)
+                .map(|mut e| {
                     e.origin.offset += offset_base;
                     e
                 })

@@ -27,7 +27,7 @@ async fn batches(n: usize, dims: usize) -> Vec<Arc<[ProcessedRecord]>> {
     let mut fleet = Fleet::new(GeneratorSettings::clean(rand::random()));
     let mut out = Vec::new();
     for _ in 0..n {
-        let batch = Batch::new((0..10).map(|_| fleet.next_event()).collect(), CloseReason::Size);
+        let batch = Batch::new(fleet.by_ref().take(10).collect(), CloseReason::Size);
         let (records, _) = parse_events(&batch.events);
         let rows =
             process_records(&HashingEmbedder::new(dims), &EmbedPolicy::default(), records).await.unwrap();

@@ -42,14 +42,19 @@ async fn outage(service: &'static str, breakers: &[&'static str]) {
     config.source.rate = 600;
     config.source.seed = seed;
     config.source.poison_fraction = 0.0;
+    // A fixed end of the world, so the source and this regeneration agree.
+    config.source.until = "2026-11-20T06:00:00Z".into();
     let settings = GeneratorSettings {
         events: None,
         rate: None,
         poison_fraction: 0.0,
-        edi_fraction: config.source.edi_fraction,
+        only: None,
         vehicles: config.source.vehicles,
         partitions: config.source.partitions,
         seed,
+        days: config.source.days,
+        until: config.generator_until(),
+        truth: None,
     };
     let stores = apex_ingest::app::open_stores(&config).await.unwrap();
     let metrics = Metrics::new();
@@ -77,9 +82,8 @@ async fn outage(service: &'static str, breakers: &[&'static str]) {
     assert_eq!(totals.events, EVENTS);
 
     // The same seed makes the same traffic: these are the records that must exist.
-    let mut fleet = Fleet::new(settings);
     let ids: HashSet<RecordId> =
-        (0..EVENTS).flat_map(|_| parse(&fleet.next_event()).unwrap()).map(|r| r.id).collect();
+        Fleet::new(settings).take(EVENTS as usize).flat_map(|e| parse(&e).unwrap()).map(|r| r.id).collect();
     assert_eq!(totals.records as usize, ids.len());
     let ids: Vec<RecordId> = ids.into_iter().collect();
     for s in stores.all() {

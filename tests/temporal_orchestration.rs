@@ -169,10 +169,12 @@ async fn a_hundred_event_batch_runs_through_a_child_workflow_per_event_and_lands
 async fn a_500_event_batch_completes_and_is_written_in_parts_under_the_payload_limit() {
     let _serial = SERIAL.lock().await;
     let Setup { config, stores, client, orchestrator, .. } = &setup("five-hundred").await;
-    // EDI-heavy: more records per event, so the rows pass one 2 MB payload.
-    let mut fleet =
-        Fleet::new(GeneratorSettings { edi_fraction: 0.5, ..GeneratorSettings::clean(nanos() as u64) });
-    let batch = Batch::new((0..500).map(|_| fleet.next_event()).collect(), CloseReason::Size);
+    // EDI only: more records per event, so the rows pass one 2 MB payload.
+    let fleet = Fleet::new(GeneratorSettings {
+        only: Some(apex_ingest::model::Format::Edi),
+        ..GeneratorSettings::clean(nanos() as u64)
+    });
+    let batch = Batch::new(fleet.take(500).collect(), CloseReason::Size);
 
     let (report, done) = with_worker(config, stores, async {
         // A test of completion, not speed: two cores shared with the server and worker.

@@ -14,9 +14,23 @@ use crate::store::Stores;
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
-    /// Number of events to generate.
-    #[arg(long, default_value_t = 10_000)]
+    /// At most this many events (0: every event of the generated span).
+    #[arg(long, default_value_t = 0)]
     events: u64,
+    /// Trucks in the generated fleet.
+    #[arg(long, default_value_t = 6)]
+    vehicles: usize,
+    /// Days of driving the generated world runs, ending at --until.
+    #[arg(long, default_value_t = 2.0)]
+    days: f64,
+    /// The world's last instant (RFC 3339, e.g. 2026-12-01T00:00:00Z); default now.
+    /// With the same --seed and --until a run repeats exactly.
+    #[arg(long)]
+    until: Option<String>,
+    /// Write the generator's ground truth (trips, shipments and which were late,
+    /// safety events, geofence crossings) to this JSON file.
+    #[arg(long)]
+    truth: Option<PathBuf>,
     /// Directory for the embedded stores (SQLite files).
     #[arg(long, default_value = "apex-demo")]
     data_dir: PathBuf,
@@ -35,20 +49,31 @@ pub struct DemoArgs {
 }
 
 pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.events > 0, "--events must be at least 1");
     // Flags win over the file; APEX_* variables are applied by Config::load.
     let mut config = Config::load(args.config.as_deref())?;
     config.source.kind = SourceKind::Generator;
     config.source.events = args.events;
+    config.source.vehicles = args.vehicles;
+    config.source.days = args.days;
+    config.source.until = args.until.unwrap_or_default();
+    config.source.truth = args.truth.unwrap_or_default();
     config.source.poison_fraction = args.poison_fraction;
     config.source.seed = args.seed;
     config.stores.data_dir = args.data_dir;
     config.metrics.listen = args.metrics_listen.unwrap_or_default();
-    let config_checked = config.clone();
-    anyhow::ensure!(
-        (0.0..=1.0).contains(&config_checked.source.poison_fraction),
-        "--poison-fraction must be between 0 and 1"
-    );
+    let source = &config.source;
+    for (ok, flag, rule) in [
+        ((0.0..=1.0).contains(&source.poison_fraction), "--poison-fraction", "be between 0 and 1"),
+        (source.vehicles > 0, "--vehicles", "be at least 1"),
+        (source.days > 0.0 && source.days <= 3660.0, "--days", "be more than 0 and at most 3660"),
+        (
+            source.until.is_empty() || source.until.parse::<chrono::DateTime<chrono::Utc>>().is_ok(),
+            "--until",
+            "be an RFC 3339 instant like 2026-12-01T00:00:00Z",
+        ),
+    ] {
+        anyhow::ensure!(ok, "{flag} must {rule}");
+    }
     for f in ["records.db", "graph.db", "vectors.db"] {
         for suffix in ["", "-wal", "-shm"] {
             let p = config.stores.data_dir.join(format!("{f}{suffix}"));
@@ -63,13 +88,15 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     app::cancel_on_signal(shutdown.clone());
     let orchestrator = app::direct_over(&config, &stores, metrics.clone(), &shutdown)?;
-    let bar = ProgressBar::new(args.events);
-    bar.set_style(
-        ProgressStyle::with_template(
+    // Without --events the count is the world's, known only at its end.
+    let (bar, template) = match args.events {
+        0 => (ProgressBar::new_spinner(), "{spinner} [{elapsed_precise}] {pos} events ({per_sec}) {msg}"),
+        n => (
+            ProgressBar::new(n),
             "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} events ({per_sec}) {msg}",
-        )
-        .context("progress template")?,
-    );
+        ),
+    };
+    bar.set_style(ProgressStyle::with_template(template).context("progress template")?);
     let totals = app::run_pipeline(
         &config,
         app::build_source(&config, metrics.clone())?,

@@ -138,6 +138,14 @@ impl Config {
     pub fn generator_rate(&self) -> Option<NonZeroU32> {
         NonZeroU32::new(self.source.rate)
     }
+
+    /// The generated world's last instant: `source.until`, or now (to the second).
+    pub fn generator_until(&self) -> chrono::DateTime<chrono::Utc> {
+        self.source.until.parse().unwrap_or_else(|_| {
+            let now = chrono::Utc::now();
+            chrono::DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now)
+        })
+    }
 }
 
 #[cfg(test)]

@@ -27,10 +27,15 @@ pub struct SourceConfig {
     /// Generator: events per second (0 = as fast as the pipeline takes them).
     pub rate: u32,
     pub poison_fraction: f64,
-    pub edi_fraction: f64,
     pub vehicles: usize,
     pub partitions: i32,
     pub seed: u64,
+    /// Generator: days of driving the world runs, ending at `until`.
+    pub days: f64,
+    /// Generator: the world's last instant (RFC 3339); empty is now.
+    pub until: String,
+    /// Generator: write the ground truth (trips, shipments, late ones) to this JSON file at the end; empty writes none.
+    pub truth: PathBuf,
     /// File source: files or directories.
     pub paths: Vec<PathBuf>,
     /// Capacity of the queue between source and batcher, in events.
@@ -44,10 +49,12 @@ impl Default for SourceConfig {
             events: 10_000,
             rate: 0,
             poison_fraction: 0.02,
-            edi_fraction: 0.15,
             vehicles: 250,
             partitions: 6,
             seed: 42,
+            days: 7.0,
+            until: String::new(),
+            truth: PathBuf::new(),
             paths: Vec::new(),
             queue: 1_000,
         }
@@ -199,7 +206,16 @@ pub(super) fn validate(c: &Config) -> anyhow::Result<()> {
             "source.poison_fraction",
             "must be between 0 and 1",
         ),
-        ((0.0..=1.0).contains(&c.source.edi_fraction), "source.edi_fraction", "must be between 0 and 1"),
+        (
+            c.source.days > 0.0 && c.source.days <= 3660.0,
+            "source.days",
+            "must be more than 0 and at most 3660",
+        ),
+        (
+            c.source.until.is_empty() || c.source.until.parse::<chrono::DateTime<chrono::Utc>>().is_ok(),
+            "source.until",
+            "must be an RFC 3339 instant like 2026-12-01T00:00:00Z, or empty for now",
+        ),
         (c.source.vehicles > 0, "source.vehicles", "must be at least 1"),
         (c.source.partitions > 0, "source.partitions", "must be at least 1"),
         (c.source.queue > 0, "source.queue", "must be at least 1"),

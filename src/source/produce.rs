@@ -61,18 +61,18 @@ pub async fn produce(
     let producer: FutureProducer = producer_config(brokers)
         .create()
         .with_context(|| format!("creating a Kafka producer for {brokers}"))?;
-    let mut fleet = Fleet::new(GeneratorSettings {
+    let fleet = Fleet::new(GeneratorSettings {
         events: Some(settings.events),
         rate: None,
         poison_fraction: settings.poison_fraction,
-        edi_fraction: if settings.format == Format::Edi { 1.0 } else { 0.0 },
+        only: Some(settings.format),
         ..GeneratorSettings::clean(settings.seed)
     });
     let limiter = settings.rate.map(|r| RateLimiter::direct(Quota::per_second(r)));
     let started = Instant::now();
     let mut deliveries = FuturesUnordered::new();
     let mut sent = 0;
-    for _ in 0..settings.events {
+    for event in fleet.take(settings.events as usize) {
         // The sends already pushed go out while we wait for the next slot: a
         // send future enqueues its message only when polled, and unpolled
         // ones used to leave in bursts of IN_FLIGHT, not at the rate.
@@ -83,7 +83,7 @@ pub async fn produce(
                 Some(delivery) = deliveries.next() => acknowledged(Some(delivery), &mut sent, &progress)?,
             }
         }
-        deliveries.push(send(producer.clone(), settings.topic.clone(), fleet.next_event()));
+        deliveries.push(send(producer.clone(), settings.topic.clone(), event));
         while deliveries.len() >= IN_FLIGHT {
             acknowledged(deliveries.next().await, &mut sent, &progress)?;
         }

@@ -217,17 +217,13 @@ pub fn real_stores_config(redis_prefix: &str) -> Config {
 /// A batch of generated traffic; a fresh seed gives records no other test has.
 pub fn generated_batch(events: usize, seed: u64, poison: f64) -> apex_ingest::batch::Batch {
     use apex_ingest::source::generator::{Fleet, GeneratorSettings};
-    let mut fleet = Fleet::new(GeneratorSettings {
+    let fleet = Fleet::new(GeneratorSettings {
         poison_fraction: poison,
-        edi_fraction: 0.2,
         vehicles: 10,
         partitions: 2,
         ..GeneratorSettings::clean(seed)
     });
-    apex_ingest::batch::Batch::new(
-        (0..events).map(|_| fleet.next_event()).collect(),
-        apex_ingest::batch::CloseReason::Size,
-    )
+    apex_ingest::batch::Batch::new(fleet.take(events).collect(), apex_ingest::batch::CloseReason::Size)
 }
 
 /// Parsed, extracted and embedded rows and dead letters of a batch.

@@ -394,13 +394,13 @@ mod tests {
     /// Temporal refuses a payload above 2 MB (its default blob size limit).
     const PAYLOAD_LIMIT: usize = 2 * 1024 * 1024;
 
-    async fn batch_rows(events: usize, edi_fraction: f64) -> (Batch, Vec<ProcessedRecord>, Vec<DeadLetter>) {
-        let mut fleet = Fleet::new(GeneratorSettings {
-            edi_fraction,
-            poison_fraction: 0.02,
-            ..GeneratorSettings::clean(7)
-        });
-        let batch = Batch::new((0..events).map(|_| fleet.next_event()).collect(), CloseReason::Size);
+    async fn batch_rows(
+        events: usize,
+        only: Option<crate::model::Format>,
+    ) -> (Batch, Vec<ProcessedRecord>, Vec<DeadLetter>) {
+        let fleet =
+            Fleet::new(GeneratorSettings { only, poison_fraction: 0.02, ..GeneratorSettings::clean(7) });
+        let batch = Batch::new(fleet.take(events).collect(), CloseReason::Size);
         let (records, dead) = parse_events(&batch.events);
         let rows =
             process_records(&HashingEmbedder::new(384), &EmbedPolicy::default(), records).await.unwrap();
@@ -409,7 +409,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_hundred_event_batch_is_written_in_one_part() {
-        let (batch, rows, dead) = batch_rows(100, 0.5).await;
+        let (batch, rows, dead) = batch_rows(100, None).await;
         let parts = write_parts(&batch.id, rows.clone(), dead.clone());
         assert_eq!(parts.len(), 1);
         assert_eq!((parts[0].rows.len(), parts[0].dead.len()), (rows.len(), dead.len()));
@@ -417,8 +417,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_500_event_batch_fits_temporal_payload_limits() {
-        // EDI-heavy: interchanges hold several transactions, so more records.
-        let (batch, rows, dead) = batch_rows(500, 0.5).await;
+        // EDI only: interchanges hold several transactions, so more records.
+        let (batch, rows, dead) = batch_rows(500, Some(crate::model::Format::Edi)).await;
         let start = json_size(&BatchInput {
             batch_id: batch.id.clone(),
             events: batch.events.clone(),
@@ -457,8 +457,7 @@ mod tests {
 
     #[test]
     fn ids_follow_offsets_and_payloads() {
-        let mut fleet = Fleet::new(GeneratorSettings::clean(1));
-        let events: Vec<RawEvent> = (0..5).map(|_| fleet.next_event()).collect();
+        let events: Vec<RawEvent> = Fleet::new(GeneratorSettings::clean(1)).take(5).collect();
         let batch = Batch::new(events.clone(), CloseReason::Size);
         let same = Batch::new(events.clone(), CloseReason::Timeout);
         assert_eq!(batch_workflow_id(&batch), batch_workflow_id(&same));

@@ -1,0 +1,230 @@
+//! The generator's ground truth: what the world it generated actually did
+//! (trips with their timed stretches, shipments and whether they were late,
+//! the safety events and geofence crossings it sent), written as one JSON
+//! file so an evaluation reads answers the code under test did not compute.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::places::{HUBS, nearest_place};
+use super::world::{DELAYS, World};
+
+/// What the fleet noted of the events it sent, as it sent them.
+#[derive(Debug, Default)]
+pub struct Sent {
+    pub events: u64,
+    pub until: Option<DateTime<Utc>>,
+    pub safety_events: Vec<SafetyTruth>,
+    pub geofences: Vec<GeofenceTruth>,
+    /// Per shipment (by index), when its D1 status happened.
+    pub delivered: Vec<Option<DateTime<Utc>>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Truth {
+    pub seed: u64,
+    /// The world's span: events fall in `[from, until]`.
+    pub from: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    /// The time of the last event sent (the run may stop before `until`).
+    pub sent_until: Option<DateTime<Utc>>,
+    pub events_sent: u64,
+    pub hubs: Vec<HubTruth>,
+    pub trips: Vec<TripTruth>,
+    pub shipments: Vec<ShipmentTruth>,
+    pub safety_events: Vec<SafetyTruth>,
+    pub geofences: Vec<GeofenceTruth>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HubTruth {
+    pub id: String,
+    pub city: &'static str,
+    pub state: &'static str,
+    pub latitude: f64,
+    pub longitude: f64,
+}
+
+/// A trip as planned: the truck is at `along` of the straight route from
+/// `from` to `to` over each stretch (moving from `from_fraction` to `to_fraction`).
+#[derive(Debug, Serialize)]
+pub struct TripTruth {
+    pub truck_id: String,
+    pub truck_name: String,
+    pub driver_id: String,
+    pub from: String,
+    pub to: String,
+    pub road_km: f64,
+    pub stretches: Vec<StretchTruth>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StretchTruth {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub from_fraction: f64,
+    pub to_fraction: f64,
+    pub duty: &'static str,
+    pub delay_reason: Option<&'static str>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ShipmentTruth {
+    pub pro: String,
+    pub bol: String,
+    pub scac: &'static str,
+    pub truck_id: String,
+    pub shipper: &'static str,
+    pub consignee: &'static str,
+    pub origin: String,
+    pub destination: String,
+    pub tendered_at: DateTime<Utc>,
+    pub appointment: DateTime<Utc>,
+    pub picked_up_at: DateTime<Utc>,
+    /// When its D1 (delivered) status was sent; `None` if the run ended first.
+    pub delivered_at: Option<DateTime<Utc>>,
+    /// Minutes past the appointment, for a delivered shipment that was late.
+    pub late_by_minutes: Option<i64>,
+    pub delay_code: Option<&'static str>,
+    pub delay_reason: Option<&'static str>,
+    pub delay_minutes: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SafetyTruth {
+    pub event_id: String,
+    pub truck_id: String,
+    pub time: DateTime<Utc>,
+    pub latitude: f64,
+    pub longitude: f64,
+    pub behavior: &'static str,
+    pub severity: &'static str,
+    /// The nearest hub and how far it is, for "near Dallas" questions.
+    pub nearest_hub: String,
+    pub nearest_hub_km: f64,
+    pub near: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GeofenceTruth {
+    pub event_id: String,
+    pub truck_id: String,
+    pub hub: String,
+    pub time: DateTime<Utc>,
+    pub enter: bool,
+}
+
+fn hub_name(h: usize) -> String {
+    format!("{}, {}", HUBS[h].city, HUBS[h].state)
+}
+
+impl Truth {
+    /// The world's trips and shipments that had begun by the last event sent
+    /// (as planned, with their deliveries as far as they went), and what `sent` noted.
+    pub fn of(world: &World, seed: u64, span: (DateTime<Utc>, DateTime<Utc>), sent: &Sent) -> Truth {
+        let hubs = HUBS
+            .iter()
+            .enumerate()
+            .map(|(i, h)| HubTruth {
+                id: super::render::hub_id(i),
+                city: h.city,
+                state: h.state,
+                latitude: h.lat,
+                longitude: h.lon,
+            })
+            .collect();
+        let started = |t: DateTime<Utc>| sent.until.is_some_and(|s| t <= s);
+        let trips = world
+            .trips
+            .iter()
+            .filter(|t| started(t.stretches[0].start))
+            .map(|t| {
+                let truck = &world.trucks[t.truck];
+                TripTruth {
+                    truck_id: truck.id.clone(),
+                    truck_name: truck.name.clone(),
+                    driver_id: truck.driver_id.clone(),
+                    from: hub_name(t.from),
+                    to: hub_name(t.to),
+                    road_km: t.road_km.round(),
+                    stretches: t
+                        .stretches
+                        .iter()
+                        .map(|s| StretchTruth {
+                            start: s.start,
+                            end: s.end,
+                            from_fraction: s.from,
+                            to_fraction: s.to,
+                            duty: s.duty.as_str(),
+                            delay_reason: s.delay.map(|d| DELAYS[d].1),
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        let shipments = world
+            .shipments
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| started(s.tendered_at))
+            .map(|(i, s)| {
+                let delivered_at = sent.delivered.get(i).copied().flatten();
+                ShipmentTruth {
+                    pro: s.pro.clone(),
+                    bol: s.bol.clone(),
+                    scac: s.scac,
+                    truck_id: world.trucks[s.truck].id.clone(),
+                    shipper: s.shipper,
+                    consignee: s.consignee,
+                    origin: hub_name(s.origin),
+                    destination: hub_name(s.destination),
+                    tendered_at: s.tendered_at,
+                    appointment: s.appointment,
+                    picked_up_at: s.picked_up_at,
+                    delivered_at,
+                    late_by_minutes: delivered_at
+                        .filter(|d| *d > s.appointment)
+                        .map(|d| (d - s.appointment).num_minutes().max(1)),
+                    delay_code: s.delay.map(|(d, _)| DELAYS[d].0),
+                    delay_reason: s.delay.map(|(d, _)| DELAYS[d].1),
+                    delay_minutes: s.delay.map(|(_, m)| m),
+                }
+            })
+            .collect();
+        Truth {
+            seed,
+            from: span.0,
+            until: span.1,
+            sent_until: sent.until,
+            events_sent: sent.events,
+            hubs,
+            trips,
+            shipments,
+            safety_events: sent.safety_events.clone(),
+            geofences: sent.geofences.clone(),
+        }
+    }
+}
+
+impl SafetyTruth {
+    pub fn at(event_id: String, truck_id: String, time: DateTime<Utc>, pos: (f64, f64)) -> SafetyTruth {
+        let (hub, km) = HUBS
+            .iter()
+            .map(|h| (h, super::places::km_between(pos, h.at())))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map_or((String::new(), f64::INFINITY), |(h, km)| (format!("{}, {}", h.city, h.state), km));
+        let near = nearest_place(pos).0;
+        SafetyTruth {
+            event_id,
+            truck_id,
+            time,
+            latitude: pos.0,
+            longitude: pos.1,
+            behavior: "",
+            severity: "",
+            nearest_hub: hub,
+            nearest_hub_km: (km * 10.0).round() / 10.0,
+            near: format!("{}, {}", near.city, near.state),
+        }
+    }
+}
