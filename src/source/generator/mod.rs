@@ -289,8 +289,7 @@ impl Fleet {
                     "behaviorLabel": behavior, "severity": severity,
                     "maxAccelerationGForce": (g * 100.0).round() / 100.0, "time": render::rfc3339(data_at),
                     "location": {"latitude": pos.0, "longitude": pos.1}});
-                let note =
-                    SafetyTruth { behavior, severity, ..SafetyTruth::at(id.clone(), t.id.clone(), at, pos) };
+                let note = SafetyTruth::at((id.clone(), t.id.clone()), at, pos, behavior, severity);
                 (truck, "SafetyEvent", data, Some(Note::Safety(note)))
             }
             _ => return None,

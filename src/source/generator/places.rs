@@ -187,7 +187,16 @@ pub fn all_places() -> impl Iterator<Item = &'static Place> {
 
 /// The hub or town nearest to `at`, and how far it is (km).
 pub fn nearest_place(at: (f64, f64)) -> (Place, f64) {
-    all_places()
+    nearest_of(all_places(), at)
+}
+
+/// The hub nearest to `at`, and how far it is (km).
+pub fn nearest_hub(at: (f64, f64)) -> (Place, f64) {
+    nearest_of(HUBS.iter(), at)
+}
+
+fn nearest_of<'a>(places: impl Iterator<Item = &'a Place>, at: (f64, f64)) -> (Place, f64) {
+    places
         .map(|p| (*p, km_between(at, p.at())))
         .min_by(|x, y| x.1.total_cmp(&y.1))
         .unwrap_or((HUBS[0], f64::INFINITY))

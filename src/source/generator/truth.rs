@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::places::{HUBS, nearest_place};
+use super::places::{HUBS, nearest_hub, nearest_place};
 use super::world::{DELAYS, World};
 
 /// What the fleet noted of the events it sent, as it sent them.
@@ -207,12 +207,15 @@ impl Truth {
 }
 
 impl SafetyTruth {
-    pub fn at(event_id: String, truck_id: String, time: DateTime<Utc>, pos: (f64, f64)) -> SafetyTruth {
-        let (hub, km) = HUBS
-            .iter()
-            .map(|h| (h, super::places::km_between(pos, h.at())))
-            .min_by(|a, b| a.1.total_cmp(&b.1))
-            .map_or((String::new(), f64::INFINITY), |(h, km)| (format!("{}, {}", h.city, h.state), km));
+    /// A safety event sent at `pos`, with its nearest hub and place.
+    pub fn at(
+        (event_id, truck_id): (String, String),
+        time: DateTime<Utc>,
+        pos: (f64, f64),
+        behavior: &'static str,
+        severity: &'static str,
+    ) -> SafetyTruth {
+        let (hub, km) = nearest_hub(pos);
         let near = nearest_place(pos).0;
         SafetyTruth {
             event_id,
@@ -220,9 +223,9 @@ impl SafetyTruth {
             time,
             latitude: pos.0,
             longitude: pos.1,
-            behavior: "",
-            severity: "",
-            nearest_hub: hub,
+            behavior,
+            severity,
+            nearest_hub: format!("{}, {}", hub.city, hub.state),
             nearest_hub_km: (km * 10.0).round() / 10.0,
             near: format!("{}, {}", near.city, near.state),
         }
