@@ -12,7 +12,7 @@ use syn::visit::Visit;
 /// Top-level modules from the bottom up; a module may use its own layer and those below.
 const LAYERS: &[&[&str]] = &[
     &["config", "telemetry"],
-    &["model"],
+    &["model", "places"],
     &["pipeline"],
     &["batch"],
     &["metrics"],
@@ -20,7 +20,7 @@ const LAYERS: &[&[&str]] = &[
     &["saga"],
     &["orchestrate"],
     &["kafka"],
-    &["source", "verify", "edge", "poll"],
+    &["source", "verify", "edge", "poll", "query"],
     &["app"],
     &["cli"],
 ];

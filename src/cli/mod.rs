@@ -5,6 +5,7 @@ pub mod dlq;
 pub mod edge;
 pub mod pollers;
 pub mod produce;
+pub mod query;
 pub mod run;
 pub mod topics;
 pub mod verify;
@@ -23,6 +24,7 @@ use demo::DemoArgs;
 use dlq::DlqAction;
 use pollers::PollersAction;
 use produce::ProduceArgs;
+use query::QueryArgs;
 use topics::TopicsAction;
 
 #[derive(Parser)]
@@ -146,6 +148,17 @@ pub enum Command {
         #[command(subcommand)]
         action: PollersAction,
     },
+    /// Answers a question from the stores, each hit with its citation.
+    ///
+    /// The question is read by rules into an intent: a vehicle's position at
+    /// a time, a carrier's late shipments (delivered after their 204's
+    /// appointment), events of a kind in a window and near a place, or
+    /// everything about a PRO/BOL or vehicle; anything else is answered by
+    /// meaning from the vector store. Every value goes to the store as a bound
+    /// parameter. Each hit cites its store, record id, the source's own ids,
+    /// the topic/partition/offset it came from, event and ingest time, and the
+    /// score of each retriever that found it.
+    Query(QueryArgs),
     /// Lists, shows and replays dead letters (events that could not be parsed or validated).
     Dlq {
         #[arg(long, short, global = true)]
@@ -189,6 +202,10 @@ pub async fn dispatch(cli: Cli) -> ExitCode {
         Command::Pollers { config, action } => {
             telemetry::init("warn");
             pollers::pollers(config.as_deref(), action).await
+        }
+        Command::Query(args) => {
+            telemetry::init("warn,sqlx=error");
+            query::query(args).await
         }
         Command::Dlq { config, action } => {
             telemetry::init("warn,sqlx=error");

@@ -8,6 +8,7 @@ pub mod memory_cache;
 pub mod neo4j;
 pub mod postgres;
 pub mod qdrant;
+pub mod record_query;
 pub mod redis;
 pub mod sqlite_graph;
 pub mod sqlite_records;
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{DeadLetter, EntityKey, RecordId, Relation};
 use crate::pipeline::ProcessedRecord;
+pub use record_query::{GeoBox, RecordFilter, StoredRecord};
 
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{store} store: {message}")]
@@ -107,6 +109,10 @@ pub trait RecordReads: Send + Sync {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<RecordId>, StoreError>;
+    /// The records `filter` selects, in its order, at most `filter.limit`.
+    async fn find_records(&self, filter: &RecordFilter) -> Result<Vec<StoredRecord>, StoreError>;
+    /// The statement `find_records` sends for `filter` (for `query --explain`).
+    fn statement(&self, filter: &RecordFilter) -> String;
 }
 
 /// Where each poller is in its provider's change feed, saved once a poll's

@@ -17,10 +17,15 @@ use pgvector::Vector;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
+use super::record_query::{Dialect, RecordRow, select_records};
 use super::{
     BatchStore, DEAD_LETTER_COLUMNS, DeadLetterFilter, DeadLetterRow, DeadLetterTable, LedgerEntry,
-    PollCursors, RecordReads, RelationalStore, StoreError, StoredDeadLetter, VectorStore,
+    PollCursors, RecordFilter, RecordReads, RelationalStore, StoreError, StoredDeadLetter, StoredRecord,
+    VectorStore,
 };
+
+/// A record's columns as `StoredRecord::from_row` reads them.
+const COLUMNS: &str = r#"id, format, kind, natural_key, occurred_at, written_at, summary, body::text, topic, partition, "offset""#;
 use crate::model::{DeadLetter, RecordId};
 use crate::pipeline::ProcessedRecord;
 
@@ -363,6 +368,17 @@ impl RecordReads for PostgresStore {
                 .await
                 .map_err(err)?;
         Ok(ids.into_iter().map(RecordId::from_stored).collect())
+    }
+
+    async fn find_records(&self, filter: &RecordFilter) -> Result<Vec<StoredRecord>, StoreError> {
+        let mut q = select_records::<sqlx::Postgres>(COLUMNS, filter, Dialect::Postgres);
+        let rows: Vec<RecordRow<DateTime<Utc>>> =
+            q.build_query_as().fetch_all(&self.pool).await.map_err(err)?;
+        Ok(rows.into_iter().map(|r| StoredRecord::from_row(r, |t| t)).collect())
+    }
+
+    fn statement(&self, filter: &RecordFilter) -> String {
+        select_records::<sqlx::Postgres>(COLUMNS, filter, Dialect::Postgres).into_string()
     }
 }
 

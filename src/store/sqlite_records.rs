@@ -7,9 +7,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
+use super::record_query::{Dialect, RecordRow, select_records};
 use super::{
     BatchStore, DEAD_LETTER_COLUMNS, DeadLetterFilter, DeadLetterRow, DeadLetterTable, LedgerEntry,
-    PollCursors, RecordReads, RelationalStore, StoreError, StoredDeadLetter, open_sqlite,
+    PollCursors, RecordFilter, RecordReads, RelationalStore, StoreError, StoredDeadLetter, StoredRecord,
+    open_sqlite,
 };
 use crate::model::{DeadLetter, RecordId};
 use crate::pipeline::ProcessedRecord;
@@ -17,6 +19,9 @@ use crate::pipeline::ProcessedRecord;
 const NAME: &str = "relational";
 /// Rows per statement; SQLite allows 32,766 bound values.
 const CHUNK: usize = 500;
+/// A record's columns as `StoredRecord::from_row` reads them.
+const COLUMNS: &str =
+    r#"id, format, kind, natural_key, occurred_at, written_at, summary, body, topic, partition, "offset""#;
 
 pub struct SqliteRecordStore {
     pool: SqlitePool,
@@ -222,6 +227,19 @@ impl RecordReads for SqliteRecordStore {
                 .await
                 .map_err(Self::err)?;
         Ok(ids.into_iter().map(RecordId::from_stored).collect())
+    }
+
+    async fn find_records(&self, filter: &RecordFilter) -> Result<Vec<StoredRecord>, StoreError> {
+        let mut q = select_records::<Sqlite>(COLUMNS, filter, Dialect::Sqlite);
+        let rows: Vec<RecordRow<String>> =
+            q.build_query_as().fetch_all(&self.pool).await.map_err(Self::err)?;
+        let time =
+            |t: String| DateTime::parse_from_rfc3339(&t).map(|t| t.with_timezone(&Utc)).unwrap_or_default();
+        Ok(rows.into_iter().map(|r| StoredRecord::from_row(r, time)).collect())
+    }
+
+    fn statement(&self, filter: &RecordFilter) -> String {
+        select_records::<Sqlite>(COLUMNS, filter, Dialect::Sqlite).into_string()
     }
 }
 

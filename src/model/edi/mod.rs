@@ -87,6 +87,11 @@ pub enum EdiContent {
         references: Vec<(String, String)>,
         parties: Vec<Party>,
         stops: usize,
+        /// The first pick-up date (G62 10/37/38/69), if given.
+        pickup_at: Option<DateTime<Utc>>,
+        /// The delivery appointment (the last G62 53/54/68/70): a shipment
+        /// delivered after it is late.
+        deliver_by: Option<DateTime<Utc>>,
     },
     /// 990 Response to a Load Tender (header level).
     TenderResponse { scac: Option<String>, shipment_id: String, action: Option<String> },

@@ -178,6 +178,7 @@ pub(super) fn parse_204(segs: &[Segment<'_>]) -> Result<EdiContent, PoisonReason
     let mut b2 = None;
     let mut purpose = None;
     let mut stops = 0;
+    let (mut pickup_at, mut deliver_by) = (None, None);
     for seg in segs {
         if common.take(seg) {
             continue;
@@ -186,6 +187,16 @@ pub(super) fn parse_204(segs: &[Segment<'_>]) -> Result<EdiContent, PoisonReason
             "B2" => b2 = Some((seg.owned(2), seg.owned(4), seg.owned(6))),
             "B2A" => purpose = seg.owned(1),
             "S5" => stops += 1,
+            // G6201: 10/37/38/69 are pick-up dates, 53/54/68/70 delivery ones;
+            // the first pick-up and the last delivery are the shipment's.
+            "G62" => {
+                let at = parse_date_time(seg.el(2), seg.el(4));
+                match seg.el(1) {
+                    Some("10" | "37" | "38" | "69") => pickup_at = pickup_at.or(at),
+                    Some("53" | "54" | "68" | "70") => deliver_by = at.or(deliver_by),
+                    _ => {}
+                }
+            }
             _ => {}
         }
     }
@@ -198,6 +209,8 @@ pub(super) fn parse_204(segs: &[Segment<'_>]) -> Result<EdiContent, PoisonReason
         references: common.references,
         parties: common.parties,
         stops,
+        pickup_at,
+        deliver_by,
     })
 }
 

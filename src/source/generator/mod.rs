@@ -7,7 +7,6 @@
 //! configurable fraction of events is deliberately poison (broken JSON,
 //! impossible positions, bad EDI envelopes, non-UTF-8).
 
-mod places;
 mod render;
 mod truth;
 mod world;
@@ -26,15 +25,15 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use self::places::{HUBS, bearing, nearest_place};
 pub use self::truth::Truth;
 use self::truth::{GeofenceTruth, SafetyTruth, Sent};
 use self::world::{DutyStatus, Happening, Status, World};
 use super::Source;
 use crate::config::{EDI_TOPIC, SAMSARA_TOPIC};
 use crate::model::{Format, Origin, RawEvent};
+use crate::places::{HUBS, bearing, nearest_place};
 
-pub use self::places::Place;
+pub use crate::places::Place;
 
 const BEHAVIORS: &[&str] = &["HarshBrake", "HarshAcceleration", "HarshTurn", "Speeding", "FollowingDistance"];
 

@@ -5,8 +5,8 @@
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use super::places::{HUBS, Place};
 use super::world::{DELAYS, Shipment, Status, Truck};
+use crate::places::{HUBS, Place};
 
 pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)

@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::NaiveDateTime;
 use serde_json::Value;
 
-use super::places::{all_places, along, bearing, km_between, nearest_place};
 use super::truth::TripTruth;
 use super::*;
 use crate::pipeline::parse::parse;
+use crate::places::{all_places, along, bearing, km_between, nearest_place};
 
 fn settings(poison_fraction: f64) -> GeneratorSettings {
     GeneratorSettings {

@@ -6,8 +6,8 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::places::{HUBS, nearest_hub, nearest_place};
 use super::world::{DELAYS, World};
+use crate::places::{HUBS, nearest_hub, nearest_place};
 
 /// What the fleet noted of the events it sent, as it sent them.
 #[derive(Debug, Default)]

@@ -11,7 +11,7 @@ use chrono::{DateTime, Duration, Utc};
 use rand::Rng;
 use rand::rngs::StdRng;
 
-use super::places::{HUBS, along, km_between};
+use crate::places::{HUBS, along, km_between};
 
 pub const CARRIERS: &[&str] = &["FXFE", "ODFL", "SAIA", "ABFS", "RLCA", "EXLA", "AVRT", "XPOL"];
 const SHIPPERS: &[&str] =

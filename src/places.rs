@@ -1,6 +1,8 @@
-//! The map the generated fleet drives on: freight hubs (where loads start and
-//! end) and the towns between them (what a position is reverse-geocoded to),
-//! with the great-circle arithmetic the fleet moves by.
+//! The gazetteer: freight hubs (the DCs loads start and end at) and the towns
+//! between them, with their coordinates and the great-circle arithmetic over
+//! them. The generated fleet drives on this map and labels its positions with
+//! it; the query room resolves the place names of a question ("near Dallas")
+//! against it.
 
 /// A named place: city, state, latitude, longitude.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -195,6 +197,15 @@ pub fn nearest_hub(at: (f64, f64)) -> (Place, f64) {
     nearest_of(HUBS.iter(), at)
 }
 
+/// The place a name means: "Dallas", "dallas, tx", "St Louis" (case and
+/// commas aside; a city with no state given is the first of that name).
+pub fn find_place(name: &str) -> Option<Place> {
+    let words =
+        |s: &str| s.to_uppercase().replace(['.', ','], " ").split_whitespace().collect::<Vec<_>>().join(" ");
+    let wanted = words(name);
+    all_places().find(|p| wanted == p.city || wanted == format!("{} {}", p.city, p.state)).copied()
+}
+
 fn nearest_of<'a>(places: impl Iterator<Item = &'a Place>, at: (f64, f64)) -> (Place, f64) {
     places
         .map(|p| (*p, km_between(at, p.at())))
@@ -216,6 +227,14 @@ mod tests {
         // Chicago is north-north-west of Indianapolis.
         let n = bearing(HUBS[4].at(), HUBS[3].at());
         assert!((320.0..345.0).contains(&n), "{n}");
+    }
+
+    #[test]
+    fn names_resolve_with_or_without_their_state() {
+        assert_eq!(find_place("Dallas").map(|p| p.state), Some("TX"));
+        assert_eq!(find_place("st. louis, mo").map(|p| p.city), Some("ST LOUIS"));
+        assert_eq!(find_place("Kansas City MO").map(|p| p.city), Some("KANSAS CITY"));
+        assert_eq!(find_place("Atlantis"), None);
     }
 
     #[test]

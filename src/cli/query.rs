@@ -1,0 +1,74 @@
+//! `apex-ingest query`: a question answered from the stores, with citations.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+
+use crate::app;
+use crate::config::{Config, RelationalKind};
+use crate::query::{self, QueryStores, Question};
+
+#[derive(clap::Args)]
+pub struct QueryArgs {
+    /// The question in words, e.g. "where was truck 12 at 14:00 yesterday",
+    /// "which of carrier ODFL's shipments are late", "harsh braking near
+    /// Dallas last week", "everything about PRO 84213377" (docs/query.md has
+    /// every form). Times are UTC.
+    pub question: String,
+    /// TOML configuration naming the stores; without it, the embedded stores.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Directory of the embedded stores (the demo writes ./apex-demo).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Answer as the memory stood at this event time (RFC 3339); "yesterday"
+    /// and "last week" are read from it.
+    #[arg(long)]
+    pub as_of: Option<DateTime<Utc>>,
+    /// Only records ingested before this instant (RFC 3339).
+    #[arg(long)]
+    pub ingested_before: Option<DateTime<Utc>>,
+    /// How many hits at most (1 to 1000).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=query::MAX_K as u64))]
+    pub k: u64,
+    /// Print the answer as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Print the plan first: the intent, its entities and window, and each
+    /// statement sent with its row count and time.
+    #[arg(long)]
+    pub explain: bool,
+}
+
+pub async fn query(args: QueryArgs) -> anyhow::Result<()> {
+    let mut config = Config::load(args.config.as_deref())?;
+    if let Some(dir) = args.data_dir {
+        config.stores.data_dir = dir;
+    }
+    if config.stores.relational == RelationalKind::Embedded {
+        let file = config.stores.data_dir.join("records.db");
+        anyhow::ensure!(
+            file.exists(),
+            "no embedded stores in {}: run `apex-ingest demo --data-dir {0}` first, or name real stores with --config",
+            config.stores.data_dir.display()
+        );
+    }
+    let stores = app::open_stores(&config).await?;
+    let query_stores = QueryStores::over(&stores, app::build_embedder(&config)?);
+    let question = Question {
+        text: args.question,
+        as_of: args.as_of,
+        ingested_before: args.ingested_before,
+        k: args.k as usize,
+    };
+    let answer = query::ask(&query_stores, &question).await?;
+    if args.explain {
+        print!("{}", answer.explain());
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+    } else {
+        print!("{}", answer.table());
+    }
+    Ok(())
+}

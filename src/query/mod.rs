@@ -1,0 +1,80 @@
+//! The query room: a question read by rules into an intent ([`intent`],
+//! [`when`]), the stores asked over typed, parameterised filters
+//! ([`routes`]), and the hits returned with their citations ([`answer`]).
+//! It reads what the pipeline wrote and writes nothing.
+
+pub mod answer;
+pub mod intent;
+mod routes;
+pub mod when;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+pub use answer::{Answer, Hit};
+pub use intent::{Entity, Intent, Reading};
+
+use crate::pipeline::embed::{EmbedError, Embedder};
+use crate::store::{RecordReads, StoreError, Stores, VectorStore};
+
+/// The most hits a question may ask for.
+pub const MAX_K: usize = 1000;
+
+/// What the query room reads: the relational store always, the vectors where
+/// the deployment has them, and the embedder the records were embedded with.
+#[derive(Clone)]
+pub struct QueryStores {
+    pub records: Arc<dyn RecordReads>,
+    pub records_store: &'static str,
+    pub vectors: Option<Arc<dyn VectorStore>>,
+    pub embedder: Arc<dyn Embedder>,
+}
+
+impl QueryStores {
+    /// The roles of `stores` the query room reads.
+    pub fn over(stores: &Stores, embedder: Arc<dyn Embedder>) -> Self {
+        let records: Arc<dyn RecordReads> = stores.relational.clone();
+        QueryStores {
+            records,
+            records_store: stores.relational.name(),
+            vectors: stores.vector.clone(),
+            embedder,
+        }
+    }
+}
+
+/// A question and how to read it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Question {
+    pub text: String,
+    /// Answer as the memory stood at this event time (and read "yesterday"
+    /// from it); `None` is now.
+    pub as_of: Option<DateTime<Utc>>,
+    /// Only what was ingested before this instant.
+    pub ingested_before: Option<DateTime<Utc>>,
+    /// How many hits at most.
+    pub k: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The question cannot be read or asks for something out of bounds.
+    #[error("{0}")]
+    BadQuestion(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("embedding the question: {0}")]
+    Embed(#[from] EmbedError),
+}
+
+/// Reads the question, asks the stores, returns the hits with citations.
+pub async fn ask(stores: &QueryStores, question: &Question) -> Result<Answer, QueryError> {
+    if question.k == 0 || question.k > MAX_K {
+        return Err(QueryError::BadQuestion(format!("k must be between 1 and {MAX_K}, not {}", question.k)));
+    }
+    let as_of = question.as_of.unwrap_or_else(Utc::now);
+    let reading = intent::read(&question.text, as_of).map_err(QueryError::BadQuestion)?;
+    let (hits, routes) = routes::answer(stores, question, &reading).await?;
+    Ok(Answer { question: question.text.clone(), as_of, reading, hits, routes })
+}

@@ -1,0 +1,314 @@
+//! Each intent's route through the stores: typed filters pushed into the
+//! store (kind, entity, time window, a box around a radius), the exact cut
+//! made here (the radius, lateness), and rank fusion where two retrievers
+//! answer the same question.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::Value;
+
+use super::answer::{Hit, Route};
+use super::intent::{Entity, Intent, Near, Reading};
+use super::{QueryError, QueryStores, Question};
+use crate::places::km_between;
+use crate::store::{GeoBox, RecordFilter, StoredRecord};
+
+/// Rows a route reads before its exact cut (radius, lateness); `--explain`
+/// shows when a route read this many, i.e. when the answer may be partial.
+const SCAN_CAP: usize = 5_000;
+/// References per statement when a route looks up many shipments at once.
+const REFS_PER_STATEMENT: usize = 1_000;
+/// The constant of reciprocal-rank fusion (Cormack et al.).
+const RRF_K: f64 = 60.0;
+
+type Routed = (Vec<Hit>, Vec<Route>);
+
+pub async fn answer(
+    stores: &QueryStores,
+    question: &Question,
+    reading: &Reading,
+) -> Result<Routed, QueryError> {
+    let end = question.as_of.map(|t| t + Duration::milliseconds(1));
+    let base = RecordFilter {
+        from: reading.window.map(|w| w.0),
+        to: earliest(reading.window.map(|w| w.1), end),
+        written_before: question.ingested_before,
+        newest_first: true,
+        limit: question.k,
+        ..RecordFilter::default()
+    };
+    let k = question.k;
+    match &reading.intent {
+        Intent::Position { vehicle, at } => {
+            let f = RecordFilter {
+                kinds: vec!["VehicleLocation".into()],
+                vehicle: Some(vehicle.clone()),
+                to: earliest(Some(*at + Duration::milliseconds(1)), end),
+                ..base
+            };
+            let (rows, route) = read(stores, "position", &f).await?;
+            let hits = rows
+                .into_iter()
+                .map(|r| {
+                    let before = (*at - r.occurred_at).num_seconds();
+                    Hit::of(r, stores.records_store)
+                        .noted(format!("{before} s before {}", at.format("%H:%M:%S")))
+                })
+                .collect();
+            Ok((hits, vec![route]))
+        }
+        Intent::LateShipments { scac } => late_shipments(stores, scac.clone(), base).await,
+        Intent::Events { kinds, behavior, near } => {
+            let f = RecordFilter {
+                kinds: kinds.clone(),
+                behavior: behavior.clone(),
+                within: near.as_ref().map(geo_box),
+                limit: if near.is_some() { SCAN_CAP } else { k },
+                ..base
+            };
+            let (rows, route) = read(stores, "events", &f).await?;
+            let hits = rows
+                .into_iter()
+                .filter_map(|r| match near {
+                    None => Some(Hit::of(r, stores.records_store)),
+                    Some(n) => {
+                        let km = km_between(position(&r.body)?, (n.latitude, n.longitude));
+                        (km <= n.radius_km).then(|| {
+                            Hit::of(r, stores.records_store).noted(format!("{km:.1} km from {}", n.place))
+                        })
+                    }
+                })
+                .take(k)
+                .collect();
+            Ok((hits, vec![route]))
+        }
+        Intent::About { entity } => {
+            let (exact, text) = match entity {
+                Entity::Shipment { reference } => (
+                    RecordFilter { shipments: vec![reference.clone()], ..base.clone() },
+                    RecordFilter { mentions: Some(reference.clone()), ..base },
+                ),
+                Entity::Vehicle { vehicle } => (
+                    RecordFilter { vehicle: Some(vehicle.clone()), ..base.clone() },
+                    RecordFilter { mentions: Some(vehicle.clone()), ..base },
+                ),
+            };
+            let ((exact, r1), (text, r2)) =
+                tokio::try_join!(read(stores, "exact", &exact), read(stores, "text", &text))?;
+            let store = stores.records_store;
+            let ranked = |rows: Vec<StoredRecord>| rows.into_iter().map(|r| Hit::of(r, store)).collect();
+            let mut hits = fuse(vec![("exact", ranked(exact)), ("text", ranked(text))], k);
+            // An entity's records read as its history.
+            hits.sort_by_key(|h| h.citation.event_time);
+            Ok((hits, vec![r1, r2]))
+        }
+        Intent::Semantic { text } => semantic(stores, text, base).await,
+    }
+}
+
+fn earliest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// One store call, timed, with the statement it sent.
+async fn read(
+    stores: &QueryStores,
+    retriever: &'static str,
+    filter: &RecordFilter,
+) -> Result<(Vec<StoredRecord>, Route), QueryError> {
+    let started = Instant::now();
+    let rows = stores.records.find_records(filter).await?;
+    let route = Route {
+        retriever,
+        store: stores.records_store,
+        statement: stores.records.statement(filter),
+        rows: rows.len(),
+        millis: started.elapsed().as_secs_f64() * 1e3,
+    };
+    Ok((rows, route))
+}
+
+/// The box around a radius (a degree of longitude shrinks with latitude).
+fn geo_box(n: &Near) -> GeoBox {
+    let dlat = n.radius_km / 111.0;
+    let dlon = n.radius_km / (111.0 * n.latitude.to_radians().cos().max(0.01));
+    GeoBox { lat: (n.latitude - dlat, n.latitude + dlat), lon: (n.longitude - dlon, n.longitude + dlon) }
+}
+
+fn position(body: &Value) -> Option<(f64, f64)> {
+    let p = body.pointer("/data/position")?;
+    Some((p.get("latitude")?.as_f64()?, p.get("longitude")?.as_f64()?))
+}
+
+fn time_at(body: &Value, pointer: &str) -> Option<DateTime<Utc>> {
+    body.pointer(pointer)?.as_str()?.parse().ok()
+}
+
+/// Deliveries (214 D1) after the appointment of their tender (204 G62).
+async fn late_shipments(
+    stores: &QueryStores,
+    scac: Option<String>,
+    base: RecordFilter,
+) -> Result<Routed, QueryError> {
+    let k = base.limit;
+    let deliveries = RecordFilter {
+        kinds: vec!["214".into()],
+        scac: scac.clone(),
+        status: Some("D1".into()),
+        limit: SCAN_CAP,
+        ..base.clone()
+    };
+    let (delivered, mut routes) = read(stores, "deliveries", &deliveries).await.map(|(d, r)| (d, vec![r]))?;
+    let pro = |r: &StoredRecord| r.body.pointer("/content/pro").and_then(Value::as_str).map(str::to_string);
+    let refs: Vec<String> = delivered.iter().filter_map(pro).collect();
+    let mut appointments: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
+    for chunk in refs.chunks(REFS_PER_STATEMENT) {
+        // The tender may come before the window: only the as-of bounds hold.
+        let tenders = RecordFilter {
+            kinds: vec!["204".into()],
+            scac: scac.clone(),
+            shipments: chunk.to_vec(),
+            from: None,
+            limit: SCAN_CAP,
+            ..base.clone()
+        };
+        let (rows, route) = read(stores, "tenders", &tenders).await?;
+        routes.push(route);
+        for t in rows {
+            let id = t.body.pointer("/content/shipment_id").and_then(Value::as_str).map(str::to_string);
+            if let (Some(id), Some(by)) = (id, time_at(&t.body, "/content/deliver_by")) {
+                appointments.insert(id, by);
+            }
+        }
+    }
+    let hits = delivered
+        .into_iter()
+        .filter_map(|d| {
+            let by = *appointments.get(&pro(&d)?)?;
+            let statuses = d.body.pointer("/content/statuses")?.as_array()?;
+            let at = statuses
+                .iter()
+                .rev()
+                .find(|s| s["status_code"] == "D1")?
+                .get("at")?
+                .as_str()?
+                .parse::<DateTime<Utc>>()
+                .ok()?;
+            let late = (at - by).num_minutes();
+            (at > by).then(|| {
+                let note = format!("late by {late} min (appointment {})", by.format("%Y-%m-%d %H:%M"));
+                Hit::of(d, stores.records_store).noted(note)
+            })
+        })
+        .take(k)
+        .collect();
+    Ok((hits, routes))
+}
+
+/// Nearest records by meaning, from the vector store, then read whole under
+/// the question's filters.
+async fn semantic(stores: &QueryStores, text: &str, base: RecordFilter) -> Result<Routed, QueryError> {
+    let Some(vectors) = &stores.vectors else {
+        return Err(QueryError::BadQuestion(format!(
+            "{text:?} has no structured form (a position, late shipments, events near a place, a PRO or vehicle) \
+             and this deployment has no vector store ([stores] vector = \"none\") to answer it by meaning"
+        )));
+    };
+    let started = Instant::now();
+    let query = stores.embedder.embed(&[text.to_string()]).await?.pop().unwrap_or_default();
+    // More neighbours than asked: the filters below may drop some.
+    let neighbours = vectors.search(&query, base.limit * 4).await?;
+    let vector_route = Route {
+        retriever: "vector",
+        store: vectors.name(),
+        statement: format!("{} nearest of a {}-dimension query vector", base.limit * 4, query.len()),
+        rows: neighbours.len(),
+        millis: started.elapsed().as_secs_f64() * 1e3,
+    };
+    let f = RecordFilter {
+        ids: neighbours.iter().map(|(id, _)| id.clone()).collect(),
+        limit: neighbours.len(),
+        ..base.clone()
+    };
+    let (rows, route) = read(stores, "records", &f).await?;
+    let mut by_id: BTreeMap<String, StoredRecord> = rows.into_iter().map(|r| (r.id.to_string(), r)).collect();
+    let hits = neighbours
+        .into_iter()
+        .filter_map(|(id, score)| {
+            Some(Hit::of(by_id.remove(id.as_str())?, vectors.name()).scored("vector", f64::from(score)))
+        })
+        .take(base.limit)
+        .collect();
+    Ok((hits, vec![vector_route, route]))
+}
+
+/// Weighted-equal reciprocal-rank fusion of ranked lists: a record's `fused`
+/// score is the sum of 1 / (60 + rank) over the lists that found it.
+fn fuse(lists: Vec<(&str, Vec<Hit>)>, k: usize) -> Vec<Hit> {
+    let mut merged: BTreeMap<String, Hit> = BTreeMap::new();
+    for (retriever, hits) in lists {
+        for (rank, hit) in hits.into_iter().enumerate() {
+            let score = 1.0 / (RRF_K + rank as f64 + 1.0);
+            let entry = merged.entry(hit.citation.record_id.clone()).or_insert_with(|| hit.clone());
+            entry.scores.insert(retriever.to_string(), score);
+            *entry.scores.entry("fused".into()).or_default() += score;
+        }
+    }
+    let mut hits: Vec<Hit> = merged.into_values().collect();
+    hits.sort_by(|a, b| b.scores["fused"].total_cmp(&a.scores["fused"]));
+    hits.truncate(k);
+    hits
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Origin, RecordId};
+
+    fn hit(id: &str) -> Hit {
+        let record = StoredRecord {
+            id: RecordId::from_stored(id.into()),
+            format: "edi".into(),
+            kind: "214".into(),
+            natural_key: id.into(),
+            occurred_at: Utc::now(),
+            written_at: Utc::now(),
+            summary: id.into(),
+            body: Value::Null,
+            origin: Origin { topic: "t".into(), partition: 0, offset: 0 },
+        };
+        Hit::of(record, "relational")
+    }
+
+    #[test]
+    fn fusion_ranks_what_both_retrievers_found_first() {
+        let fused = fuse(vec![("exact", vec![hit("a"), hit("b")]), ("text", vec![hit("c"), hit("b")])], 2);
+        let ids: Vec<&str> = fused.iter().map(|h| h.citation.record_id.as_str()).collect();
+        assert_eq!(ids, ["b", "a"]);
+        assert!((fused[0].scores["fused"] - 2.0 / 62.0).abs() < 1e-12);
+        assert_eq!(fused[0].scores.len(), 3);
+    }
+
+    #[test]
+    fn the_box_holds_the_whole_radius() {
+        let n = Near { place: "DALLAS, TX".into(), latitude: 32.7767, longitude: -96.797, radius_km: 50.0 };
+        let b = geo_box(&n);
+        for bearing in (0..360).step_by(15) {
+            let (dy, dx) = (f64::from(bearing).to_radians().cos(), f64::from(bearing).to_radians().sin());
+            let p = (
+                n.latitude + dy * 49.0 / 111.2,
+                n.longitude + dx * 49.0 / (111.2 * n.latitude.to_radians().cos()),
+            );
+            assert!(km_between(p, (n.latitude, n.longitude)) < 50.0);
+            assert!(
+                (b.lat.0..=b.lat.1).contains(&p.0) && (b.lon.0..=b.lon.1).contains(&p.1),
+                "{p:?} outside {b:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! The records read back for the query room: a typed filter turned into one
+//! parameterised statement for SQLite or PostgreSQL. No value of a question is
+//! ever pasted into the SQL text; only the column expressions below are.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{Database, Encode, QueryBuilder, Type};
+
+use crate::model::{Origin, RecordId};
+
+/// One record as the relational store holds it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredRecord {
+    pub id: RecordId,
+    pub format: String,
+    pub kind: String,
+    pub natural_key: String,
+    pub occurred_at: DateTime<Utc>,
+    pub written_at: DateTime<Utc>,
+    pub summary: String,
+    pub body: serde_json::Value,
+    pub origin: Origin,
+}
+
+/// A latitude/longitude box (the store's coarse cut of a radius).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GeoBox {
+    pub lat: (f64, f64),
+    pub lon: (f64, f64),
+}
+
+/// What to read: every field set narrows the result.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RecordFilter {
+    /// Only these records (the vector route's hits); empty means any.
+    pub ids: Vec<RecordId>,
+    /// Record kinds (`VehicleLocation`, `214`, ...); empty means all.
+    pub kinds: Vec<String>,
+    /// A vehicle by its id or its name (any case).
+    pub vehicle: Option<String>,
+    /// Shipments by their PRO, BOL or shipment id (EDI); empty means any.
+    pub shipments: Vec<String>,
+    /// A carrier's SCAC (EDI).
+    pub scac: Option<String>,
+    /// The last status code of a 214 (`D1` delivered).
+    pub status: Option<String>,
+    /// A Samsara safety behaviour label (`HarshBrake`).
+    pub behavior: Option<String>,
+    /// Text the record's summary contains (any case).
+    pub mentions: Option<String>,
+    /// Event time in `[from, to)`.
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// Only what was written before this instant (`as_of` on ingest time).
+    pub written_before: Option<DateTime<Utc>>,
+    /// Only records whose position falls in this box.
+    pub within: Option<GeoBox>,
+    /// Newest event time first (else oldest first).
+    pub newest_first: bool,
+    pub limit: usize,
+}
+
+/// The columns read, in this order: id, format, kind, natural_key,
+/// occurred_at, written_at, summary, body, topic, partition, offset.
+pub(super) type RecordRow<T> = (String, String, String, String, T, T, String, String, String, i32, i64);
+
+impl StoredRecord {
+    pub(super) fn from_row<T>(row: RecordRow<T>, time: impl Fn(T) -> DateTime<Utc>) -> Self {
+        let (id, format, kind, natural_key, occurred_at, written_at, summary, body, topic, partition, offset) =
+            row;
+        StoredRecord {
+            id: RecordId::from_stored(id),
+            format,
+            kind,
+            natural_key,
+            occurred_at: time(occurred_at),
+            written_at: time(written_at),
+            summary,
+            body: serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)),
+            origin: Origin { topic, partition, offset },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// The JSON text at `path` in the record's body.
+    fn text(self, path: &[&str]) -> String {
+        match self {
+            Dialect::Sqlite => format!("json_extract(body, '$.{}')", path.join(".")),
+            Dialect::Postgres => format!("(body #>> '{{{}}}')", path.join(",")),
+        }
+    }
+
+    fn number(self, path: &[&str]) -> String {
+        match self {
+            Dialect::Sqlite => self.text(path),
+            Dialect::Postgres => format!("{}::float8", self.text(path)),
+        }
+    }
+
+    /// The status code of a 214's last status detail.
+    fn last_status(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "json_extract(body, '$.content.statuses[#-1].status_code')",
+            Dialect::Postgres => "(body #>> '{content,statuses,-1,status_code}')",
+        }
+    }
+
+    /// A bound RFC 3339 text as a time: SQLite keeps times as RFC 3339 text
+    /// in UTC, which orders as time does.
+    fn bound_time(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => "::timestamptz",
+        }
+    }
+}
+
+/// `SELECT <columns> FROM records WHERE <filter> ORDER BY ... LIMIT ...`.
+pub(super) fn select_records<DB>(columns: &str, f: &RecordFilter, d: Dialect) -> QueryBuilder<DB>
+where
+    DB: Database,
+    <DB as Database>::Arguments: Default,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+    for<'t> f64: Encode<'t, DB> + Type<DB>,
+    for<'t> i64: Encode<'t, DB> + Type<DB>,
+{
+    let mut q = QueryBuilder::<DB>::new(format!("SELECT {columns} FROM records WHERE TRUE"));
+    for (column, values) in [
+        ("id", f.ids.iter().map(RecordId::as_str).collect::<Vec<_>>()),
+        ("kind", f.kinds.iter().map(String::as_str).collect()),
+    ] {
+        if !values.is_empty() {
+            q.push(format!(" AND {column} IN ("));
+            let mut list = q.separated(", ");
+            for v in values {
+                list.push_bind(v.to_string());
+            }
+            q.push(")");
+        }
+    }
+    if let Some(v) = &f.vehicle {
+        q.push(format!(" AND ({} = ", d.text(&["data", "vehicle", "id"]))).push_bind(v.clone());
+        q.push(format!(" OR lower({}) = lower(", d.text(&["data", "vehicle", "name"])));
+        q.push_bind(v.clone()).push("))");
+    }
+    if !f.shipments.is_empty() {
+        let mut any = " AND (";
+        for field in ["pro", "bol", "shipment_id"] {
+            q.push(format!("{any}{} IN (", d.text(&["content", field])));
+            let mut list = q.separated(", ");
+            for s in &f.shipments {
+                list.push_bind(s.clone());
+            }
+            q.push(")");
+            any = " OR ";
+        }
+        q.push(")");
+    }
+    if let Some(status) = &f.status {
+        q.push(format!(" AND {} = ", d.last_status())).push_bind(status.clone());
+    }
+    if let Some(scac) = &f.scac {
+        q.push(format!(" AND {} = ", d.text(&["content", "scac"]))).push_bind(scac.clone());
+    }
+    if let Some(b) = &f.behavior {
+        q.push(format!(" AND {} = ", d.text(&["data", "behavior"]))).push_bind(b.clone());
+    }
+    if let Some(text) = &f.mentions {
+        let contains = match d {
+            Dialect::Sqlite => "instr",
+            Dialect::Postgres => "strpos",
+        };
+        q.push(format!(" AND {contains}(lower(summary), lower(")).push_bind(text.clone()).push(")) > 0");
+    }
+    let bounds =
+        [(f.from, "occurred_at", ">="), (f.to, "occurred_at", "<"), (f.written_before, "written_at", "<")];
+    for (at, column, op) in bounds {
+        if let Some(at) = at {
+            q.push(format!(" AND {column} {op} ")).push_bind(at.to_rfc3339()).push(d.bound_time());
+        }
+    }
+    if let Some(b) = f.within {
+        let (lat, lon) =
+            (d.number(&["data", "position", "latitude"]), d.number(&["data", "position", "longitude"]));
+        q.push(format!(" AND {lat} BETWEEN ")).push_bind(b.lat.0).push(" AND ").push_bind(b.lat.1);
+        q.push(format!(" AND {lon} BETWEEN ")).push_bind(b.lon.0).push(" AND ").push_bind(b.lon.1);
+    }
+    let order = if f.newest_first { "DESC" } else { "ASC" };
+    q.push(format!(" ORDER BY occurred_at {order}, id LIMIT ")).push_bind(f.limit as i64);
+    q
+}

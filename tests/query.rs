@@ -1,0 +1,355 @@
+//! The query room against a generated world: each intent's answer compared
+//! with the generator's ground truth (read from its JSON file, not computed
+//! by the code under test), on the embedded stores and on the real
+//! PostgreSQL; `as_of` on event and ingest time; hostile values as bound
+//! parameters; bad questions refused with what is wrong.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use apex_ingest::app;
+use apex_ingest::config::{CacheKind, Config, GraphKind, RelationalKind, SourceKind, VectorKind};
+use apex_ingest::metrics::Metrics;
+use apex_ingest::query::{self, Answer, Intent, QueryError, QueryStores, Question};
+use apex_ingest::store::RecordFilter;
+use chrono::{DateTime, Duration, Utc};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+const UNTIL: &str = "2026-11-20T06:00:00Z";
+
+struct World {
+    truth: Value,
+    stores: QueryStores,
+    written: (DateTime<Utc>, DateTime<Utc>),
+    _dir: tempfile::TempDir,
+}
+
+/// Two days of eight trucks ending at `UNTIL`, run through the pipeline into
+/// the stores `config` names; its truth file beside them.
+async fn world(mut config: Config) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let truth = dir.path().join("truth.json");
+    config.source.kind = SourceKind::Generator;
+    config.source.events = 0;
+    config.source.vehicles = 8;
+    config.source.days = 2.0;
+    config.source.until = UNTIL.into();
+    config.source.seed = 29;
+    config.source.poison_fraction = 0.0;
+    config.source.truth = truth.clone();
+    config.stores.data_dir = dir.path().to_path_buf();
+    let metrics = Metrics::new();
+    let stores = app::open_stores(&config).await.unwrap();
+    let shutdown = CancellationToken::new();
+    let orchestrator = app::direct_over(&config, &stores, metrics.clone(), &shutdown).unwrap();
+    let started = Utc::now();
+    let source = app::build_source(&config, metrics.clone()).unwrap();
+    app::run_pipeline(&config, source, orchestrator, metrics, shutdown, |_| {}).await.unwrap();
+    let written = (started, Utc::now());
+    let truth: Value = serde_json::from_slice(&std::fs::read(&truth).unwrap()).unwrap();
+    let stores = QueryStores::over(&stores, app::build_embedder(&config).unwrap());
+    World { truth, stores, written, _dir: dir }
+}
+
+fn time(v: &Value) -> DateTime<Utc> {
+    v.as_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("not a time: {v}"))
+}
+
+impl World {
+    async fn ask(&self, text: &str, as_of: Option<DateTime<Utc>>) -> Answer {
+        let q = Question {
+            text: text.into(),
+            as_of: as_of.or(Some(time(&self.truth["until"]))),
+            ingested_before: None,
+            k: 1000,
+        };
+        query::ask(&self.stores, &q).await.unwrap_or_else(|e| panic!("{text:?}: {e}"))
+    }
+
+    fn hub(&self, name: &str) -> (f64, f64) {
+        let h = self.truth["hubs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| format!("{}, {}", h["city"].as_str().unwrap(), h["state"].as_str().unwrap()) == name)
+            .unwrap();
+        (h["latitude"].as_f64().unwrap(), h["longitude"].as_f64().unwrap())
+    }
+
+    /// How many records the relational store holds, read through the query filter.
+    async fn count(&self) -> usize {
+        let all = RecordFilter { limit: 1_000_000, ..RecordFilter::default() };
+        self.stores.records.find_records(&all).await.unwrap().len()
+    }
+
+    /// Where the truth says `truck` was at `t`, if it was on a trip's stretch.
+    fn position(&self, truck: &str, t: DateTime<Utc>) -> Option<(f64, f64)> {
+        self.truth["trips"].as_array().unwrap().iter().filter(|trip| trip["truck_id"] == truck).find_map(
+            |trip| {
+                let s = trip["stretches"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|s| time(&s["start"]) <= t && t < time(&s["end"]))?;
+                let share = (t - time(&s["start"])).num_milliseconds() as f64
+                    / (time(&s["end"]) - time(&s["start"])).num_milliseconds() as f64;
+                let (f0, f1) = (s["from_fraction"].as_f64().unwrap(), s["to_fraction"].as_f64().unwrap());
+                let f = f0 + (f1 - f0) * share;
+                let (a, b) =
+                    (self.hub(trip["from"].as_str().unwrap()), self.hub(trip["to"].as_str().unwrap()));
+                Some((a.0 + (b.0 - a.0) * f, a.1 + (b.1 - a.1) * f))
+            },
+        )
+    }
+
+    /// Shipments tendered in the span and delivered late by `until`, by PRO.
+    fn late(&self, scac: Option<&str>, until: DateTime<Utc>) -> BTreeSet<String> {
+        let from = time(&self.truth["from"]);
+        self.truth["shipments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| scac.is_none_or(|c| s["scac"] == c) && !s["late_by_minutes"].is_null())
+            .filter(|s| time(&s["tendered_at"]) >= from && time(&s["delivered_at"]) <= until)
+            .map(|s| s["pro"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+fn pros(a: &Answer) -> BTreeSet<String> {
+    a.hits.iter().map(|h| h.body["content"]["pro"].as_str().unwrap().to_string()).collect()
+}
+
+fn km(a: (f64, f64), b: (f64, f64)) -> f64 {
+    let (la1, la2, dla, dlo) =
+        (a.0.to_radians(), b.0.to_radians(), (b.0 - a.0).to_radians(), (b.1 - a.1).to_radians());
+    let h = (dla / 2.0).sin().powi(2) + la1.cos() * la2.cos() * (dlo / 2.0).sin().powi(2);
+    2.0 * 6371.0 * h.sqrt().asin()
+}
+
+async fn positions_are_where_the_truck_was(w: &World) {
+    let until = time(&w.truth["until"]);
+    let yesterday = until.date_naive() - chrono::Days::new(1);
+    let mut checked = 0;
+    for trip in w.truth["trips"].as_array().unwrap() {
+        if checked == 5 {
+            break;
+        }
+        let driving = trip["stretches"].as_array().unwrap().iter().find(|s| {
+            s["duty"] == "driving"
+                && time(&s["start"]).date_naive() == yesterday
+                && time(&s["end"]) - time(&s["start"]) > Duration::minutes(20)
+        });
+        let Some(s) = driving else { continue };
+        let at = time(&s["start"]) + Duration::minutes(10);
+        let at = DateTime::from_timestamp(at.timestamp() / 60 * 60, 0).unwrap();
+        let q =
+            format!("where was {} at {} yesterday", trip["truck_name"].as_str().unwrap(), at.format("%H:%M"));
+        let a = w.ask(&q, None).await;
+        let Intent::Position { at: asked, .. } = a.reading.intent else {
+            panic!("{q:?} read as {:?}", a.reading.intent)
+        };
+        assert_eq!(asked, at, "{q}");
+        let top = a.hits.first().unwrap_or_else(|| panic!("{q:?}: no position"));
+        let seen = top.citation.event_time;
+        assert!(seen <= at && at - seen <= Duration::seconds(30), "{q:?}: last ping at {seen}");
+        assert_eq!(top.body["data"]["vehicle"]["id"], trip["truck_id"], "{q:?}");
+        let p = &top.body["data"]["position"];
+        let truth = w.position(trip["truck_id"].as_str().unwrap(), seen).unwrap();
+        let off = km((p["latitude"].as_f64().unwrap(), p["longitude"].as_f64().unwrap()), truth);
+        assert!(off < 1.0, "{q:?}: {off:.2} km from where the truck was");
+        checked += 1;
+    }
+    assert!(checked >= 3, "only {checked} trips drove yesterday");
+}
+
+async fn late_shipments_are_the_truths(w: &World) {
+    let until = time(&w.truth["until"]);
+    let all = w.late(None, until);
+    assert!(all.len() >= 3, "the world has only {} late shipments", all.len());
+    assert_eq!(pros(&w.ask("which shipments are late", None).await), all);
+    let mut carriers = 0;
+    for scac in ["FXFE", "ODFL", "SAIA", "ABFS", "RLCA", "EXLA", "AVRT", "XPOL"] {
+        let a = w.ask(&format!("which of carrier {scac}'s shipments are late"), None).await;
+        assert_eq!(pros(&a), w.late(Some(scac), until), "{scac}");
+        carriers += usize::from(!a.hits.is_empty());
+        for h in &a.hits {
+            assert!(h.note.as_deref().is_some_and(|n| n.starts_with("late by ")), "{:?}", h.note);
+            assert_eq!(h.citation.kind, "214");
+            assert!(h.citation.source_ids.contains_key("isa13_interchange"));
+        }
+    }
+    assert!(carriers >= 2, "late shipments of {carriers} carriers");
+    // As of the middle of the span: only what had been delivered late by then.
+    let middle = time(&w.truth["from"]) + (until - time(&w.truth["from"])) / 2;
+    assert_eq!(pros(&w.ask("late shipments", Some(middle)).await), w.late(None, middle));
+}
+
+async fn events_near_a_hub_are_those_within_the_radius(w: &World) {
+    let events = w.truth["safety_events"].as_array().unwrap();
+    let mut groups: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    for e in events.iter().filter(|e| e["nearest_hub_km"].as_f64().unwrap() <= 150.0) {
+        let key =
+            (e["behavior"].as_str().unwrap().to_string(), e["nearest_hub"].as_str().unwrap().to_string());
+        groups.entry(key).or_default().insert(e["event_id"].as_str().unwrap().to_string());
+    }
+    let ((behavior, hub), expected) =
+        groups.into_iter().max_by_key(|(_, ids)| ids.len()).expect("a safety event near a hub");
+    let words = match behavior.as_str() {
+        "HarshBrake" => "harsh braking",
+        "HarshAcceleration" => "harsh acceleration",
+        "HarshTurn" => "harsh turns",
+        "Speeding" => "speeding",
+        _ => "following distance",
+    };
+    // Events on the radius' edge are left to rounding either way.
+    let edge: BTreeSet<String> = events
+        .iter()
+        .filter(|e| (e["nearest_hub_km"].as_f64().unwrap() - 150.0).abs() < 0.2)
+        .map(|e| e["event_id"].as_str().unwrap().to_string())
+        .collect();
+    let city = hub.split(',').next().unwrap().to_lowercase();
+    let a = w.ask(&format!("{words} within 150 km of {city} in the last 3 days"), None).await;
+    let found: BTreeSet<String> =
+        a.hits.iter().map(|h| h.citation.source_ids["samsara_event_id"].clone()).collect();
+    assert_eq!(&found - &edge, &expected - &edge, "{words} near {hub}");
+    for h in &a.hits {
+        let p = &h.body["data"]["position"];
+        assert!(
+            km((p["latitude"].as_f64().unwrap(), p["longitude"].as_f64().unwrap()), w.hub(&hub)) <= 150.0
+        );
+    }
+}
+
+async fn everything_about_a_pro_is_its_story(w: &World) {
+    let shipment = w.truth["shipments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| !s["delivered_at"].is_null() && time(&s["tendered_at"]) >= time(&w.truth["from"]))
+        .unwrap();
+    let pro = shipment["pro"].as_str().unwrap();
+    let a = w.ask(&format!("everything about PRO {}", &pro[3..]), None).await;
+    let kinds: BTreeSet<&str> = a.hits.iter().map(|h| h.citation.kind.as_str()).collect();
+    for kind in ["204", "990", "214"] {
+        assert!(kinds.contains(kind), "{pro}: {kinds:?}");
+    }
+    let statuses: Vec<&str> = a
+        .hits
+        .iter()
+        .filter(|h| h.citation.kind == "214")
+        .map(|h| h.body["content"]["statuses"][0]["status_code"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses.first(), Some(&"X3"), "{pro}: {statuses:?}");
+    assert!(statuses.contains(&"D1"), "{pro}: {statuses:?}");
+    assert!(a.hits.iter().all(|h| h.summary.contains(pro)), "{pro}");
+    assert!(
+        a.hits.windows(2).all(|p| p[0].citation.event_time <= p[1].citation.event_time),
+        "a story in time order"
+    );
+    assert!(a.hits.iter().all(|h| h.scores.contains_key("fused") && h.scores.contains_key("exact")));
+    assert_eq!(a.routes.len(), 2);
+}
+
+async fn ingest_time_as_of_hides_what_came_later(w: &World) {
+    let q = |ingested_before| Question {
+        text: "everything about truck 1".into(),
+        as_of: None,
+        ingested_before: Some(ingested_before),
+        k: 10,
+    };
+    let before = query::ask(&w.stores, &q(w.written.0 - Duration::seconds(1))).await.unwrap();
+    assert!(before.hits.is_empty(), "{} hits ingested before the run", before.hits.len());
+    let after = query::ask(&w.stores, &q(w.written.1 + Duration::seconds(1))).await.unwrap();
+    assert_eq!(after.hits.len(), 10);
+}
+
+async fn hostile_values_stay_values(w: &World) {
+    let before = w.count().await;
+    for evil in
+        ["x' OR '1'='1", "'); DROP TABLE records; --", "\" OR 1=1 --", "%' UNION SELECT id FROM records --"]
+    {
+        let filters = [
+            RecordFilter { vehicle: Some(evil.into()), limit: 10, ..RecordFilter::default() },
+            RecordFilter { shipments: vec![evil.into()], limit: 10, ..RecordFilter::default() },
+            RecordFilter { scac: Some(evil.into()), limit: 10, ..RecordFilter::default() },
+            RecordFilter { mentions: Some(evil.into()), limit: 10, ..RecordFilter::default() },
+            RecordFilter {
+                behavior: Some(evil.into()),
+                kinds: vec![evil.into()],
+                limit: 10,
+                ..RecordFilter::default()
+            },
+        ];
+        for f in filters {
+            assert!(w.stores.records.find_records(&f).await.unwrap().is_empty(), "{f:?}");
+        }
+        let a = w.ask(&format!("everything about truck 1 {evil}"), None).await;
+        assert!(a.hits.iter().all(|h| h.summary.contains("Truck 1")));
+    }
+    let after = w.count().await;
+    assert_eq!((before > 10_000, after), (true, before));
+}
+
+async fn bad_questions_are_refused_with_a_reason(w: &World) {
+    for (text, k, says) in [
+        ("late shipments", 0, "k must be between 1 and 1000"),
+        ("late shipments", 5000, "k must be between 1 and 1000"),
+        ("harsh braking near Atlantis", 10, "unknown place \"Atlantis\""),
+        ("speeding in the last 3 fortnights", 10, "say hours, days or weeks"),
+    ] {
+        let question = Question { text: text.into(), as_of: None, ingested_before: None, k };
+        match query::ask(&w.stores, &question).await {
+            Err(QueryError::BadQuestion(m)) => assert!(m.contains(says), "{text:?}: {m}"),
+            other => panic!("{text:?} k={k}: {:?}", other.map(|a| a.hits.len())),
+        }
+    }
+}
+
+async fn every_check(w: &World) {
+    positions_are_where_the_truck_was(w).await;
+    late_shipments_are_the_truths(w).await;
+    events_near_a_hub_are_those_within_the_radius(w).await;
+    everything_about_a_pro_is_its_story(w).await;
+    ingest_time_as_of_hides_what_came_later(w).await;
+    hostile_values_stay_values(w).await;
+    bad_questions_are_refused_with_a_reason(w).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_stores_answer_as_the_truth_says() {
+    let w = world(support::config()).await;
+    every_check(&w).await;
+    // By meaning: the hashing embedder finds the summaries that share the words.
+    let a = w.ask("freight invoice amount due", None).await;
+    assert!(matches!(a.reading.intent, Intent::Semantic { .. }), "{:?}", a.reading.intent);
+    let kinds: Vec<&str> = a.hits.iter().take(5).map(|h| h.citation.kind.as_str()).collect();
+    assert_eq!(kinds, ["210"; 5]);
+    assert!(a.hits.iter().all(|h| h.scores.contains_key("vector")));
+}
+
+/// A database of its own, so the answers are this world's alone.
+async fn fresh_database(name: &str) -> String {
+    use sqlx::Executor;
+    let url = support::postgres_url();
+    let admin = sqlx::PgPool::connect(&url).await.unwrap();
+    admin.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).await.unwrap();
+    admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
+    let (base, _) = url.rsplit_once('/').unwrap();
+    format!("{base}/{name}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_answers_as_the_truth_says() {
+    let mut config = support::config();
+    config.postgres.url = fresh_database("apex_query_test").await;
+    config.stores.relational = RelationalKind::Postgres;
+    config.stores.vector = VectorKind::Pgvector;
+    config.stores.graph = GraphKind::None;
+    config.stores.cache = CacheKind::None;
+    let w = world(config).await;
+    assert_eq!(w.stores.records_store, "relational");
+    every_check(&w).await;
+}
