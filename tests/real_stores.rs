@@ -167,10 +167,25 @@ async fn a_store_failing_after_the_others_is_compensated_then_lands_once() {
 
 #[tokio::test]
 async fn pings_the_policy_skips_have_no_embedding_in_postgres_and_verify_knows() {
+    use apex_ingest::batch::{Batch, CloseReason};
+    use apex_ingest::model::Format;
     use apex_ingest::pipeline::embed::{EmbedPolicy, HashingEmbedder};
     use apex_ingest::pipeline::{parse_events, process_records};
+    use apex_ingest::source::generator::{Fleet, GeneratorSettings};
     let (config, stores, writer) = real_writer().await;
-    let batch = generated_batch(100, seed(), 0.0);
+    // The world's first 100 events may all be pings: 95 Samsara events and
+    // 5 EDI interchanges of the same world make sure both kinds are there.
+    let seed = seed();
+    let fleet = |only| {
+        Fleet::new(GeneratorSettings {
+            only: Some(only),
+            vehicles: 10,
+            partitions: 2,
+            ..GeneratorSettings::clean(seed)
+        })
+    };
+    let events = fleet(Format::Samsara).take(95).chain(fleet(Format::Edi).take(5)).collect();
+    let batch = Batch::new(events, CloseReason::Size);
     let pings = vec!["VehicleLocation".to_owned(), "VehicleStats".to_owned()];
     let (records, dead) = parse_events(&batch.events);
     let rows =
