@@ -180,6 +180,11 @@ impl Place {
     pub fn at(&self) -> (f64, f64) {
         (self.lat, self.lon)
     }
+
+    /// "DALLAS, TX": how labels, truth files and answers name the place.
+    pub fn name(&self) -> String {
+        format!("{}, {}", self.city, self.state)
+    }
 }
 
 /// Every hub and town.

@@ -193,7 +193,6 @@ fn near(words: &[&str], time_words: &[usize], lower: &str) -> Result<Option<Near
             None => Ok(None),
         };
     };
-    let name = format!("{}, {}", place.city, place.state);
     let radius_km =
         match lower.split("within ").nth(1).map(|r| r.split_whitespace().take(2).collect::<Vec<_>>()) {
             Some(r) if r.len() == 2 => {
@@ -211,7 +210,7 @@ fn near(words: &[&str], time_words: &[usize], lower: &str) -> Result<Option<Near
     if !(0.0..=2000.0).contains(&radius_km) || radius_km == 0.0 {
         return Err(format!("a radius of {radius_km} km is out of range (0 to 2000 km)"));
     }
-    Ok(Some(Near { place: name, latitude: place.lat, longitude: place.lon, radius_km }))
+    Ok(Some(Near { place: place.name(), latitude: place.lat, longitude: place.lon, radius_km }))
 }
 
 #[cfg(test)]

@@ -68,7 +68,7 @@ pub fn stats(t: &Truck, at: DateTime<Utc>, gauges: (f64, f64), coolant_milli_c: 
 pub fn geofence(t: &Truck, hub: usize, at: DateTime<Utc>) -> Value {
     let h = HUBS[hub];
     json!({"vehicle": vehicle(t), "address": {"id": hub_id(hub), "name": format!("{} DC", h.city),
-        "formattedAddress": format!("{}, {}", h.city, h.state)}, "time": rfc3339(at)})
+        "formattedAddress": h.name()}, "time": rfc3339(at)})
 }
 
 /// A truncated or non-UTF-8 Samsara body (broken before it is JSON).

@@ -115,7 +115,7 @@ pub struct GeofenceTruth {
 }
 
 fn hub_name(h: usize) -> String {
-    format!("{}, {}", HUBS[h].city, HUBS[h].state)
+    HUBS[h].name()
 }
 
 impl Truth {
@@ -225,9 +225,9 @@ impl SafetyTruth {
             longitude: pos.1,
             behavior,
             severity,
-            nearest_hub: format!("{}, {}", hub.city, hub.state),
+            nearest_hub: hub.name(),
             nearest_hub_km: (km * 10.0).round() / 10.0,
-            near: format!("{}, {}", near.city, near.state),
+            near: near.name(),
         }
     }
 }
