@@ -222,11 +222,12 @@ async fn semantic(stores: &QueryStores, text: &str, base: RecordFilter) -> Resul
     let started = Instant::now();
     let query = stores.embedder.embed(&[text.to_string()]).await?.pop().unwrap_or_default();
     // More neighbours than asked: the filters below may drop some.
-    let neighbours = vectors.search(&query, base.limit * 4).await?;
+    let wanted = base.limit * 4;
+    let neighbours = vectors.search(&query, wanted).await?;
     let vector_route = Route {
         retriever: "vector",
         store: vectors.name(),
-        statement: format!("{} nearest of a {}-dimension query vector", base.limit * 4, query.len()),
+        statement: format!("{wanted} nearest of a {}-dimension query vector", query.len()),
         rows: neighbours.len(),
         millis: started.elapsed().as_secs_f64() * 1e3,
     };
@@ -254,7 +255,7 @@ fn fuse(lists: Vec<(&str, Vec<Hit>)>, k: usize) -> Vec<Hit> {
     for (retriever, hits) in lists {
         for (rank, hit) in hits.into_iter().enumerate() {
             let score = 1.0 / (RRF_K + rank as f64 + 1.0);
-            let entry = merged.entry(hit.citation.record_id.clone()).or_insert_with(|| hit.clone());
+            let entry = merged.entry(hit.citation.record_id.clone()).or_insert(hit);
             entry.scores.insert(retriever.to_string(), score);
             *entry.scores.entry("fused".into()).or_default() += score;
         }
