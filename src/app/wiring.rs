@@ -111,7 +111,7 @@ pub async fn open_stores(config: &Config) -> Result<Stores, StoreError> {
             (Some(m.clone()), m)
         }
         CacheKind::Redis => {
-            let r = Arc::new(redis::RedisStore::connect(&config.redis.url, &s.redis_prefix).await?);
+            let r = Arc::new(redis::RedisStore::connect(&config.redis, &s.redis_prefix).await?);
             (Some(r.clone()), r)
         }
         // Locks and idempotency records still exist, in this process only.

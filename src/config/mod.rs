@@ -20,6 +20,7 @@ mod env;
 mod kafka;
 mod pipeline;
 mod poll;
+mod secret;
 mod stores;
 mod temporal;
 
@@ -27,6 +28,7 @@ pub use edge::*;
 pub use kafka::*;
 pub use pipeline::*;
 pub use poll::*;
+pub use secret::*;
 pub use stores::*;
 pub use temporal::*;
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Config, require};
+use super::{Config, SecretSource, require};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -76,7 +76,25 @@ impl Default for StoresConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PostgresConfig {
+    /// `postgres://user@host:port/database`; its `sslmode`, `sslrootcert`, …
+    /// parameters are read, and the keys below override them. A password in
+    /// the URL would be in values and logs: use `password`.
     pub url: String,
+    /// The user's password (SCRAM or md5): `env:NAME` or `file:PATH`, the
+    /// file read again every `secret_refresh` for new connections.
+    pub password: SecretSource,
+    /// "disable", "allow", "prefer", "require", "verify-ca" or "verify-full"
+    /// (the certificate chains to `ca_file` and names the host). Empty: the
+    /// URL's `sslmode`, else "prefer" (TLS if offered, unverified).
+    pub ssl_mode: String,
+    /// PEM file of the CA the server's certificate must chain to.
+    pub ca_file: PathBuf,
+    /// PEM files of the client certificate and its key, for servers that check one.
+    pub client_cert_file: PathBuf,
+    pub client_key_file: PathBuf,
+    /// How often a `file:` password is read again (a rotated Secret).
+    #[serde(with = "humantime_serde")]
+    pub secret_refresh: std::time::Duration,
     /// Connections in the pool; batches in flight write in parallel up to this.
     pub max_connections: u32,
     /// HNSW index of the embeddings (only with `stores.vector = "pgvector"`):
@@ -93,6 +111,12 @@ impl Default for PostgresConfig {
     fn default() -> Self {
         PostgresConfig {
             url: "postgres://postgres@127.0.0.1:5432/apex".into(),
+            password: SecretSource::Unset,
+            ssl_mode: String::new(),
+            ca_file: PathBuf::new(),
+            client_cert_file: PathBuf::new(),
+            client_key_file: PathBuf::new(),
+            secret_refresh: std::time::Duration::from_secs(30),
             max_connections: 8,
             // Half pgvector's m: inserts 1.5-2.2x faster on this pipeline's
             // vectors at a recall@1 within about 2 points of m = 16, and a
@@ -108,14 +132,37 @@ impl Default for PostgresConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisConfig {
+    /// `redis://host:port/db`, or `rediss://` for TLS (verified against
+    /// `ca_file`, else the public roots). A password in the URL would be in
+    /// values and logs: use `password`.
     pub url: String,
+    /// ACL user (empty: the URL's, else `default`).
+    pub user: String,
+    /// The user's password: `env:NAME` or `file:PATH`, read when connecting
+    /// (a rotated one is used after a restart: the client keeps its settings).
+    pub password: SecretSource,
+    /// PEM file of the CA the server's certificate must chain to (`rediss://`).
+    pub ca_file: PathBuf,
+    /// PEM files of the client certificate and its key (`rediss://`, mTLS).
+    pub client_cert_file: PathBuf,
+    pub client_key_file: PathBuf,
 }
 
 impl Default for RedisConfig {
     fn default() -> Self {
-        RedisConfig { url: "redis://127.0.0.1:6379/".into() }
+        RedisConfig {
+            url: "redis://127.0.0.1:6379/".into(),
+            user: String::new(),
+            password: SecretSource::Unset,
+            ca_file: PathBuf::new(),
+            client_cert_file: PathBuf::new(),
+            client_key_file: PathBuf::new(),
+        }
     }
 }
+
+/// PostgreSQL's `sslmode` values.
+const PG_SSL_MODES: [&str; 6] = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -161,6 +208,33 @@ pub(super) fn validate(c: &Config) -> anyhow::Result<()> {
             c.postgres.hnsw_ef_construction >= 2 * c.postgres.hnsw_m,
             "postgres.hnsw_ef_construction",
             "must be at least twice postgres.hnsw_m (pgvector's rule)",
+        ),
+        (
+            c.postgres.ssl_mode.is_empty() || PG_SSL_MODES.contains(&c.postgres.ssl_mode.as_str()),
+            "postgres.ssl_mode",
+            "must be one of disable, allow, prefer, require, verify-ca, verify-full (or empty: the URL's)",
+        ),
+        (
+            c.postgres.client_cert_file.as_os_str().is_empty()
+                == c.postgres.client_key_file.as_os_str().is_empty(),
+            "postgres.client_cert_file",
+            "and postgres.client_key_file go together",
+        ),
+        (
+            c.redis.client_cert_file.as_os_str().is_empty() == c.redis.client_key_file.as_os_str().is_empty(),
+            "redis.client_cert_file",
+            "and redis.client_key_file go together",
+        ),
+        (
+            c.redis.url.starts_with("rediss://")
+                || [&c.redis.ca_file, &c.redis.client_cert_file].iter().all(|f| f.as_os_str().is_empty()),
+            "redis.ca_file",
+            "and the client certificate need a rediss:// URL (TLS)",
+        ),
+        (
+            c.postgres.secret_refresh >= std::time::Duration::from_secs(1),
+            "postgres.secret_refresh",
+            "must be at least 1s",
         ),
         (
             c.stores.vector != VectorKind::Pgvector || c.stores.relational == RelationalKind::Postgres,

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 
+use crate::config::RedisConfig;
+
 const ACCEPTED: &str = "accepted";
 
 const RELEASE: &str = r"
@@ -49,13 +51,11 @@ pub struct RedisLedger {
 }
 
 impl RedisLedger {
-    pub async fn connect(url: &str, prefix: &str) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
+    pub async fn connect(config: &RedisConfig, prefix: &str) -> anyhow::Result<Self> {
+        let manager = redis::aio::ConnectionManagerConfig::new()
             .set_response_timeout(Some(Duration::from_secs(2)))
             .set_number_of_retries(1);
-        let con = ConnectionManager::new_with_config(client, config).await?;
+        let con = crate::store::redis::connect(config, Duration::from_secs(2), manager).await?;
         Ok(RedisLedger { con, prefix: format!("{prefix}:webhook:") })
     }
 }

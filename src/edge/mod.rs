@@ -126,9 +126,9 @@ impl Edge {
         let ledger: Box<dyn DedupeLedger> = match settings.dedupe {
             DedupeKind::Embedded => Box::new(MemoryLedger::new(settings.dedupe_capacity)),
             DedupeKind::Redis => Box::new(
-                RedisLedger::connect(&config.redis.url, &config.stores.redis_prefix).await.with_context(
-                    || format!("connecting to Redis at {} for edge.dedupe", config.redis.url),
-                )?,
+                RedisLedger::connect(&config.redis, &config.stores.redis_prefix)
+                    .await
+                    .context("edge.dedupe = \"redis\"")?,
             ),
         };
         let brokers = &config.kafka.brokers;

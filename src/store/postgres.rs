@@ -14,6 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use pgvector::Vector;
+use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
@@ -26,6 +27,7 @@ use super::{
 
 /// A record's columns as `StoredRecord::from_row` reads them.
 const COLUMNS: &str = r#"id, format, kind, natural_key, occurred_at, written_at, summary, body::text, topic, partition, "offset""#;
+use crate::config::{PostgresConfig, SecretSource};
 use crate::model::{DeadLetter, RecordId};
 use crate::pipeline::ProcessedRecord;
 
@@ -59,7 +61,7 @@ impl PostgresStore {
     /// Connects and applies the migrations in `migrations/postgres`; with
     /// `hnsw`, makes sure the embedding index has those parameters.
     pub async fn connect(
-        config: &crate::config::PostgresConfig,
+        config: &PostgresConfig,
         dims: usize,
         hnsw: Option<HnswParams>,
     ) -> Result<Self, StoreError> {
@@ -70,28 +72,77 @@ impl PostgresStore {
                 transient: false,
             });
         }
+        let options = Self::connect_options(config)?;
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
             // Fail fast during an outage so retries and the breaker see it.
             .acquire_timeout(Duration::from_secs(5))
-            .connect_with(Self::connect_options(config)?)
+            .connect_with(options.clone())
             .await
-            .map_err(err)?;
+            .map_err(|e| {
+                let mut e = err(e);
+                e.message = format!("connecting to PostgreSQL at {}: {}", address(&options), e.message);
+                e
+            })?;
         sqlx::migrate!("migrations/postgres").run(&pool).await.map_err(|e| StoreError {
             store: NAME,
             message: format!("migrating PostgreSQL: {e}"),
             transient: false,
         })?;
         ensure_embedding_index(&pool, hnsw).await?;
+        if matches!(config.password, SecretSource::File(_)) {
+            tokio::spawn(refresh_password(pool.clone(), config.clone()));
+        }
         Ok(PostgresStore { pool })
     }
 
-    /// What each pooled connection is opened with: the URL, and the HNSW
-    /// search candidate list as a session setting.
-    pub fn connect_options(config: &crate::config::PostgresConfig) -> Result<PgConnectOptions, StoreError> {
-        Ok(PgConnectOptions::from_str(&config.url)
+    /// What each pooled connection is opened with: the URL, then the TLS and
+    /// password keys, and the HNSW search candidate list as a session setting.
+    pub fn connect_options(config: &PostgresConfig) -> Result<PgConnectOptions, StoreError> {
+        let mut options = PgConnectOptions::from_str(&config.url)
             .map_err(err)?
-            .options([("hnsw.ef_search", config.hnsw_ef_search.to_string())]))
+            .options([("hnsw.ef_search", config.hnsw_ef_search.to_string())]);
+        if !config.ssl_mode.is_empty() {
+            options = options.ssl_mode(config.ssl_mode.parse().map_err(err)?);
+        }
+        // sqlx reads these files at each connection: renewed certificates are picked up.
+        if !config.ca_file.as_os_str().is_empty() {
+            options = options.ssl_root_cert(&config.ca_file);
+        }
+        if !config.client_cert_file.as_os_str().is_empty() {
+            options =
+                options.ssl_client_cert(&config.client_cert_file).ssl_client_key(&config.client_key_file);
+        }
+        let password = config.password.read("postgres.password").map_err(|e| StoreError {
+            store: NAME,
+            message: format!("{e:#}"),
+            transient: false,
+        })?;
+        if let Some(password) = password {
+            options = options.password(password.expose_secret());
+        }
+        Ok(options)
+    }
+}
+
+/// host:port (or the socket) of `options`, for errors: never the password.
+fn address(options: &PgConnectOptions) -> String {
+    format!("{}:{}", options.get_host(), options.get_port())
+}
+
+/// Reads a `file:` password again every `secret_refresh`: the pool's new
+/// connections log in with a rotated Secret, the open ones stay as they are.
+async fn refresh_password(pool: PgPool, config: PostgresConfig) {
+    let mut tick = tokio::time::interval(config.secret_refresh);
+    tick.tick().await;
+    while !pool.is_closed() {
+        tick.tick().await;
+        match PostgresStore::connect_options(&config) {
+            Ok(options) => pool.set_connect_options(options),
+            Err(e) => {
+                tracing::warn!(error = %e, "PostgreSQL password not refreshed; new connections use the last one")
+            }
+        }
     }
 }
 

@@ -10,9 +10,12 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{ClientTlsConfig, IntoConnectionInfo, TlsCertificates};
+use secrecy::ExposeSecret;
 
 use super::{BatchOutcome, BatchStore, Coordinator, LockToken, StoreError};
+use crate::config::RedisConfig;
 use crate::model::RecordId;
 use crate::pipeline::ProcessedRecord;
 
@@ -66,14 +69,77 @@ fn err(e: redis::RedisError) -> StoreError {
     StoreError { store: NAME, message: e.to_string(), transient }
 }
 
+/// A connection to the Redis of `config` (the URL, the ACL user and password,
+/// the TLS files), kept open by the manager, reconnecting within `timeout`
+/// per attempt; the first connection fails within `timeout` too (a TLS
+/// handshake with a plaintext port would wait for ever). Errors name the
+/// address, never the password.
+pub async fn connect(
+    config: &RedisConfig,
+    timeout: Duration,
+    manager: ConnectionManagerConfig,
+) -> Result<ConnectionManager, StoreError> {
+    let fail = |address: &str, e: String| StoreError {
+        store: NAME,
+        message: format!("connecting to Redis at {address}: {e}"),
+        transient: true,
+    };
+    let info = config.url.as_str().into_connection_info().map_err(err)?;
+    let address = info.addr().to_string();
+    let mut settings = info.redis_settings().clone();
+    if !config.user.is_empty() {
+        settings = settings.set_username(&config.user);
+    }
+    let password = config.password.read("redis.password").map_err(|e| StoreError {
+        store: NAME,
+        message: format!("{e:#}"),
+        transient: false,
+    })?;
+    if let Some(password) = password {
+        settings = settings.set_password(password.expose_secret());
+    }
+    let info = info.set_redis_settings(settings);
+    let client = if config.ca_file.as_os_str().is_empty() && config.client_cert_file.as_os_str().is_empty() {
+        redis::Client::open(info)
+    } else {
+        let read = |path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| fail(&address, format!("cannot read {}: {e}", path.display())))
+        };
+        let client_tls = if config.client_cert_file.as_os_str().is_empty() {
+            None
+        } else {
+            Some(ClientTlsConfig {
+                client_cert: read(&config.client_cert_file)?,
+                client_key: read(&config.client_key_file)?,
+            })
+        };
+        let root_cert =
+            if config.ca_file.as_os_str().is_empty() { None } else { Some(read(&config.ca_file)?) };
+        redis::Client::build_with_tls(info, TlsCertificates { client_tls, root_cert })
+    };
+    // The Redis client builds its TLS on the process's crypto provider; the
+    // first caller names it (a second install is refused, harmlessly).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let client = client.map_err(|e| fail(&address, e.to_string()))?;
+    let manager = manager.set_connection_timeout(Some(timeout));
+    match tokio::time::timeout(timeout, ConnectionManager::new_with_config(client, manager)).await {
+        Ok(connected) => connected.map_err(|e| {
+            let transient = err(e.clone()).transient;
+            StoreError { transient, ..fail(&address, e.to_string()) }
+        }),
+        Err(_) => Err(fail(
+            &address,
+            format!("no answer within {timeout:?} (a TLS URL to a plaintext port, or nothing routes there)"),
+        )),
+    }
+}
+
 impl RedisStore {
-    pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(err)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(5)))
+    pub async fn connect(config: &RedisConfig, prefix: &str) -> Result<Self, StoreError> {
+        let manager = ConnectionManagerConfig::new()
             .set_response_timeout(Some(Duration::from_secs(10)))
             .set_number_of_retries(2);
-        let con = ConnectionManager::new_with_config(client, config).await.map_err(err)?;
+        let con = connect(config, Duration::from_secs(5), manager).await?;
         Ok(RedisStore { con, prefix: prefix.to_owned() })
     }
 

@@ -1,0 +1,294 @@
+//! The stores over TLS with authentication, against the secured servers
+//! `scripts/services up postgres-tls redis-tls` starts from a throw-away CA
+//! (`scripts/tls-ca`): PostgreSQL accepting only `hostssl` with SCRAM, Redis
+//! on its TLS port with an ACL user. The pipeline writes end to end through
+//! them; each way a connection can be wrong fails fast, naming the service,
+//! the address and the cause; no password appears in any output.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use apex_ingest::config::{PostgresConfig, RedisConfig, SecretSource};
+use apex_ingest::store::StoreError;
+use apex_ingest::store::postgres::PostgresStore;
+use apex_ingest::store::redis::RedisStore;
+
+/// The secured services' addresses and the directory of their CA, certificates
+/// and passwords, as `scripts/services env` prints them; fails saying how to start them.
+struct Secured {
+    tls: PathBuf,
+    postgres: String,
+    redis: String,
+}
+
+fn secured() -> Secured {
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!(
+                "{name} is not set: start the secured services with `scripts/services up postgres-tls redis-tls` \
+                 and `eval \"$(scripts/services env)\"` (or run the whole suite with `scripts/test`)"
+            )
+        })
+    };
+    let s = Secured {
+        tls: var("SERVICES_TLS_DIR").into(),
+        postgres: var("SERVICES_POSTGRES_TLS"),
+        redis: var("SERVICES_REDIS_TLS"),
+    };
+    support::require("postgres-tls", "SERVICES_POSTGRES_TLS", &s.postgres);
+    support::require("redis-tls", "SERVICES_REDIS_TLS", &s.redis);
+    s
+}
+
+impl Secured {
+    fn file(&self, name: &str) -> PathBuf {
+        self.tls.join(name)
+    }
+
+    fn password(&self, service: &str) -> String {
+        std::fs::read_to_string(self.file(&format!("{service}.password"))).unwrap().trim().to_owned()
+    }
+
+    /// verify-full against the test CA, user apex with its password from the CA directory's file.
+    fn postgres(&self) -> PostgresConfig {
+        PostgresConfig {
+            url: format!("postgres://apex@{}/apex", self.postgres.replace("127.0.0.1", "localhost")),
+            password: SecretSource::File(self.file("postgres.password")),
+            ssl_mode: "verify-full".into(),
+            ca_file: self.file("ca.crt"),
+            ..PostgresConfig::default()
+        }
+    }
+
+    fn redis(&self) -> RedisConfig {
+        RedisConfig {
+            url: format!("rediss://{}/", self.redis.replace("127.0.0.1", "localhost")),
+            user: "apex".into(),
+            password: SecretSource::File(self.file("redis.password")),
+            ca_file: self.file("ca.crt"),
+            ..RedisConfig::default()
+        }
+    }
+}
+
+/// Connecting with `config` fails within the connect timeout; the error.
+async fn postgres_fails(config: &PostgresConfig) -> String {
+    let started = Instant::now();
+    let e = tokio::time::timeout(Duration::from_secs(15), PostgresStore::connect(config, 384, None))
+        .await
+        .expect("a failing PostgreSQL connection hangs instead of failing")
+        .err()
+        .expect("the connection should have failed");
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}: {e}", started.elapsed());
+    e.to_string()
+}
+
+async fn redis_fails(config: &RedisConfig) -> String {
+    let started = Instant::now();
+    let e: StoreError =
+        tokio::time::timeout(Duration::from_secs(15), RedisStore::connect(config, "apex-tls-test"))
+            .await
+            .expect("a failing Redis connection hangs instead of failing")
+            .err()
+            .expect("the connection should have failed");
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}: {e}", started.elapsed());
+    e.to_string()
+}
+
+fn assert_names(e: &str, service: &str, address: &str, causes: &[&str], secrets: &[String]) {
+    assert!(e.contains(&format!("connecting to {service} at {address}")), "no service and address in: {e}");
+    let lower = e.to_lowercase();
+    assert!(causes.iter().any(|c| lower.contains(&c.to_lowercase())), "none of {causes:?} in: {e}");
+    for secret in secrets {
+        assert!(!e.contains(secret.as_str()), "a password in: {e}");
+    }
+}
+
+#[tokio::test]
+async fn postgres_over_verified_tls_with_scram_and_each_wrong_setting_fails_by_name() {
+    let s = secured();
+    let secrets = [s.password("postgres"), s.password("redis")];
+    let good = s.postgres();
+    let options = PostgresStore::connect_options(&good).unwrap();
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect_with(options).await.unwrap();
+    let (ssl, version): (bool, String) =
+        sqlx::query_as("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(ssl && version.starts_with("TLS"), "{ssl} {version}");
+
+    // mTLS: the server checks a client certificate that is sent.
+    let mtls = PostgresConfig {
+        client_cert_file: s.file("client.crt"),
+        client_key_file: s.file("client.key"),
+        ..good.clone()
+    };
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(PostgresStore::connect_options(&mtls).unwrap())
+        .await
+        .unwrap();
+    let (dn,): (Option<String>,) =
+        sqlx::query_as("SELECT client_dn FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(dn.as_deref(), Some("/CN=apex"));
+
+    let address = s.postgres.replace("127.0.0.1", "localhost");
+    let wrong_ca = PostgresConfig { ca_file: s.file("other-ca.crt"), ..good.clone() };
+    assert_names(&postgres_fails(&wrong_ca).await, "PostgreSQL", &address, &["UnknownIssuer"], &secrets);
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("wrong"), "not-the-password\n").unwrap();
+    let wrong_password =
+        PostgresConfig { password: SecretSource::File(dir.path().join("wrong")), ..good.clone() };
+    let e = postgres_fails(&wrong_password).await;
+    assert_names(&e, "PostgreSQL", &address, &["password authentication failed"], &secrets);
+    assert!(!e.contains("not-the-password"), "{e}");
+
+    let plaintext = PostgresConfig { ssl_mode: "disable".into(), ..good.clone() };
+    assert_names(&postgres_fails(&plaintext).await, "PostgreSQL", &address, &["no encryption"], &secrets);
+
+    // TLS demanded of the plaintext PostgreSQL of the other tests.
+    let plain = support::config().postgres.url;
+    support::require("postgres", "APEX_POSTGRES_URL", &plain);
+    let tls_to_plain = PostgresConfig { url: plain.clone(), ssl_mode: "require".into(), ..good.clone() };
+    let plain_address = plain.split('@').nth(1).unwrap().split('/').next().unwrap().to_owned();
+    assert_names(
+        &postgres_fails(&tls_to_plain).await,
+        "PostgreSQL",
+        &plain_address,
+        &["TLS", "SSL"],
+        &secrets,
+    );
+
+    let missing = PostgresConfig { password: SecretSource::Env("APEX_TLS_TEST_UNSET".into()), ..good };
+    let e = postgres_fails(&missing).await;
+    assert!(e.contains("postgres.password") && e.contains("$APEX_TLS_TEST_UNSET"), "{e}");
+}
+
+#[tokio::test]
+async fn redis_over_tls_with_an_acl_user_and_each_wrong_setting_fails_by_name() {
+    let s = secured();
+    let secrets = [s.password("postgres"), s.password("redis")];
+    let good = s.redis();
+    let mut con =
+        apex_ingest::store::redis::connect(&good, Duration::from_secs(5), Default::default()).await.unwrap();
+    let who: String = redis::cmd("ACL").arg("WHOAMI").query_async(&mut con).await.unwrap();
+    assert_eq!(who, "apex");
+    let mtls = RedisConfig {
+        client_cert_file: s.file("client.crt"),
+        client_key_file: s.file("client.key"),
+        ..good.clone()
+    };
+    RedisStore::connect(&mtls, "apex-tls-test").await.unwrap();
+
+    let address = s.redis.replace("127.0.0.1", "localhost");
+    let wrong_ca = RedisConfig { ca_file: s.file("other-ca.crt"), ..good.clone() };
+    assert_names(&redis_fails(&wrong_ca).await, "Redis", &address, &["UnknownIssuer"], &secrets);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("wrong"), "not-the-password").unwrap();
+    let wrong_password =
+        RedisConfig { password: SecretSource::File(dir.path().join("wrong")), ..good.clone() };
+    let e = redis_fails(&wrong_password).await;
+    assert_names(&e, "Redis", &address, &["authentication failed"], &secrets);
+    assert!(!e.contains("not-the-password"), "{e}");
+    let plaintext =
+        RedisConfig { url: format!("redis://{address}/"), ca_file: PathBuf::new(), ..good.clone() };
+    assert_names(
+        &redis_fails(&plaintext).await,
+        "Redis",
+        &address,
+        &["reset", "closed", "broken", "eof"],
+        &secrets,
+    );
+    let plain = support::redis_url();
+    let plain_address = plain.trim_start_matches("redis://").trim_end_matches('/').to_owned();
+    let tls_to_plain = RedisConfig { url: plain.replacen("redis://", "rediss://", 1), ..good };
+    let e = redis_fails(&tls_to_plain).await;
+    assert_names(&e, "Redis", &plain_address, &["no answer within"], &secrets);
+}
+
+/// `apex-ingest run` on the generator writes its records through both
+/// secured stores, one password from a file and one from a variable, and
+/// prints neither (its log at debug level, and `--help`).
+#[test]
+fn the_pipeline_writes_through_the_secured_stores_and_prints_no_secret() {
+    let s = secured();
+    let secrets = [s.password("postgres"), s.password("redis")];
+    let prefix = format!("apex-tls-{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    let pg = s.postgres();
+    let rd = s.redis();
+    let apex = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_apex-ingest"));
+        c.env("APEX_METRICS_LISTEN", "").env("RUST_LOG", "debug");
+        c
+    };
+    let file = dir.path().join("apex.toml");
+    std::fs::write(&file, "").unwrap();
+    let out = apex()
+        .args(["run", "--config"])
+        .arg(&file)
+        .env("APEX_STORES_DATA_DIR", dir.path().join("data"))
+        .env("APEX_SOURCE_EVENTS", "300")
+        .env("APEX_SOURCE_SEED", std::process::id().to_string())
+        .env("APEX_STORES_RELATIONAL", "postgres")
+        .env("APEX_STORES_VECTOR", "pgvector")
+        .env("APEX_STORES_CACHE", "redis")
+        .env("APEX_STORES_REDIS_PREFIX", &prefix)
+        .env("APEX_POSTGRES_URL", &pg.url)
+        .env("APEX_POSTGRES_SSL_MODE", "verify-full")
+        .env("APEX_POSTGRES_CA_FILE", &pg.ca_file)
+        .env("APEX_POSTGRES_PASSWORD", pg.password.to_string())
+        .env("APEX_REDIS_URL", &rd.url)
+        .env("APEX_REDIS_USER", "apex")
+        .env("APEX_REDIS_CA_FILE", &rd.ca_file)
+        .env("APEX_REDIS_PASSWORD", "env:TLS_TEST_REDIS_PASSWORD")
+        .env("TLS_TEST_REDIS_PASSWORD", &secrets[1])
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    for secret in &secrets {
+        assert!(!text.contains(secret.as_str()), "a password in the output of run");
+    }
+    let help = apex().args(["run", "--help"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&help.stdout).contains(secrets[0].as_str()));
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut con = apex_ingest::store::redis::connect(&rd, Duration::from_secs(5), Default::default())
+            .await
+            .unwrap();
+        let cached: usize =
+            redis::cmd("SCARD").arg(format!("{prefix}:records")).query_async(&mut con).await.unwrap();
+        assert!(cached > 0, "no record in the secured Redis under {prefix}");
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(PostgresStore::connect_options(&pg).unwrap())
+            .await
+            .unwrap();
+        let ids: Vec<String> = redis::cmd("SRANDMEMBER")
+            .arg(format!("{prefix}:records"))
+            .arg(20)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        let (found,): (i64,) = sqlx::query_as("SELECT count(*) FROM records WHERE id = ANY($1)")
+            .bind(&ids)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            found as usize,
+            ids.len(),
+            "records in the secured Redis but not in the secured PostgreSQL"
+        );
+    });
+}
