@@ -292,3 +292,59 @@ fn the_pipeline_writes_through_the_secured_stores_and_prints_no_secret() {
         );
     });
 }
+
+/// A `file:` password rotated while the store runs: once the Secret's file
+/// and the server both hold the new one, the pool's new connections log in
+/// with it, no restart.
+#[tokio::test]
+async fn a_rotated_postgres_password_file_is_used_for_new_connections() {
+    use apex_ingest::store::PollCursors;
+    use sqlx::AssertSqlSafe;
+    let s = secured();
+    let port = s.postgres.rsplit(':').next().unwrap();
+    // The superuser has the Unix socket alone (scripts/services).
+    let socket = sqlx::postgres::PgConnectOptions::new()
+        .socket("/tmp")
+        .port(port.parse().unwrap())
+        .username("postgres")
+        .database("apex");
+    let admin = sqlx::PgPool::connect_with(socket).await.unwrap();
+    let role = "apex_rotate_test";
+    sqlx::query(AssertSqlSafe(format!(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN \
+         CREATE ROLE {role} LOGIN IN ROLE apex; END IF; END $$"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    let set_password = |p: &'static str| format!("ALTER ROLE {role} PASSWORD '{p}'");
+    sqlx::query(AssertSqlSafe(set_password("first-password"))).execute(&admin).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("password");
+    std::fs::write(&file, "first-password\n").unwrap();
+    let config = PostgresConfig {
+        url: format!("postgres://{role}@{}/apex", s.postgres.replace("127.0.0.1", "localhost")),
+        password: SecretSource::File(file.clone()),
+        secret_refresh: Duration::from_secs(1),
+        max_connections: 1,
+        ..s.postgres()
+    };
+    let store = PostgresStore::connect(&config, 384, None).await.unwrap();
+    store.poll_cursor("rotation-test").await.unwrap();
+
+    std::fs::write(&file, "second-password").unwrap();
+    sqlx::query(AssertSqlSafe(set_password("second-password"))).execute(&admin).await.unwrap();
+    sqlx::query(AssertSqlSafe(format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The terminated connection fails once; its replacement logs in with the new password.
+    let mut answered = false;
+    for _ in 0..3 {
+        answered |= store.poll_cursor("rotation-test").await.is_ok();
+    }
+    assert!(answered, "no new connection with the rotated password");
+}
