@@ -52,7 +52,7 @@ use tokio::process::{Child, Command};
 #[path = "traffic.rs"]
 mod traffic;
 
-use traffic::RunTopics;
+use traffic::{RunTopics, kafka_at};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Scenario {
@@ -355,7 +355,7 @@ async fn run_scenario(args: &Args, scenario: Scenario) -> anyhow::Result<Row> {
     let (mut members, mut workers) = (process("run"), process("worker"));
     let faults = inject(args, scenario, &mut members, &mut workers).await?;
     producing.await??;
-    let watch = GroupWatch::new(&brokers, &config.kafka.group_id)?;
+    let watch = GroupWatch::new(&kafka_at(&brokers), &config.kafka.group_id)?;
     let inputs = [topics.samsara.as_str(), topics.edi.as_str()];
     let deadline = Instant::now() + Duration::from_secs(args.settle_secs);
     loop {
@@ -449,8 +449,8 @@ const READ_BACK: Duration = Duration::from_secs(300);
 
 async fn reconcile(config: &Config, topics: &RunTopics, watch: &GroupWatch) -> anyhow::Result<Row> {
     let brokers = &config.kafka.brokers;
-    let mut messages = read_to_end(brokers, &topics.samsara, Format::Samsara, READ_BACK)?;
-    messages.extend(read_to_end(brokers, &topics.edi, Format::Edi, READ_BACK)?);
+    let mut messages = read_to_end(&kafka_at(brokers), &topics.samsara, Format::Samsara, READ_BACK)?;
+    messages.extend(read_to_end(&kafka_at(brokers), &topics.edi, Format::Edi, READ_BACK)?);
     let outcomes: Vec<(Origin, Option<Vec<RecordId>>)> = messages
         .iter()
         .map(|m| (m.origin.clone(), parse(m).ok().map(|rs| rs.into_iter().map(|r| r.id).collect())))
@@ -489,7 +489,7 @@ async fn reconcile(config: &Config, topics: &RunTopics, watch: &GroupWatch) -> a
         .count();
     let poison = outcomes.iter().filter(|(_, ids)| ids.is_none()).count();
 
-    let dlq = read_to_end(brokers, &topics.dlq, Format::Samsara, READ_BACK)?;
+    let dlq = read_to_end(&kafka_at(brokers), &topics.dlq, Format::Samsara, READ_BACK)?;
     let mut per_key: BTreeMap<Option<String>, usize> = BTreeMap::new();
     for m in &dlq {
         *per_key.entry(m.key.clone()).or_default() += 1;

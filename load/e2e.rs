@@ -43,7 +43,7 @@ use tokio_util::sync::CancellationToken;
 #[path = "traffic.rs"]
 mod traffic;
 
-use traffic::{EDI_PARTITIONS, RunTopics, SAMSARA_PARTITIONS};
+use traffic::{EDI_PARTITIONS, RunTopics, SAMSARA_PARTITIONS, kafka_at};
 
 /// The members run on the allocator the binary uses (`src/main.rs`).
 #[global_allocator]
@@ -215,7 +215,7 @@ impl Run {
         producer: &Option<tokio::task::JoinHandle<anyhow::Result<Duration>>>,
         joined: impl Fn() -> bool,
     ) -> anyhow::Result<((f64, f64), i64)> {
-        let watcher = GroupWatch::new(&self.brokers, group)?;
+        let watcher = GroupWatch::new(&kafka_at(&self.brokers), group)?;
         let mut peak_lag = 0;
         let mut joined_at = None;
         loop {
@@ -624,7 +624,7 @@ output:
         // Done when every row is in, or when the peer has committed its group
         // to the end offsets and its table stopped growing (rows it lost).
         let count = format!("SELECT count(*) FROM {table}");
-        let watcher = GroupWatch::new(&run.brokers, &format!("peer-{}", run.id))?;
+        let watcher = GroupWatch::new(&super::kafka_at(&run.brokers), &format!("peer-{}", run.id))?;
         let (mut last, mut stable_since) = (-1, Instant::now());
         let (n, secs) = loop {
             let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count.clone())).fetch_one(&pool).await?;

@@ -43,7 +43,7 @@ async fn main() -> anyhow::Result<()> {
     let (samsara, edi, dlq) =
         (format!("load.samsara.{run}"), format!("load.edi.{run}"), format!("load.dlq.{run}"));
     topics::apply(
-        &brokers,
+        &config.kafka,
         &[TopicSpec::scratch(&samsara, 6), TopicSpec::scratch(&edi, 3), TopicSpec::scratch(&dlq, 1)],
         Some(1),
     )
@@ -61,7 +61,7 @@ async fn main() -> anyhow::Result<()> {
             poison_fraction: 0.01,
             seed,
         };
-        produce(&brokers, &settings, |_| {}).await?;
+        produce(&config.kafka, &settings, |_| {}).await?;
     }
     let total = events + edi_events;
     let secs = started.elapsed().as_secs_f64();
@@ -113,7 +113,7 @@ async fn main() -> anyhow::Result<()> {
         anyhow::ensure!(started.elapsed() < Duration::from_secs(60), "no partitions assigned");
     }
     let joined = started.elapsed().as_secs_f64();
-    let watch = GroupWatch::new(&brokers, &group)?;
+    let watch = GroupWatch::new(&config.kafka, &group)?;
     while watch.progress(&[&samsara, &edi])?.1 != total as i64 {
         tokio::time::sleep(Duration::from_millis(200)).await;
         anyhow::ensure!(started.elapsed() < Duration::from_secs(1800), "end to end did not finish");

@@ -32,7 +32,7 @@ impl RunTopics {
             TopicSpec::scratch(&t.edi, EDI_PARTITIONS),
             TopicSpec::scratch(&t.dlq, 1),
         ];
-        topics::apply(brokers, &specs, Some(1)).await?;
+        topics::apply(&kafka_at(brokers), &specs, Some(1)).await?;
         Ok(t)
     }
 }
@@ -71,9 +71,14 @@ pub async fn produce_streams(
                 poison_fraction: poison,
                 seed,
             };
-            produce(brokers, &settings, |_| {}).await
+            produce(&kafka_at(brokers), &settings, |_| {}).await
         }
     });
     futures::future::try_join_all(jobs).await?;
     Ok(started.elapsed())
+}
+
+/// `[kafka]` of the plaintext broker at `brokers` (the load runs' clients).
+pub fn kafka_at(brokers: &str) -> apex_ingest::config::KafkaConfig {
+    apex_ingest::config::KafkaConfig { brokers: brokers.to_owned(), ..Default::default() }
 }

@@ -94,7 +94,7 @@ async fn main() -> anyhow::Result<()> {
             .map(|base| format!("{base}.webhooks-{id}"));
     let specs = [(&samsara, 12), (&front, 3), (&turvo, 3), (&dlq, 1)]
         .map(|(name, partitions)| TopicSpec::scratch(name, partitions));
-    topics::apply(&brokers, &specs, Some(1)).await?;
+    topics::apply(&config.kafka, &specs, Some(1)).await?;
     config.kafka.dlq_topic = dlq.clone();
     for (route, topic, secret) in [
         (&mut config.edge.samsara, &samsara, "LOAD_SAMSARA_SECRET"),
@@ -150,7 +150,7 @@ async fn main() -> anyhow::Result<()> {
         if status.success() { "passed" } else { "FAILED" }
     );
 
-    let read = |topic: &str| read_to_end(&brokers, topic, Format::Samsara, Duration::from_secs(120));
+    let read = |topic: &str| read_to_end(&config.kafka, topic, Format::Samsara, Duration::from_secs(120));
     let mut all_ok = status.success() && s.duplicates == 0;
     for (name, topic, accepted) in [
         ("samsara", &samsara, s.accepted.samsara),
@@ -206,7 +206,7 @@ async fn through_stores(config: &mut Config, topics: &[&str; 3], id: &str) -> an
             app::run_pipeline(&config, source, orchestrator, metrics, shutdown, |_| {}).await
         })
     };
-    let watch = GroupWatch::new(&config.kafka.brokers, &config.kafka.group_id)?;
+    let watch = GroupWatch::new(&config.kafka, &config.kafka.group_id)?;
     loop {
         let (end, committed) = watch.progress(topics)?;
         if end > 0 && committed == end {
@@ -220,7 +220,7 @@ async fn through_stores(config: &mut Config, topics: &[&str; 3], id: &str) -> an
     let totals = member.await??;
     let mut ids = Vec::new();
     for (topic, format) in topics.iter().zip([Format::Samsara, Format::Front, Format::Turvo]) {
-        for m in read_to_end(&config.kafka.brokers, topic, format, Duration::from_secs(120))? {
+        for m in read_to_end(&config.kafka, topic, format, Duration::from_secs(120))? {
             ids.extend(parse(&m).map_err(|e| anyhow::anyhow!("{topic}: {e}"))?.into_iter().map(|r| r.id));
         }
     }

@@ -213,13 +213,19 @@ fn the_chart_lints_and_renders_valid_kubernetes_with_defaults_and_with_every_fea
     for probe in ["path: /readyz", "path: /healthz", "readOnlyRootFilesystem: true", "runAsNonRoot: true"] {
         assert!(run.contains(probe), "{probe} in\n{run}");
     }
-    // Secrets only by reference: the Secret's keys, never a value.
+    // Secrets only by reference: the Secret's keys, never a value; files
+    // (certificates, passwords read with file:) from Secrets mounted read-only.
     assert!(
         run.contains(
-            "secretKeyRef:\n                  name: apex-ingest-secrets\n                  key: postgres-url"
+            "secretKeyRef:\n                  name: apex-ingest-secrets\n                  key: neo4j-password"
         ),
         "{run}"
     );
+    for (name, secret) in [("kafka-user", "apex-ingest"), ("kafka-ca", "apex-kafka-cluster-ca-cert")] {
+        let mount = format!("- {{name: secret-{name}, mountPath: /etc/apex-secrets/{name}, readOnly: true}}");
+        assert!(run.contains(&mount), "{mount} in\n{run}");
+        assert!(run.contains(&format!("secret: {{secretName: {secret}, defaultMode: 0440}}")), "{run}");
+    }
 }
 
 #[test]
@@ -228,22 +234,44 @@ fn the_chart_lints_and_renders_valid_kubernetes_with_defaults_and_with_every_fea
 fn the_rendered_configuration_is_one_apex_ingest_loads_with_integers_kept_integers() {
     let full = production();
     let toml = configuration_of(&full);
-    // Read as the program reads its file (defaults, the file, then APEX_* variables,
-    // which here only point at the test services; none of the keys below).
+    // Read as the program reads its file, in a pod's environment: not the
+    // test services' APEX_* variables (a plain redis:// URL beside the file's CA is refused).
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), &toml).unwrap();
-    let config = Config::load(Some(file.path()))
+    let mut loaded = None;
+    figment::Jail::expect_with(|jail| {
+        jail.clear_env();
+        loaded = Some(Config::load(Some(file.path())));
+        Ok(())
+    });
+    let config = loaded
+        .unwrap()
         .unwrap_or_else(|e| panic!("apex-ingest refuses the chart's configuration: {e:#}\n{toml}"));
     assert_eq!(config.temporal.rollout_percent, 10);
     assert_eq!(config.temporal.namespace, "apex");
     assert_eq!(config.stores.graph, apex_ingest::config::GraphKind::Neo4j);
     assert_eq!(config.edge.samsara.secret_env, ["SAMSARA_WEBHOOK_SECRET"]);
+    assert_eq!(
+        (config.kafka.security_protocol.as_str(), config.postgres.ssl_mode.as_str()),
+        ("sasl_ssl", "verify-full")
+    );
     assert_eq!(config.edge.samsara.rate_limit, 500);
     assert_eq!(config.metrics.listen, "0.0.0.0:9464");
-    assert!(!toml.contains("password"), "the Neo4j password comes from APEX_NEO4J_PASSWORD, not the file");
+    // Passwords are named (env:, file:), never written; the Neo4j one comes from APEX_NEO4J_PASSWORD.
+    for line in toml.lines().filter(|l| l.contains("password")) {
+        let value = line.split_once('=').map(|(_, v)| v.trim()).unwrap_or_default();
+        assert!(
+            value.starts_with("\"file:") || value.starts_with("\"env:"),
+            "a password in the file: {line}"
+        );
+    }
+    assert!(
+        config.neo4j.password.is_empty(),
+        "the Neo4j password comes from APEX_NEO4J_PASSWORD, not the file"
+    );
 
-    // As a pod starts: with the plain APEX_* variables the chart sets (the
-    // secrets' variables are URLs and passwords, set by the test services too).
+    // As a pod starts: with the plain APEX_* variables the chart sets, and
+    // none of the test services' (a pod has the Secret's instead).
     let lines: Vec<&str> = full.lines().map(str::trim).collect();
     let plain_env: BTreeSet<(String, String)> = lines
         .windows(2)
@@ -255,6 +283,7 @@ fn the_rendered_configuration_is_one_apex_ingest_loads_with_integers_kept_intege
         .collect();
     assert!(plain_env.contains(&("APEX_LOG_FORMAT".into(), "json".into())), "{plain_env:?}");
     figment::Jail::expect_with(|jail| {
+        jail.clear_env();
         for (name, value) in &plain_env {
             jail.set_env(name, value);
         }
@@ -354,6 +383,8 @@ fn pods_start_beside_the_service_links_kubernetes_would_give_them_and_ask_for_no
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), configuration_of(&full)).unwrap();
         figment::Jail::expect_with(|jail| {
+            // A pod's environment: not the test services' APEX_* variables.
+            jail.clear_env();
             jail.set_env("APEX_LOG_FORMAT", "json");
             for (name, value) in &links {
                 jail.set_env(name, value);

@@ -60,7 +60,7 @@ async fn create_topics(brokers: &str) -> Topics {
         .into_iter()
         .map(|name| TopicSpec::scratch(name, 2))
         .collect();
-    topics::apply(brokers, &specs, Some(1)).await.unwrap();
+    topics::apply(&support::kafka_at(brokers), &specs, Some(1)).await.unwrap();
     topics
 }
 
@@ -161,7 +161,7 @@ impl RunningEdge {
     }
 
     fn messages(&self, topic: &str) -> Vec<RawEvent> {
-        read_to_end(&self.brokers, topic, Format::Samsara, READ_TIMEOUT).unwrap()
+        read_to_end(&support::kafka_at(&self.brokers), topic, Format::Samsara, READ_TIMEOUT).unwrap()
     }
 
     async fn rejected(&self, reason: &str) -> i64 {

@@ -167,7 +167,7 @@ pub fn saga_writer(
     let mut writer =
         SagaWriter::new(stores, metrics, SagaSettings::from(&config.saga)).with_shutdown(shutdown.clone());
     if config.source.kind == SourceKind::Kafka {
-        let topic = DeadLetterTopic::new(&config.kafka.brokers, &config.kafka.dlq_topic)?;
+        let topic = DeadLetterTopic::new(&config.kafka, &config.kafka.dlq_topic)?;
         writer = writer.with_dead_letter_topic(Arc::new(topic));
     }
     Ok(Arc::new(writer))

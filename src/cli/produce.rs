@@ -54,7 +54,7 @@ pub async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
         seed: args.seed,
     };
     let bar = ProgressBar::new(args.events);
-    let report = producer::produce(&config.kafka.brokers, &settings, |n| bar.set_position(n)).await?;
+    let report = producer::produce(&config.kafka, &settings, |n| bar.set_position(n)).await?;
     bar.finish_and_clear();
     let secs = report.elapsed.as_secs_f64().max(1e-9);
     println!(

@@ -22,8 +22,7 @@ pub async fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
     let in_process = if config.poll.on_temporal { Vec::new() } else { poll::configured(&config)? };
     for provider in in_process {
         let (cursors, coordinator) = (stores.relational.clone(), stores.coordinator.clone());
-        let poller =
-            poll::Poller::new(provider, cursors, coordinator, &config.kafka.brokers, metrics.poll.clone())?;
+        let poller = poll::Poller::new(provider, cursors, coordinator, &config.kafka, metrics.poll.clone())?;
         let (interval, shutdown) = (config.poll.interval, shutdown.clone());
         tokio::spawn(async move { poller.run(interval, shutdown).await });
     }

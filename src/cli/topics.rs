@@ -45,7 +45,7 @@ pub enum RenderFormat {
 pub async fn topics(config: Option<&std::path::Path>, action: TopicsAction) -> anyhow::Result<()> {
     use crate::kafka::topics;
     // Rendering needs no broker, so no configuration either.
-    let brokers = || Config::load(config).map(|c| c.kafka.brokers);
+    let kafka = || Config::load(config).map(|c| c.kafka);
     match action {
         TopicsAction::Render { file, format: RenderFormat::Strimzi, cluster } => {
             let specs = topics::load(&file)?;
@@ -53,7 +53,7 @@ pub async fn topics(config: Option<&std::path::Path>, action: TopicsAction) -> a
         }
         TopicsAction::Apply { file, replication_factor } => {
             let specs = topics::load(&file)?;
-            let reports = topics::apply(&brokers()?, &specs, replication_factor).await?;
+            let reports = topics::apply(&kafka()?, &specs, replication_factor).await?;
             for r in &reports {
                 println!("{r}");
             }
@@ -65,7 +65,7 @@ pub async fn topics(config: Option<&std::path::Path>, action: TopicsAction) -> a
             anyhow::ensure!(drift == 0, "{drift} difference(s) apply cannot fix; see DRIFT above");
         }
         TopicsAction::List => {
-            let list = topics::list(&brokers()?)?;
+            let list = topics::list(&kafka()?)?;
             println!("{:<40} {:>10} {:>11}", "topic", "partitions", "replication");
             for t in &list {
                 println!("{:<40} {:>10} {:>11}", t.name, t.partitions, t.replication);

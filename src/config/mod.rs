@@ -184,6 +184,17 @@ mod tests {
             assert_eq!(c.edge.samsara.topic, EdgeConfig::default().samsara.topic);
             assert_eq!(c.poll.samsara_feed.token_env, "SAMSARA_API_TOKEN");
 
+            // A librdkafka property through [kafka.client]; a secret by its source.
+            jail.set_env("APEX_KAFKA_CLIENT__SOCKET_KEEPALIVE_ENABLE", "true");
+            jail.set_env("APEX_POSTGRES_PASSWORD", "file:/run/secrets/pg");
+            let c = Config::load(Some(Path::new("apex.toml"))).unwrap();
+            assert_eq!(c.kafka.client.get("socket_keepalive_enable").map(String::as_str), Some("true"));
+            assert_eq!(c.postgres.password, SecretSource::File("/run/secrets/pg".into()));
+            jail.set_env("APEX_POSTGRES_PASSWORD", "hunter2");
+            let e = Config::load(None).unwrap_err().to_string();
+            assert!(e.to_lowercase().contains("postgres.password") && !e.contains("hunter2"), "{e}");
+            jail.set_env("APEX_POSTGRES_PASSWORD", "");
+
             jail.set_env("APEX_BATCH_MAX_EVENTS", "many");
             // figment names env keys upper-case: `BATCH.MAX_EVENTS in APEX_ ...`.
             let e = Config::load(None).unwrap_err().to_string().to_lowercase();

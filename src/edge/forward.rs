@@ -12,6 +12,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
+use crate::config::KafkaConfig;
 use crate::kafka::{is_permanent_produce_error, producer_config};
 
 /// How often the broker is asked for metadata to decide readiness.
@@ -36,12 +37,16 @@ pub struct Forwarder {
 impl Forwarder {
     /// `produce_timeout` bounds each message (librdkafka's `message.timeout.ms`);
     /// `max_message_bytes` is the largest body plus room for headers.
-    pub fn new(brokers: &str, produce_timeout: Duration, max_message_bytes: usize) -> anyhow::Result<Self> {
-        let producer = producer_config(brokers)
+    pub fn new(
+        kafka: &KafkaConfig,
+        produce_timeout: Duration,
+        max_message_bytes: usize,
+    ) -> anyhow::Result<Self> {
+        let producer = producer_config(kafka)?
             .set("message.timeout.ms", produce_timeout.as_millis().to_string())
             .set("message.max.bytes", max_message_bytes.to_string())
             .create()
-            .with_context(|| format!("creating the edge's Kafka producer for {brokers}"))?;
+            .with_context(|| format!("creating the edge's Kafka producer for {}", kafka.brokers))?;
         Ok(Forwarder { producer, broker_reachable: AtomicBool::new(false) })
     }
 

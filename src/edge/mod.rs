@@ -30,6 +30,7 @@ use serde_json::{Value, json};
 
 use crate::config::{Config, DedupeKind, EdgeConfig, WebhookConfig};
 use crate::kafka::dead_letter_topic::DeadLetterTopic;
+use crate::kafka::{CONNECT_PROBE, ConnectError, check_connection};
 use crate::metrics::{self, Metrics};
 use crate::model::webhook::body_digest;
 use crate::model::{DeadLetter, Format, Origin, PoisonReason, RawEvent};
@@ -131,9 +132,17 @@ impl Edge {
                     .context("edge.dedupe = \"redis\"")?,
             ),
         };
-        let brokers = &config.kafka.brokers;
+        // A refused certificate or login stops the edge; brokers that do not
+        // answer yet leave it running, unready (`/readyz`), until they do.
+        let kafka = config.kafka.clone();
+        match tokio::task::spawn_blocking(move || check_connection(&kafka, CONNECT_PROBE)).await? {
+            Err(e @ ConnectError::NoAnswer { .. }) => {
+                tracing::warn!(error = %e, "starting without the brokers")
+            }
+            checked => checked?,
+        }
         let forwarder = Arc::new(Forwarder::new(
-            brokers,
+            &config.kafka,
             settings.produce_timeout,
             settings.max_body_bytes + HEADER_ROOM,
         )?);
@@ -143,7 +152,7 @@ impl Edge {
             routes,
             forwarder,
             ledger,
-            dead_letters: DeadLetterTopic::new(brokers, &config.kafka.dlq_topic)?,
+            dead_letters: DeadLetterTopic::new(&config.kafka, &config.kafka.dlq_topic)?,
             metrics,
             settings,
         }))

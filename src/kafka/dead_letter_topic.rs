@@ -14,6 +14,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use super::{is_permanent_produce_error, producer_config};
+use crate::config::KafkaConfig;
 use crate::model::DeadLetter;
 use crate::saga::dlq::DeadLetterPublisher;
 use crate::store::StoreError;
@@ -40,10 +41,10 @@ pub struct DeadLetterTopic {
 }
 
 impl DeadLetterTopic {
-    pub fn new(brokers: &str, topic: &str) -> anyhow::Result<Self> {
-        let producer = producer_config(brokers)
+    pub fn new(kafka: &KafkaConfig, topic: &str) -> anyhow::Result<Self> {
+        let producer = producer_config(kafka)?
             .create()
-            .with_context(|| format!("creating the dead-letter producer for {brokers}"))?;
+            .with_context(|| format!("creating the dead-letter producer for {}", kafka.brokers))?;
         Ok(DeadLetterTopic { producer, topic: topic.to_owned() })
     }
 }

@@ -11,6 +11,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{ADMIN_TIMEOUT, client_config};
+use crate::config::KafkaConfig;
 
 /// A client that reads one group's committed offsets without joining it.
 pub struct GroupWatch {
@@ -18,12 +19,12 @@ pub struct GroupWatch {
 }
 
 impl GroupWatch {
-    pub fn new(brokers: &str, group: &str) -> anyhow::Result<Self> {
-        let consumer = client_config(brokers)
+    pub fn new(kafka: &KafkaConfig, group: &str) -> anyhow::Result<Self> {
+        let consumer = client_config(kafka)?
             .set("group.id", group)
             .set("enable.auto.commit", "false")
             .create()
-            .with_context(|| format!("a Kafka client for group {group} at {brokers}"))?;
+            .with_context(|| format!("a Kafka client for group {group} at {}", kafka.brokers))?;
         Ok(GroupWatch { consumer })
     }
 

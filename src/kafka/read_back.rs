@@ -9,23 +9,24 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{ADMIN_TIMEOUT, client_config, raw_event};
+use crate::config::KafkaConfig;
 use crate::model::{Format, RawEvent};
 
 /// Every message of `topic` up to its current end, as events of `format`;
 /// fails if they have not all arrived within `timeout`.
 pub fn read_to_end(
-    brokers: &str,
+    kafka: &KafkaConfig,
     topic: &str,
     format: Format,
     timeout: Duration,
 ) -> anyhow::Result<Vec<RawEvent>> {
-    let consumer: BaseConsumer = client_config(brokers)
+    let consumer: BaseConsumer = client_config(kafka)?
         // Required to fetch, never used to commit.
         .set("group.id", format!("apex-read-back-{topic}"))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
         .create()
-        .with_context(|| format!("a Kafka client for {brokers}"))?;
+        .with_context(|| format!("a Kafka client for {}", kafka.brokers))?;
     let md = consumer.fetch_metadata(Some(topic), ADMIN_TIMEOUT)?;
     let mut tpl = TopicPartitionList::new();
     let mut total = 0;

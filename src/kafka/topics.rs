@@ -16,7 +16,8 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::metadata::Metadata;
 use serde::Deserialize;
 
-use super::{ADMIN_TIMEOUT, client_config};
+use super::{ADMIN_TIMEOUT, check_connection, client_config};
+use crate::config::KafkaConfig;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -199,8 +200,11 @@ pub struct TopicInfo {
     pub replication: i32,
 }
 
-fn admin(brokers: &str) -> anyhow::Result<AdminClient<DefaultClientContext>> {
-    client_config(brokers).create().with_context(|| format!("creating a Kafka admin client for {brokers}"))
+fn admin(kafka: &KafkaConfig) -> anyhow::Result<AdminClient<DefaultClientContext>> {
+    check_connection(kafka, ADMIN_TIMEOUT)?;
+    client_config(kafka)?
+        .create()
+        .with_context(|| format!("creating a Kafka admin client for {}", kafka.brokers))
 }
 
 fn cluster_metadata(admin: &AdminClient<DefaultClientContext>) -> anyhow::Result<Metadata> {
@@ -258,8 +262,8 @@ fn describe_cluster(admin: &AdminClient<DefaultClientContext>) -> anyhow::Result
 }
 
 /// Lists the cluster's topics (internal `__` topics left out), by name.
-pub fn list(brokers: &str) -> anyhow::Result<Vec<TopicInfo>> {
-    let (mut topics, _) = describe_cluster(&admin(brokers)?)?;
+pub fn list(kafka: &KafkaConfig) -> anyhow::Result<Vec<TopicInfo>> {
+    let (mut topics, _) = describe_cluster(&admin(kafka)?)?;
     topics.retain(|t| !t.name.starts_with("__"));
     topics.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(topics)
@@ -269,12 +273,12 @@ pub fn list(brokers: &str) -> anyhow::Result<Vec<TopicInfo>> {
 /// spec's replication factor (a one-broker development cluster needs 1).
 /// Returns once every topic it created has a leader on each partition.
 pub async fn apply(
-    brokers: &str,
+    kafka: &KafkaConfig,
     specs: &[TopicSpec],
     replication: Option<i32>,
 ) -> anyhow::Result<Vec<TopicReport>> {
     check(specs)?;
-    let admin = admin(brokers)?;
+    let admin = admin(kafka)?;
     let (existing, broker_count) = describe_cluster(&admin)?;
     let existing: BTreeMap<&str, &TopicInfo> = existing.iter().map(|t| (t.name.as_str(), t)).collect();
     let opts = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));

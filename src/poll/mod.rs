@@ -30,7 +30,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, PollConfig};
+use crate::config::{Config, KafkaConfig, PollConfig};
 use crate::kafka::producer_config;
 use crate::metrics::PollMetrics;
 use crate::store::{Coordinator, LockToken, PollCursors, StoreError};
@@ -140,9 +140,13 @@ pub struct StepReport {
 }
 
 impl PollStep {
-    pub fn new(provider: Arc<dyn Provider>, brokers: &str, metrics: PollMetrics) -> anyhow::Result<Self> {
-        let producer = producer_config(brokers).create().with_context(|| {
-            format!("creating the {} poller's Kafka producer for {brokers}", provider.source())
+    pub fn new(
+        provider: Arc<dyn Provider>,
+        kafka: &KafkaConfig,
+        metrics: PollMetrics,
+    ) -> anyhow::Result<Self> {
+        let producer = producer_config(kafka)?.create().with_context(|| {
+            format!("creating the {} poller's Kafka producer for {}", provider.source(), kafka.brokers)
         })?;
         metrics.source_registered(provider.source());
         Ok(PollStep { provider, producer, metrics })
@@ -201,10 +205,10 @@ impl Poller {
         provider: Arc<dyn Provider>,
         cursors: Arc<dyn PollCursors>,
         coordinator: Arc<dyn Coordinator>,
-        brokers: &str,
+        kafka: &KafkaConfig,
         metrics: PollMetrics,
     ) -> anyhow::Result<Self> {
-        let step = PollStep::new(provider, brokers, metrics)?;
+        let step = PollStep::new(provider, kafka, metrics)?;
         Ok(Poller { step, cursors, coordinator })
     }
 

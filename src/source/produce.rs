@@ -13,6 +13,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use super::generator::{Fleet, GeneratorSettings};
+use crate::config::KafkaConfig;
 use crate::kafka::{FORMAT_HEADER, producer_config};
 use crate::model::{Format, RawEvent};
 
@@ -50,7 +51,7 @@ pub fn format_of_topic(topic: &str) -> Option<Format> {
 /// Produces `settings.events` messages and waits until the broker acknowledged
 /// every one (acks=all, idempotent producer); `progress` sees the running count.
 pub async fn produce(
-    brokers: &str,
+    kafka: &KafkaConfig,
     settings: &ProduceSettings,
     progress: impl Fn(u64),
 ) -> anyhow::Result<ProduceReport> {
@@ -58,9 +59,9 @@ pub async fn produce(
         (0.0..=1.0).contains(&settings.poison_fraction),
         "poison fraction must be between 0 and 1"
     );
-    let producer: FutureProducer = producer_config(brokers)
+    let producer: FutureProducer = producer_config(kafka)?
         .create()
-        .with_context(|| format!("creating a Kafka producer for {brokers}"))?;
+        .with_context(|| format!("creating a Kafka producer for {}", kafka.brokers))?;
     let fleet = Fleet::new(GeneratorSettings {
         events: Some(settings.events),
         rate: None,

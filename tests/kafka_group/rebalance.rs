@@ -30,7 +30,8 @@ async fn two_members_split_the_partitions_and_hand_them_over_without_loss_or_dup
             };
             let samsara = settings(&names.samsara, Format::Samsara, 8_000, 5);
             let edi = settings(&names.edi, Format::Edi, 1_000, 6);
-            let (a, b) = tokio::join!(produce(&brokers, &samsara, |_| {}), produce(&brokers, &edi, |_| {}));
+            let kafka = crate::support::kafka_at(&brokers);
+            let (a, b) = tokio::join!(produce(&kafka, &samsara, |_| {}), produce(&kafka, &edi, |_| {}));
             (a.unwrap().sent, b.unwrap().sent)
         })
     };

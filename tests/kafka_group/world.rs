@@ -58,7 +58,7 @@ pub async fn create_topics(brokers: &str, samsara_partitions: i32, edi_partition
         spec("edi.carrier.v1", &names.edi, edi_partitions),
         spec("ingest.dlq.v1", &names.dlq, 1),
     ];
-    let reports = topics::apply(brokers, &specs, Some(1)).await.unwrap();
+    let reports = topics::apply(&crate::support::kafka_at(brokers), &specs, Some(1)).await.unwrap();
     assert!(reports.iter().all(|r| matches!(r.changes[..], [topics::Change::Created { .. }])), "{reports:?}");
     // `apply` returns once what it created has leaders, so the metadata lists it
     // at once and a second `apply` does not try to create it again.
@@ -78,7 +78,7 @@ pub async fn create_topics(brokers: &str, samsara_partitions: i32, edi_partition
         );
     }
     // Applying again changes nothing.
-    let again = topics::apply(brokers, &specs, Some(1)).await.unwrap();
+    let again = topics::apply(&crate::support::kafka_at(brokers), &specs, Some(1)).await.unwrap();
     assert!(again.iter().all(|r| r.changes.is_empty()), "{again:?}");
     names
 }
@@ -86,7 +86,7 @@ pub async fn create_topics(brokers: &str, samsara_partitions: i32, edi_partition
 pub async fn produce_to(brokers: &str, topic: &str, format: Format, events: u64, poison: f64, seed: u64) {
     let settings =
         ProduceSettings { topic: topic.into(), format, events, rate: None, poison_fraction: poison, seed };
-    let report = produce(brokers, &settings, |_| {}).await.unwrap();
+    let report = produce(&crate::support::kafka_at(brokers), &settings, |_| {}).await.unwrap();
     assert_eq!(report.sent, events);
 }
 
@@ -160,7 +160,8 @@ pub async fn wait_until_committed_to_end(brokers: &str, names: &Names) {
 
 /// Every message of a topic, read from the beginning to the end.
 pub fn read_topic(brokers: &str, topic: &str, format: Format) -> Vec<RawEvent> {
-    apex_ingest::kafka::read_back::read_to_end(brokers, topic, format, WAIT).unwrap()
+    apex_ingest::kafka::read_back::read_to_end(&crate::support::kafka_at(brokers), topic, format, WAIT)
+        .unwrap()
 }
 
 /// What the stores must hold: the record ids of every message produced, and

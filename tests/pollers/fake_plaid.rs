@@ -202,8 +202,14 @@ impl World {
     pub fn poller(&self) -> Poller {
         let provider: Arc<dyn Provider> = Arc::new(Plaid::with_credentials(&self.poll, credentials).unwrap());
         let coordinator = self.coordinator.clone();
-        Poller::new(provider, self.cursors.clone(), coordinator, &self.brokers, self.metrics.poll.clone())
-            .unwrap()
+        Poller::new(
+            provider,
+            self.cursors.clone(),
+            coordinator,
+            &crate::support::kafka_at(&self.brokers),
+            self.metrics.poll.clone(),
+        )
+        .unwrap()
     }
 
     /// The latest message per key in the topic: (value, change header), and how many messages there are.

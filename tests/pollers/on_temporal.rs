@@ -33,7 +33,8 @@ async fn on_temporal_the_polling_workflow_keeps_its_cursor_across_continue_as_ne
     let mut once = world.poll.clone();
     once.max_attempts = 1;
     let provider = Arc::new(Plaid::with_credentials(&once, credentials).unwrap());
-    let step = PollStep::new(provider, &world.brokers, metrics.poll.clone()).unwrap();
+    let step =
+        PollStep::new(provider, &crate::support::kafka_at(&world.brokers), metrics.poll.clone()).unwrap();
     let extra: apex_ingest::orchestrate::temporal::worker::Extra = Box::new(move |options| {
         options.register_workflow::<PollingWorkflow>()?;
         options.register_activities(PollActivities::new(vec![step]));

@@ -76,7 +76,7 @@ async fn a_run_process_killed_mid_poll_loses_and_doubles_nothing_in_the_stores_a
 
     // Restarted: it polls on from the saved cursor, and the member writes the topic.
     let mut second = run_process(&world, dir.path(), &group);
-    let watch = GroupWatch::new(&world.brokers, &group).unwrap();
+    let watch = GroupWatch::new(&crate::support::kafka_at(&world.brokers), &group).unwrap();
     let want = state_of(&world.item);
     let started = Instant::now();
     loop {

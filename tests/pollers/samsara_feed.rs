@@ -174,7 +174,9 @@ async fn samsara_feed_starts_at_the_latest_values_pages_on_end_cursor_waits_5_s_
     assert!(requests[3].0 - requests[2].0 < Duration::from_secs(1), "pages with hasNextPage come at once");
 
     // Members parse the events as Samsara webhooks: 16 records, in every store.
-    let messages = read_to_end(&brokers, &topic, Format::Samsara, Duration::from_secs(30)).unwrap();
+    let messages =
+        read_to_end(&crate::support::kafka_at(&brokers), &topic, Format::Samsara, Duration::from_secs(30))
+            .unwrap();
     let want: std::collections::BTreeSet<RecordId> =
         messages.iter().map(|m| RecordId::derive(Format::Samsara, m.key.as_deref().unwrap())).collect();
     assert_eq!((messages.len(), want.len()), (16, 16));

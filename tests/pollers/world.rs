@@ -22,7 +22,9 @@ use crate::support::{self};
 /// The latest message per key in a poller's topic: (value, change header),
 /// and how many messages there are.
 pub fn latest_per_key(brokers: &str, topic: &str) -> (BTreeMap<String, (Value, String)>, usize) {
-    let messages = read_to_end(brokers, topic, Format::Webhook, Duration::from_secs(30)).unwrap();
+    let messages =
+        read_to_end(&crate::support::kafka_at(brokers), topic, Format::Webhook, Duration::from_secs(30))
+            .unwrap();
     let mut latest = BTreeMap::new();
     // One key is one partition, read in order: the last message of a key is its latest.
     for m in &messages {
@@ -44,14 +46,22 @@ pub async fn serve(app: axum::Router) -> SocketAddr {
 /// A fresh topic of 3 partitions named `<prefix><unique>` on the broker.
 pub async fn scratch_topic(brokers: &str, prefix: &str) -> String {
     let topic = format!("{prefix}{}", support::unique("t"));
-    topics::apply(brokers, &[TopicSpec::scratch(&topic, 3)], Some(1)).await.unwrap();
+    topics::apply(&crate::support::kafka_at(brokers), &[TopicSpec::scratch(&topic, 3)], Some(1))
+        .await
+        .unwrap();
     topic
 }
 
 /// A poller of `provider`, cursors in `cursors`, with a coordinator of its own.
 pub fn poller_of(provider: Arc<dyn Provider>, cursors: Arc<SqliteRecordStore>, brokers: &str) -> Poller {
-    Poller::new(provider, cursors, Arc::new(MemoryCache::new()), brokers, Metrics::new().poll.clone())
-        .unwrap()
+    Poller::new(
+        provider,
+        cursors,
+        Arc::new(MemoryCache::new()),
+        &crate::support::kafka_at(brokers),
+        Metrics::new().poll.clone(),
+    )
+    .unwrap()
 }
 
 /// The stores after a member read a poll topic to its end: record ids per
@@ -89,7 +99,7 @@ pub async fn member_reads(
             app::run_pipeline(&config, source, orchestrator, metrics, shutdown, |_| {}).await
         })
     };
-    let watch = GroupWatch::new(brokers, &config.kafka.group_id).unwrap();
+    let watch = GroupWatch::new(&crate::support::kafka_at(brokers), &config.kafka.group_id).unwrap();
     let started = Instant::now();
     loop {
         let (end, committed) = watch.progress(&[topic]).unwrap();

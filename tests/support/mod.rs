@@ -94,7 +94,8 @@ pub fn metric_series(text: &str, name: &str) -> Vec<(String, i64)> {
 /// `section.key` of every leaf of a JSON object (configuration keys).
 pub fn leaf_keys(value: &serde_json::Value, prefix: &str, out: &mut std::collections::BTreeSet<String>) {
     match value {
-        serde_json::Value::Object(map) => {
+        // An empty table is a map of free keys (`[kafka.client]`): one leaf.
+        serde_json::Value::Object(map) if !map.is_empty() => {
             for (k, v) in map {
                 let name = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
                 leaf_keys(v, &name, out);
@@ -288,4 +289,9 @@ impl Drop for WorkerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `[kafka]` of the plaintext broker at `brokers` (the tests' scratch clients).
+pub fn kafka_at(brokers: &str) -> apex_ingest::config::KafkaConfig {
+    apex_ingest::config::KafkaConfig { brokers: brokers.to_owned(), ..Default::default() }
 }

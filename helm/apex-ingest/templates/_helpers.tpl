@@ -153,6 +153,9 @@ spec:
             - {name: config, mountPath: /etc/apex-ingest, readOnly: true}
             - {name: data, mountPath: /data}
             - {name: tmp, mountPath: /tmp}
+            {{- range $root.Values.secrets.files }}
+            - {name: secret-{{ .name }}, mountPath: /etc/apex-secrets/{{ .name }}, readOnly: true}
+            {{- end }}
       volumes:
         - name: config
           configMap:
@@ -161,6 +164,11 @@ spec:
           emptyDir: {}
         - name: tmp
           emptyDir: {}
+        {{- range $root.Values.secrets.files }}
+        # Group-readable for fsGroup; kubelet swaps the files when the Secret changes.
+        - name: secret-{{ .name }}
+          secret: {secretName: {{ .secretName }}, defaultMode: 0440}
+        {{- end }}
       {{- with $values.nodeSelector }}
       nodeSelector:
         {{- toYaml . | nindent 8 }}

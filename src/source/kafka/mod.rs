@@ -31,7 +31,7 @@ use self::offsets::{OffsetTracker, Tp};
 use super::{BatchProgress, Dispatched, Source};
 use crate::batch::Batch;
 use crate::config::{Config, KafkaConfig};
-use crate::kafka::{ADMIN_TIMEOUT, client_config, raw_event};
+use crate::kafka::{ADMIN_TIMEOUT, CONNECT_PROBE, ConnectError, check_connection, client_config, raw_event};
 use crate::metrics::Metrics;
 use crate::model::{Format, RawEvent};
 
@@ -232,7 +232,15 @@ impl KafkaSource {
     /// with the first rebalance.
     pub fn connect(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
         let k = &config.kafka;
-        let mut cfg = client_config(&k.brokers);
+        // A refused certificate or login stops the member; brokers that are
+        // down or starting do not: it runs, unready, until they answer.
+        match check_connection(k, CONNECT_PROBE) {
+            Err(e @ ConnectError::NoAnswer { .. }) => {
+                tracing::warn!(error = %e, "starting without the brokers")
+            }
+            checked => checked?,
+        }
+        let mut cfg = client_config(k)?;
         cfg.set("group.id", &k.group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
