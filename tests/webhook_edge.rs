@@ -6,7 +6,7 @@
 mod support;
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use apex_ingest::config::{Config, DedupeKind, SignatureScheme};
 use apex_ingest::edge::signature::sign;
@@ -398,4 +398,56 @@ async fn without_any_route_or_with_a_missing_secret_the_edge_does_not_start() {
     config.edge.front.secret_env = vec!["FRONT_SECRET_NOT_SET".into()];
     let err = Edge::start(&config, Metrics::new(), environment).await.err().expect("a missing secret");
     assert!(err.to_string().contains("FRONT_SECRET_NOT_SET, which is not set"), "{err}");
+}
+
+/// A route whose secret lives in a file (a mounted Secret): rewriting the file
+/// rotates the secret without a restart; a file that goes missing keeps the
+/// last secret and is counted failed; each reload is counted.
+#[tokio::test]
+async fn a_secret_file_rotated_while_the_edge_runs_is_served_without_a_restart() {
+    let brokers = support::kafka_brokers();
+    let topics = create_topics(&brokers).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("turvo-token");
+    std::fs::write(&file, "first-token\n").unwrap();
+    let mut config = edge_config(&brokers, &topics);
+    config.edge.turvo.secret_env.clear();
+    config.edge.turvo.secret_files = vec![file.clone()];
+    config.edge.secret_refresh = Duration::from_millis(100);
+    let edge = start(config, topics, true).await;
+    let body = |n: u32| format!(r#"{{"tenantId":"t1","eventName":"SHIPMENT_STATUS_UPDATE","n":{n}}}"#);
+    let token = |t: &str| [("authorization", t.to_owned())];
+    assert_eq!(edge.post("turvo", &token("first-token"), &body(1)).await.0, StatusCode::OK);
+
+    std::fs::write(&file, "second-token").unwrap();
+    let reloads = |outcome: &'static str| {
+        let edge = &edge;
+        async move {
+            let metrics = edge.get("/metrics").await.1;
+            support::metric_series(&metrics, "apex_webhook_secret_reloads_total")
+                .iter()
+                .filter(|(labels, _)| labels.contains(&format!("outcome=\"{outcome}\"")))
+                .map(|(_, v)| *v)
+                .sum::<i64>()
+        }
+    };
+    let started = Instant::now();
+    while reloads("ok").await == 0 {
+        assert!(started.elapsed() < Duration::from_secs(10), "the rewritten file was never read again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(edge.post("turvo", &token("first-token"), &body(2)).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(edge.post("turvo", &token("second-token"), &body(3)).await.0, StatusCode::OK);
+
+    std::fs::remove_file(&file).unwrap();
+    while reloads("failed").await == 0 {
+        assert!(started.elapsed() < Duration::from_secs(20), "a missing file was not counted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        edge.post("turvo", &token("second-token"), &body(4)).await.0,
+        StatusCode::OK,
+        "the last secret stays"
+    );
+    assert_eq!(edge.messages(&edge.topics.turvo).len(), 3);
 }

@@ -124,7 +124,9 @@ pub enum Command {
     /// edge.listen, beside /metrics, /healthz and /readyz (ready while the broker is reachable).
     ///
     /// Each provider's route is on when edge.<provider>.secret_env names the
-    /// environment variables holding its secrets (two during a rotation).
+    /// environment variables holding its secrets (two during a rotation), or
+    /// edge.<provider>.secret_files names files holding them (a mounted Secret,
+    /// read again every edge.secret_refresh: rotated without a restart).
     /// A request is authenticated as its provider documents it (401 if not; a
     /// timestamp outside edge.timestamp_tolerance too), deduplicated by its event
     /// id (a re-send answers 200 and produces nothing), and produced to its topic;

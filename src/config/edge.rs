@@ -1,5 +1,6 @@
 //! The webhook edge: its limits and one route per provider.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::bail;
@@ -36,6 +37,9 @@ pub struct EdgeConfig {
     pub dedupe_ttl: Duration,
     /// Embedded dedupe: event ids kept at most (the oldest are forgotten first).
     pub dedupe_capacity: usize,
+    /// How often the routes' `secret_files` are read again.
+    #[serde(with = "humantime_serde")]
+    pub secret_refresh: Duration,
     pub samsara: WebhookConfig,
     pub front: WebhookConfig,
     pub turvo: WebhookConfig,
@@ -66,6 +70,7 @@ impl Default for EdgeConfig {
             dedupe: DedupeKind::Embedded,
             dedupe_ttl: Duration::from_secs(24 * 3600),
             dedupe_capacity: 1_000_000,
+            secret_refresh: Duration::from_secs(10),
             samsara: WebhookConfig::with(SignatureScheme::SamsaraV1, SAMSARA_TOPIC, "/eventId"),
             front: WebhookConfig::with(SignatureScheme::FrontApplication, FRONT_TOPIC, "/payload/id"),
             // Turvo sends no event id: the body's digest is the key.
@@ -123,6 +128,10 @@ pub struct WebhookConfig {
     /// itself). Empty disables the route (404). During a rotation name both the
     /// old and the new one: a request signed with either is accepted.
     pub secret_env: Vec<String>,
+    /// Files holding secrets (a mounted Secret's keys), read at start and
+    /// again every `edge.secret_refresh`: a rotated Secret is served without a
+    /// restart. Beside `secret_env`, either list's secrets are accepted.
+    pub secret_files: Vec<PathBuf>,
     pub scheme: SignatureScheme,
     /// Topic the verified bodies are produced to.
     pub topic: String,
@@ -143,6 +152,7 @@ impl WebhookConfig {
     fn with(scheme: SignatureScheme, topic: &str, event_id_pointer: &str) -> Self {
         WebhookConfig {
             secret_env: Vec::new(),
+            secret_files: Vec::new(),
             scheme,
             topic: topic.into(),
             rate_limit: 0,
@@ -162,6 +172,11 @@ pub(super) fn validate(c: &Config) -> anyhow::Result<()> {
         (!c.edge.dedupe_ttl.is_zero(), "edge.dedupe_ttl", "must be longer than 0 s"),
         (!c.edge.produce_timeout.is_zero(), "edge.produce_timeout", "must be longer than 0 s"),
         (!c.edge.body_timeout.is_zero(), "edge.body_timeout", "must be longer than 0 s"),
+        (
+            c.edge.secret_refresh >= Duration::from_millis(100),
+            "edge.secret_refresh",
+            "must be at least 100ms",
+        ),
     ])?;
     for (provider, route) in c.edge.routes() {
         let needs_header = matches!(route.scheme, SignatureScheme::SharedToken | SignatureScheme::HmacSha256);

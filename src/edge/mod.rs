@@ -9,6 +9,7 @@
 
 pub mod dedupe;
 pub mod forward;
+mod secrets;
 pub mod signature;
 
 use std::collections::HashMap;
@@ -37,7 +38,7 @@ use crate::model::{DeadLetter, Format, Origin, PoisonReason, RawEvent};
 use crate::saga::dlq::DeadLetterPublisher;
 use dedupe::{Claim, DedupeLedger, MemoryLedger, RedisLedger};
 use forward::{ForwardError, Forwarder};
-use signature::Verifier;
+use secrets::RouteSecrets;
 
 /// Headers of every message the edge produces.
 pub mod headers {
@@ -58,7 +59,7 @@ struct Route {
     name: &'static str,
     format: Format,
     topic: String,
-    verifier: Verifier,
+    secrets: RouteSecrets,
     limiter: Option<DefaultDirectRateLimiter>,
     event_id_pointer: String,
 }
@@ -105,9 +106,10 @@ fn format_of(provider: &str) -> Format {
 }
 
 impl Edge {
-    /// Builds every route whose `secret_env` is set, reading the secrets
-    /// through `env` (the process environment in `apex-ingest edge`); fails at
-    /// start on a missing variable, a bad secret or no route at all.
+    /// Builds every route whose `secret_env` or `secret_files` is set, reading
+    /// the variables through `env` (the process environment in `apex-ingest
+    /// edge`); fails at start on a missing variable or file, a bad secret or no
+    /// route at all. The files are read again every `edge.secret_refresh`.
     pub async fn start(
         config: &Config,
         metrics: Arc<Metrics>,
@@ -116,13 +118,13 @@ impl Edge {
         let settings = config.edge.clone();
         let mut routes = HashMap::new();
         for (name, route) in settings.routes() {
-            if !route.secret_env.is_empty() {
+            if !route.secret_env.is_empty() || !route.secret_files.is_empty() {
                 routes.insert(name, Self::route(name, route, &settings, &env)?);
             }
         }
         anyhow::ensure!(
             !routes.is_empty(),
-            "no webhook route is configured: set edge.<provider>.secret_env for samsara, front, turvo or generic"
+            "no webhook route is configured: set edge.<provider>.secret_env or secret_files for samsara, front, turvo or generic"
         );
         let ledger: Box<dyn DedupeLedger> = match settings.dedupe {
             DedupeKind::Embedded => Box::new(MemoryLedger::new(settings.dedupe_capacity)),
@@ -148,14 +150,18 @@ impl Edge {
         )?);
         let ready = metrics.clone();
         tokio::spawn(forwarder.clone().watch_broker(move |reachable| ready.set_ready(reachable)));
-        Ok(Arc::new(Edge {
+        let edge = Arc::new(Edge {
             routes,
             forwarder,
             ledger,
             dead_letters: DeadLetterTopic::new(&config.kafka, &config.kafka.dlq_topic)?,
             metrics,
             settings,
-        }))
+        });
+        if edge.routes.values().any(|r| r.secrets.has_files()) {
+            tokio::spawn(secrets::refresh(Arc::downgrade(&edge), edge.settings.secret_refresh));
+        }
+        Ok(edge)
     }
 
     fn route(
@@ -164,22 +170,12 @@ impl Edge {
         settings: &EdgeConfig,
         env: &impl Fn(&str) -> Option<String>,
     ) -> anyhow::Result<Route> {
-        let secrets = route
-            .secret_env
-            .iter()
-            .map(|var| {
-                env(var).filter(|s| !s.is_empty()).with_context(|| {
-                    format!("edge.{name}.secret_env names {var}, which is not set in the environment")
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let verifier = Verifier::new(route, &secrets, settings.timestamp_tolerance)
-            .with_context(|| format!("edge.{name}: a secret named by secret_env is unusable"))?;
+        let secrets = RouteSecrets::read(name, route, settings.timestamp_tolerance, env)?;
         Ok(Route {
             name,
             format: format_of(name),
             topic: route.topic.clone(),
-            verifier,
+            secrets,
             limiter: NonZeroU32::new(route.rate_limit).map(|r| RateLimiter::direct(Quota::per_second(r))),
             event_id_pointer: route.event_id_pointer.clone(),
         })
@@ -217,7 +213,8 @@ impl Edge {
         }
         let body = self.read_body(headers, body).await?;
         route
-            .verifier
+            .secrets
+            .verifier()
             .verify(headers, &body, received)
             .map_err(|failure| Refusal::new(StatusCode::UNAUTHORIZED, failure.label()))?;
         if route.format == Format::Front

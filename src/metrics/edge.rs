@@ -13,6 +13,7 @@ pub struct EdgeMetrics {
     duplicates: IntCounterVec,
     rejected: IntCounterVec,
     latency: HistogramVec,
+    secret_reloads: IntCounterVec,
 }
 
 impl EdgeMetrics {
@@ -36,6 +37,12 @@ impl EdgeMetrics {
                 "Webhooks refused, by reason (bad_signature, stale_timestamp, body_too_large, \
                  invalid_json, rate_limited, broker_unavailable, …)",
                 &["provider", "reason"],
+            ),
+            secret_reloads: counter_vec(
+                registry,
+                "apex_webhook_secret_reloads_total",
+                "Changed secret files read again, by outcome (ok; failed: unreadable or unusable, the last secrets stay)",
+                &["provider", "outcome"],
             ),
             latency: registered(
                 registry,
@@ -62,5 +69,9 @@ impl EdgeMetrics {
 
     pub fn rejected(&self, provider: &str, reason: &str) {
         self.rejected.with_label_values(&[provider, reason]).inc();
+    }
+
+    pub fn secret_reload(&self, provider: &str, outcome: &str) {
+        self.secret_reloads.with_label_values(&[provider, outcome]).inc();
     }
 }
