@@ -19,7 +19,11 @@ pub async fn run(config_path: &std::path::Path) -> anyhow::Result<()> {
     // The pollers run beside the pipeline (unless they run on Temporal):
     // cursors in the relational store, one member polling a source per
     // interval (the coordinator's lock).
-    let in_process = if config.poll.on_temporal { Vec::new() } else { poll::configured(&config)? };
+    let in_process = if config.poll.on_temporal {
+        Vec::new()
+    } else {
+        poll::configured(&config, stores.relational.clone())?
+    };
     for provider in in_process {
         let (cursors, coordinator) = (stores.relational.clone(), stores.coordinator.clone());
         let poller = poll::Poller::new(provider, cursors, coordinator, &config.kafka, metrics.poll.clone())?;

@@ -132,8 +132,18 @@ pub struct QuickbooksConfig {
     pub url: String,
     /// The company (realm) id.
     pub realm_id: String,
-    /// Variable holding an OAuth 2 access token (never the value); "" = off.
+    /// Variable holding an OAuth 2 access token (never the value), for a
+    /// token made by hand (it lasts an hour); "" = off, or `refresh_token_env`.
     pub token_env: String,
+    /// An OAuth 2 app instead: variables holding its client id and secret and
+    /// a first refresh token. The poller refreshes the access token before it
+    /// expires and after a 401, and keeps each new refresh token in the
+    /// relational store (before using it): the variable only seeds the store.
+    pub client_id_env: String,
+    pub client_secret_env: String,
+    pub refresh_token_env: String,
+    /// Intuit's token endpoint.
+    pub token_url: String,
     /// Entities read (CDC supports most; not JournalCode, TaxAgency, TimeActivity, TaxCode, TaxRate).
     pub entities: Vec<String>,
     /// Requests per minute at most (QuickBooks allows 500 per company).
@@ -144,12 +154,23 @@ pub struct QuickbooksConfig {
     pub topic: String,
 }
 
+impl QuickbooksConfig {
+    /// On when a way to authenticate is named.
+    pub fn is_on(&self) -> bool {
+        !self.token_env.is_empty() || !self.refresh_token_env.is_empty()
+    }
+}
+
 impl Default for QuickbooksConfig {
     fn default() -> Self {
         QuickbooksConfig {
             url: "https://quickbooks.api.intuit.com".into(),
             realm_id: String::new(),
             token_env: String::new(),
+            client_id_env: String::new(),
+            client_secret_env: String::new(),
+            refresh_token_env: String::new(),
+            token_url: "https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer".into(),
             entities: ["Invoice", "Payment", "Bill", "Customer", "Vendor"].map(String::from).to_vec(),
             requests_per_minute: 100,
             resync_after_gap: true,
@@ -264,10 +285,27 @@ pub(super) fn validate(c: &Config) -> anyhow::Result<()> {
             "needs at least one of indices and one of qualifiers",
         ),
         (
-            c.poll.quickbooks.token_env.is_empty()
+            !c.poll.quickbooks.is_on()
                 || !(c.poll.quickbooks.realm_id.is_empty() || c.poll.quickbooks.entities.is_empty()),
             "poll.quickbooks",
             "needs realm_id and at least one entity",
+        ),
+        (
+            c.poll.quickbooks.token_env.is_empty() || c.poll.quickbooks.refresh_token_env.is_empty(),
+            "poll.quickbooks.token_env",
+            "or refresh_token_env: one way to authenticate, not both",
+        ),
+        (
+            c.poll.quickbooks.refresh_token_env.is_empty()
+                || !(c.poll.quickbooks.client_id_env.is_empty()
+                    || c.poll.quickbooks.client_secret_env.is_empty()),
+            "poll.quickbooks.refresh_token_env",
+            "needs client_id_env and client_secret_env (the OAuth app)",
+        ),
+        (
+            c.poll.quickbooks.refresh_token_env.is_empty() || !c.poll.on_temporal,
+            "poll.quickbooks.refresh_token_env",
+            "keeps its refresh token in the relational store of `run`: not yet with poll.on_temporal",
         ),
         (
             (1..=500).contains(&c.poll.quickbooks.requests_per_minute),
@@ -285,4 +323,35 @@ pub(super) fn validate(c: &Config) -> anyhow::Result<()> {
             "must be at least 1",
         ),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(q: QuickbooksConfig, on_temporal: bool) -> String {
+        let mut c = Config::default();
+        c.poll.quickbooks = q;
+        c.poll.on_temporal = on_temporal;
+        validate(&c).map(|()| "ok".to_owned()).unwrap_or_else(|e| e.to_string())
+    }
+
+    #[test]
+    fn quickbooks_takes_one_way_to_authenticate_and_an_oauth_app_whole() {
+        let app = QuickbooksConfig {
+            realm_id: "9341453".into(),
+            client_id_env: "QB_CLIENT_ID".into(),
+            client_secret_env: "QB_CLIENT_SECRET".into(),
+            refresh_token_env: "QB_REFRESH_TOKEN".into(),
+            ..QuickbooksConfig::default()
+        };
+        assert!(app.is_on());
+        assert_eq!(check(app.clone(), false), "ok");
+        let both = QuickbooksConfig { token_env: "QB_TOKEN".into(), ..app.clone() };
+        assert!(check(both, false).contains("not both"));
+        let no_secret = QuickbooksConfig { client_secret_env: String::new(), ..app.clone() };
+        assert!(check(no_secret, false).contains("client_secret_env"));
+        assert!(check(app, true).contains("not yet with poll.on_temporal"));
+        assert!(!QuickbooksConfig::default().is_on());
+    }
 }

@@ -12,6 +12,7 @@
 
 pub mod http;
 pub mod hubspot;
+pub mod oauth;
 pub mod plaid;
 pub mod quickbooks;
 pub mod samsara_feed;
@@ -343,32 +344,38 @@ pub fn configured_sources(p: &PollConfig) -> Vec<&'static str> {
         (plaid::SOURCE, &p.plaid.access_token_env),
         (hubspot::SOURCE, &p.hubspot.token_env),
         (samsara_feed::SOURCE, &p.samsara_feed.token_env),
-        (quickbooks::SOURCE, &p.quickbooks.token_env),
         (sonar::SOURCE, &p.sonar.username_env),
     ]
     .into_iter()
     .filter_map(|(source, variable)| (!variable.is_empty()).then_some(source))
+    .chain(p.quickbooks.is_on().then_some(quickbooks::SOURCE))
     .collect()
 }
 
 /// The provider of `source`, credentials through `lookup` (variable name → value).
+/// `tokens` keeps the refresh tokens of OAuth apps (QuickBooks with
+/// `refresh_token_env`; the relational store in `run`).
 pub fn provider(
     p: &PollConfig,
     source: &str,
     lookup: impl Fn(&str) -> Option<String>,
+    tokens: Option<Arc<dyn PollCursors>>,
 ) -> anyhow::Result<Arc<dyn Provider>> {
     Ok(match source {
         plaid::SOURCE => Arc::new(plaid::Plaid::with_credentials(p, lookup)?),
         hubspot::SOURCE => Arc::new(hubspot::Hubspot::with_credentials(p, lookup)?),
         samsara_feed::SOURCE => Arc::new(samsara_feed::SamsaraFeed::with_credentials(p, lookup)?),
-        quickbooks::SOURCE => Arc::new(quickbooks::Quickbooks::with_credentials(p, lookup)?),
+        quickbooks::SOURCE => Arc::new(quickbooks::Quickbooks::with_credentials(p, lookup, tokens)?),
         sonar::SOURCE => Arc::new(sonar::Sonar::with_credentials(p, lookup)?),
         other => anyhow::bail!("no poller is called {other:?}"),
     })
 }
 
 /// The providers `config` turns on, credentials from the environment.
-pub fn configured(config: &Config) -> anyhow::Result<Vec<Arc<dyn Provider>>> {
+pub fn configured(config: &Config, tokens: Arc<dyn PollCursors>) -> anyhow::Result<Vec<Arc<dyn Provider>>> {
     let env = |name: &str| std::env::var(name).ok();
-    configured_sources(&config.poll).into_iter().map(|source| provider(&config.poll, source, env)).collect()
+    configured_sources(&config.poll)
+        .into_iter()
+        .map(|source| provider(&config.poll, source, env, Some(tokens.clone())))
+        .collect()
 }

@@ -18,15 +18,24 @@
 //! (with `resync_after_gap`) read every object with queries, then go on with
 //! CDC from the time that read started. The cursor (where CDC starts, and any
 //! query read in progress) is saved after every page.
+//!
+//! Authentication: an access token from a variable (made by hand, it lasts an
+//! hour), or an OAuth app's refresh token (`oauth`), refreshed before expiry
+//! and after a 401.
 
+use anyhow::Context as _;
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use std::sync::Arc;
+
 use super::http::{Requester, per_minute};
+use super::oauth::{OAuthApp, RefreshingToken};
 use super::{Change, Page, PollError, PolledRecord, Provider, read_position, secret, write_position};
 use crate::config::PollConfig;
+use crate::store::PollCursors;
 
 pub const SOURCE: &str = "financial";
 /// An answer with this many objects may have been cut short.
@@ -38,9 +47,15 @@ const MAX_SPLITS: u32 = 12;
 /// Objects per query page (QuickBooks' MAXRESULTS limit).
 const QUERY_PAGE: usize = 1_000;
 
+/// How requests are authorized.
+enum Auth {
+    Token(String),
+    Refreshing(RefreshingToken),
+}
+
 pub struct Quickbooks {
     base: String,
-    token: String,
+    auth: Auth,
     entities: Vec<String>,
     resync_after_gap: bool,
     topic: String,
@@ -106,42 +121,82 @@ fn objects_in(responses: impl IntoIterator<Item = Value>, entities: &[String]) -
 }
 
 impl Quickbooks {
-    /// The token from `lookup` (variable name → value).
+    /// The credentials from `lookup` (variable name → value); an OAuth app's
+    /// refresh tokens are kept in `tokens`.
     pub fn with_credentials(
         config: &PollConfig,
         lookup: impl Fn(&str) -> Option<String>,
+        tokens: Option<Arc<dyn PollCursors>>,
     ) -> anyhow::Result<Self> {
         let c = &config.quickbooks;
+        let section = "poll.quickbooks";
+        let requester = Requester::new(config, per_minute(c.requests_per_minute))?;
+        let auth = if c.refresh_token_env.is_empty() {
+            Auth::Token(secret(&lookup, section, &c.token_env, "the access token")?)
+        } else {
+            let app = OAuthApp {
+                poller: SOURCE,
+                token_url: c.token_url.clone(),
+                client_id: secret(&lookup, section, &c.client_id_env, "the OAuth client id")?,
+                client_secret: secret(&lookup, section, &c.client_secret_env, "the OAuth client secret")?
+                    .into(),
+                first_refresh_token: secret(&lookup, section, &c.refresh_token_env, "the refresh token")?
+                    .into(),
+            };
+            let tokens =
+                tokens.context("poll.quickbooks.refresh_token_env needs a store for its refresh tokens")?;
+            Auth::Refreshing(RefreshingToken::new(app, requester.client().clone(), tokens))
+        };
         Ok(Quickbooks {
             base: format!("{}/v3/company/{}", c.url.trim_end_matches('/'), c.realm_id),
-            token: secret(&lookup, "poll.quickbooks", &c.token_env, "the access token")?,
+            auth,
             entities: c.entities.clone(),
             resync_after_gap: c.resync_after_gap,
             topic: c.topic.clone(),
-            requester: Requester::new(config, per_minute(c.requests_per_minute))?,
+            requester,
         })
+    }
+
+    async fn bearer(&self) -> Result<String, PollError> {
+        match &self.auth {
+            Auth::Token(token) => Ok(token.clone()),
+            Auth::Refreshing(t) => t.bearer().await,
+        }
     }
 
     fn fail(&self, detail: String) -> PollError {
         PollError::Provider { poller: SOURCE, detail }
     }
 
-    /// A GET on `path` with `query`; QuickBooks' Fault answer becomes the error.
+    /// A GET on `path` with `query`; QuickBooks' Fault answer becomes the
+    /// error. A 401 with an OAuth app refreshes its token and asks once more.
     async fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Map<String, Value>, PollError> {
         let url = reqwest::Url::parse_with_params(&format!("{}/{path}", self.base), query)
             .map_err(|e| self.fail(format!("{}/{path}: {e}", self.base)))?;
-        let answer = self
-            .requester
-            .send(|| {
-                self.requester
-                    .client()
-                    .get(url.clone())
-                    .bearer_auth(&self.token)
-                    .header("accept", "application/json")
-                    .header("content-type", "text/plain")
-            })
-            .await
-            .map_err(|e| PollError::request(SOURCE, &url, e))?;
+        let mut refreshed = false;
+        let answer = loop {
+            let token = self.bearer().await?;
+            let answer = self
+                .requester
+                .send(|| {
+                    self.requester
+                        .client()
+                        .get(url.clone())
+                        .bearer_auth(&token)
+                        .header("accept", "application/json")
+                        .header("content-type", "text/plain")
+                })
+                .await
+                .map_err(|e| PollError::request(SOURCE, &url, e))?;
+            match &self.auth {
+                Auth::Refreshing(t) if answer.status == reqwest::StatusCode::UNAUTHORIZED && !refreshed => {
+                    tracing::info!(poller = SOURCE, "401: refreshing the access token");
+                    t.invalidate().await;
+                    refreshed = true;
+                }
+                _ => break answer,
+            }
+        };
         let body: Option<Map<String, Value>> = serde_json::from_str(&answer.body).ok();
         match body {
             Some(b) if answer.status.is_success() && !b.contains_key("Fault") => Ok(b),

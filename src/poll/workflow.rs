@@ -266,7 +266,7 @@ pub fn registrations(config: &Config, metrics: &Metrics) -> anyhow::Result<Extra
     let steps = super::configured_sources(&once)
         .into_iter()
         .map(|source| {
-            PollStep::new(super::provider(&once, source, env)?, &config.kafka, metrics.poll.clone())
+            PollStep::new(super::provider(&once, source, env, None)?, &config.kafka, metrics.poll.clone())
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(Box::new(move |options: &mut WorkerOptions| {

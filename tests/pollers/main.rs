@@ -17,6 +17,7 @@ mod on_temporal;
 mod plaid;
 mod poller;
 mod quickbooks;
+mod quickbooks_oauth;
 mod run_process;
 mod samsara_feed;
 mod sonar;

@@ -92,8 +92,16 @@ async fn missing_credentials_fail_at_start_naming_the_variable_not_a_value() {
     // From the environment too, as `run` reads them (nothing sets this variable).
     let mut config = support::config();
     config.poll = poll;
-    let from_env =
-        apex_ingest::poll::configured(&config).err().expect("an unset variable is refused").to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = std::sync::Arc::new(
+        apex_ingest::store::sqlite_records::SqliteRecordStore::open(&dir.path().join("cursors.db"))
+            .await
+            .unwrap(),
+    );
+    let from_env = apex_ingest::poll::configured(&config, tokens)
+        .err()
+        .expect("an unset variable is refused")
+        .to_string();
     assert!(from_env.contains("$TEST_PLAID_CLIENT_ID"), "{from_env}");
     assert!(e.contains("$TEST_PLAID_UNSET_TOKEN"), "{e}");
     assert!(!e.contains("secret-1") && !e.contains("client-1"), "{e}");

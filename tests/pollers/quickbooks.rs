@@ -190,7 +190,7 @@ async fn quickbooks_syncs_in_full_then_splits_a_truncated_window_misses_nothing_
     let dir = tempfile::tempdir().unwrap();
     let cursors = Arc::new(SqliteRecordStore::open(&dir.path().join("cursors.db")).await.unwrap());
     let poller = |poll: &PollConfig| {
-        let provider: Arc<dyn Provider> = Arc::new(Quickbooks::with_credentials(poll, token).unwrap());
+        let provider: Arc<dyn Provider> = Arc::new(Quickbooks::with_credentials(poll, token, None).unwrap());
         poller_of(provider, cursors.clone(), &brokers)
     };
     let topic_state = || {
