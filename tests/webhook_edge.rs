@@ -379,6 +379,12 @@ async fn with_kafka_unreachable_it_is_503_and_the_retried_request_lands_exactly_
     let body = samsara_body("evt-outage");
     let headers = samsara_headers(SAMSARA_SECRET, &now_secs(), &body);
     assert_eq!(down.get("/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
+    // Once the broker watch has looked, /readyz names what is down.
+    let looked = Instant::now();
+    while !down.get("/readyz").await.1.contains("kafka: the brokers do not answer") {
+        assert!(looked.elapsed() < Duration::from_secs(15), "{:?}", down.get("/readyz").await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let (status, text) = down.post("samsara", &headers, &body).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
     assert_eq!(down.rejected("broker_unavailable").await, 1);

@@ -55,7 +55,11 @@ pub async fn run_pipeline(
 ) -> anyhow::Result<RunTotals> {
     let started = Instant::now();
     let progress = source.progress();
-    metrics.set_ready(progress.ready_at_start());
+    metrics.set_ready(if progress.ready_at_start() {
+        Ok(())
+    } else {
+        Err("kafka: no partitions assigned yet")
+    });
     let (event_tx, event_rx) = mpsc::channel(config.source.queue);
     // One closed batch waits for a free slot at most: a longer queue here would
     // only add to every batch's latency (they are already bounded in flight).
@@ -124,7 +128,7 @@ pub async fn run_pipeline(
     batcher_task.await.context("batcher task")?;
     let sent = source_task.await.context("source task")??;
     progress.drained();
-    metrics.set_ready(false);
+    metrics.set_ready(Err("stopped: the pipeline has finished"));
     if let Some(e) = failure {
         return Err(e);
     }

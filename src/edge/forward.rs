@@ -56,6 +56,8 @@ impl Forwarder {
 
     /// Checks the broker now and then every [`BROKER_CHECK`]; `on_change` sees each change.
     pub async fn watch_broker(self: Arc<Self>, on_change: impl Fn(bool) + Send + 'static) {
+        // The first look is reported either way: readiness says what it found.
+        let mut first = true;
         loop {
             let me = self.clone();
             let reachable = tokio::task::spawn_blocking(move || {
@@ -63,7 +65,9 @@ impl Forwarder {
             })
             .await
             .unwrap_or(false);
-            if self.broker_reachable.swap(reachable, Ordering::Relaxed) != reachable {
+            if self.broker_reachable.swap(reachable, Ordering::Relaxed) != reachable
+                || std::mem::take(&mut first)
+            {
                 if reachable {
                     tracing::info!("the broker is reachable; accepting webhooks");
                 } else {

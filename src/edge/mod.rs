@@ -149,7 +149,9 @@ impl Edge {
             settings.max_body_bytes + HEADER_ROOM,
         )?);
         let ready = metrics.clone();
-        tokio::spawn(forwarder.clone().watch_broker(move |reachable| ready.set_ready(reachable)));
+        tokio::spawn(forwarder.clone().watch_broker(move |reachable| {
+            ready.set_ready(if reachable { Ok(()) } else { Err("kafka: the brokers do not answer") })
+        }));
         let edge = Arc::new(Edge {
             routes,
             forwarder,

@@ -21,8 +21,7 @@ pub use saga::SagaMetrics;
 pub use source::SourceMetrics;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::State;
@@ -46,7 +45,8 @@ pub struct Metrics {
     pub orchestrator: OrchestratorMetrics,
     pub edge: EdgeMetrics,
     pub poll: PollMetrics,
-    ready: AtomicBool,
+    /// `/readyz`: ready, or what it waits for.
+    readiness: Mutex<Result<(), &'static str>>,
 }
 
 /// Registers a metric built from constant definitions; failing here is a bug
@@ -79,12 +79,26 @@ impl Metrics {
             edge: EdgeMetrics::new(&registry),
             poll: PollMetrics::new(&registry),
             registry,
-            ready: AtomicBool::new(false),
+            readiness: Mutex::new(Err("starting")),
         })
     }
 
-    pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Relaxed);
+    /// Ready, or not and what for (`/readyz` names it: "kafka: no partitions assigned").
+    pub fn set_ready(&self, readiness: Result<(), &'static str>) {
+        *self.readiness.lock().unwrap_or_else(|p| p.into_inner()) = readiness;
+    }
+
+    /// The stores whose circuit breaker is open.
+    fn stores_down(&self) -> Vec<String> {
+        let open = f64::from(BreakerState::Open as i32);
+        self.registry
+            .gather()
+            .iter()
+            .filter(|f| f.name() == "apex_breaker_state")
+            .flat_map(|f| f.get_metric().iter())
+            .filter(|m| m.get_gauge().value() == open)
+            .flat_map(|m| m.get_label().iter().filter(|l| l.name() == "store").map(|l| l.value().to_owned()))
+            .collect()
     }
 
     /// Prometheus text exposition of every metric.
@@ -120,11 +134,16 @@ async fn metrics_handler(State(m): State<Arc<Metrics>>) -> String {
     m.render()
 }
 
-async fn ready_handler(State(m): State<Arc<Metrics>>) -> (StatusCode, &'static str) {
-    if m.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+/// 200 or 503 with what it waits for; either way, the stores that are down
+/// (an open breaker stalls batches, it does not make a member unready: its
+/// partitions stay where they are until the store is back).
+async fn ready_handler(State(m): State<Arc<Metrics>>) -> (StatusCode, String) {
+    let readiness = *m.readiness.lock().unwrap_or_else(|p| p.into_inner());
+    let down: String =
+        m.stores_down().iter().map(|s| format!("{s} store down: its breaker is open\n")).collect();
+    match readiness {
+        Ok(()) => (StatusCode::OK, format!("ready\n{down}")),
+        Err(waiting_for) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {waiting_for}\n{down}")),
     }
 }
 
@@ -163,9 +182,18 @@ mod tests {
         let addr = serve("127.0.0.1:0".parse().unwrap(), m.clone()).await.unwrap();
         let get = |path: &str| reqwest::get(format!("http://{addr}{path}"));
         assert_eq!(get("/healthz").await.unwrap().status(), 200);
-        assert_eq!(get("/readyz").await.unwrap().status(), 503);
-        m.set_ready(true);
-        assert_eq!(get("/readyz").await.unwrap().status(), 200);
+        let unready = get("/readyz").await.unwrap();
+        assert_eq!(unready.status(), 503);
+        assert_eq!(unready.text().await.unwrap(), "not ready: starting\n");
+        m.set_ready(Err("kafka: no partitions assigned"));
+        assert!(
+            get("/readyz").await.unwrap().text().await.unwrap().contains("kafka: no partitions assigned")
+        );
+        m.set_ready(Ok(()));
+        m.saga.breaker_state("relational", BreakerState::Open);
+        let ready = get("/readyz").await.unwrap();
+        assert_eq!(ready.status(), 200);
+        assert_eq!(ready.text().await.unwrap(), "ready\nrelational store down: its breaker is open\n");
         let body = get("/metrics").await.unwrap().text().await.unwrap();
         assert!(body.contains(r#"apex_dead_letters_total{reason="invalid_json"} 1"#), "{body}");
         assert!(body.contains(r#"apex_batches_total{reason="timeout"} 1"#), "{body}");

@@ -35,5 +35,7 @@ async fn a_member_is_not_ready_until_it_has_partitions() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(member.get("/readyz").await.map(|(s, _)| s), Some(503), "still not ready");
+    let (status, body) = member.get("/readyz").await.unwrap();
+    assert_eq!(status, 503, "still not ready");
+    assert!(body.contains("kafka: no partitions assigned"), "/readyz names what it waits for: {body}");
 }

@@ -57,7 +57,7 @@ pub async fn run_worker(
     let mut worker = Worker::new(&runtime, client, options).context("creating the Temporal worker")?;
     let stop = worker.shutdown_handle();
     tracing::info!(task_queue = %t.task_queue, build_id = %t.build_id, url = %t.url, "worker polling");
-    metrics.set_ready(true);
+    metrics.set_ready(Ok(()));
     // The worker's future is not Send: it runs on this task, not a spawned one.
     let mut run = std::pin::pin!(worker.run());
     let ran = tokio::select! {
@@ -68,7 +68,7 @@ pub async fn run_worker(
             run.await
         }
     };
-    metrics.set_ready(false);
+    metrics.set_ready(Err("stopping: the worker no longer polls"));
     ran.context("Temporal worker")
 }
 

@@ -62,7 +62,11 @@ impl Shared {
 
     fn set_assigned(&self, assigned: usize) {
         self.metrics.source.kafka_assigned(assigned);
-        self.metrics.set_ready(assigned > 0);
+        self.metrics.set_ready(if assigned > 0 {
+            Ok(())
+        } else {
+            Err("kafka: no partitions assigned to this member")
+        });
     }
 
     /// Waits until no running batch holds events of `tps`, at most the revoke deadline.
