@@ -317,6 +317,9 @@ async fn a_rotated_postgres_password_file_is_used_for_new_connections() {
     .execute(&admin)
     .await
     .unwrap();
+    // Its sessions act as apex: tables it might create (migrations, on a new
+    // database) belong to apex, as those of the other tests do.
+    sqlx::query(AssertSqlSafe(format!("ALTER ROLE {role} SET role = 'apex'"))).execute(&admin).await.unwrap();
     let set_password = |p: &'static str| format!("ALTER ROLE {role} PASSWORD '{p}'");
     sqlx::query(AssertSqlSafe(set_password("first-password"))).execute(&admin).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
