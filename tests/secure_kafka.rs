@@ -27,14 +27,7 @@ struct Listeners {
 }
 
 fn listeners() -> Listeners {
-    let var = |name: &str| {
-        std::env::var(name).unwrap_or_else(|_| {
-            panic!(
-                "{name} is not set: start Kafka with `scripts/services up kafka` and \
-                 `eval \"$(scripts/services env)\"` (or run the whole suite with `scripts/test`)"
-            )
-        })
-    };
+    let var = |name: &str| support::services_var(name, "kafka");
     let l = Listeners {
         tls: var("SERVICES_TLS_DIR").into(),
         sasl_ssl: var("SERVICES_KAFKA_SASL_SSL"),
@@ -204,17 +197,7 @@ fn member(
     log: &std::path::Path,
 ) -> std::process::Child {
     let file = dir.join("apex.toml");
-    let off = [
-        "edi_topic",
-        "front_topic",
-        "turvo_topic",
-        "bank_topic",
-        "crm_topic",
-        "market_topic",
-        "financial_topic",
-    ]
-    .map(|t| format!("{t} = \"\"\n"))
-    .concat();
+    let off = support::topics_off_except("samsara_topic");
     std::fs::write(
         &file,
         format!(

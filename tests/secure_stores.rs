@@ -25,14 +25,7 @@ struct Secured {
 }
 
 fn secured() -> Secured {
-    let var = |name: &str| {
-        std::env::var(name).unwrap_or_else(|_| {
-            panic!(
-                "{name} is not set: start the secured services with `scripts/services up postgres-tls redis-tls` \
-                 and `eval \"$(scripts/services env)\"` (or run the whole suite with `scripts/test`)"
-            )
-        })
-    };
+    let var = |name: &str| support::services_var(name, "postgres-tls redis-tls");
     let s = Secured {
         tls: var("SERVICES_TLS_DIR").into(),
         postgres: var("SERVICES_POSTGRES_TLS"),

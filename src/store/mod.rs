@@ -48,6 +48,16 @@ impl StoreError {
         ) || matches!(&e, sqlx::Error::Database(d) if is_transient_db_error(d.as_ref()));
         StoreError { store, message: e.to_string(), transient }
     }
+
+    /// A store's password from its source (`key` names it); a missing one is
+    /// not retried, and the error names the source, never a value.
+    pub fn secret(
+        store: &'static str,
+        source: &crate::config::SecretSource,
+        key: &str,
+    ) -> Result<Option<secrecy::SecretString>, StoreError> {
+        source.read(key).map_err(|e| StoreError { store, message: format!("{e:#}"), transient: false })
+    }
 }
 
 /// SQLite "database is locked", and PostgreSQL classes 08 (connection), 40

@@ -113,12 +113,7 @@ impl PostgresStore {
             options =
                 options.ssl_client_cert(&config.client_cert_file).ssl_client_key(&config.client_key_file);
         }
-        let password = config.password.read("postgres.password").map_err(|e| StoreError {
-            store: NAME,
-            message: format!("{e:#}"),
-            transient: false,
-        })?;
-        if let Some(password) = password {
+        if let Some(password) = StoreError::secret(NAME, &config.password, "postgres.password")? {
             options = options.password(password.expose_secret());
         }
         Ok(options)

@@ -90,12 +90,7 @@ pub async fn connect(
     if !config.user.is_empty() {
         settings = settings.set_username(&config.user);
     }
-    let password = config.password.read("redis.password").map_err(|e| StoreError {
-        store: NAME,
-        message: format!("{e:#}"),
-        transient: false,
-    })?;
-    if let Some(password) = password {
+    if let Some(password) = StoreError::secret(NAME, &config.password, "redis.password")? {
         settings = settings.set_password(password.expose_secret());
     }
     let info = info.set_redis_settings(settings);

@@ -197,17 +197,7 @@ async fn the_access_token_is_refreshed_before_it_expires_and_after_a_401_and_the
 /// embedded stores in `dir`, a member reading its topic.
 fn run_process(dir: &std::path::Path, url: &str, topic: &str, group: &str) -> std::process::Child {
     let file = dir.join("apex.toml");
-    let off = [
-        "samsara_topic",
-        "edi_topic",
-        "front_topic",
-        "turvo_topic",
-        "bank_topic",
-        "crm_topic",
-        "market_topic",
-    ]
-    .map(|t| format!("{t} = \"\"\n"))
-    .concat();
+    let off = support::topics_off_except("financial_topic");
     let toml = format!(
         "[source]\nkind = \"kafka\"\n[stores]\ndata_dir = {data:?}\n[metrics]\nlisten = \"\"\n\
          [kafka]\ngroup_id = {group:?}\nfinancial_topic = {topic:?}\n{off}\

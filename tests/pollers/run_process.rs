@@ -14,17 +14,7 @@ use crate::support::{self};
 /// embedded stores in `dir`; the fake's credentials in its environment.
 fn run_process(world: &World, dir: &std::path::Path, group: &str) -> std::process::Child {
     let file = dir.join("apex.toml");
-    let topics_off = [
-        "samsara_topic",
-        "edi_topic",
-        "front_topic",
-        "turvo_topic",
-        "crm_topic",
-        "market_topic",
-        "financial_topic",
-    ]
-    .map(|t| format!("{t} = \"\"\n"))
-    .concat();
+    let topics_off = support::topics_off_except("bank_topic");
     let toml = format!(
         "[source]\nkind = \"kafka\"\n[stores]\ndata_dir = {dir:?}\n[metrics]\nlisten = \"\"\n\
          [kafka]\nbrokers = {brokers:?}\ngroup_id = {group:?}\nbank_topic = {topic:?}\n{topics_off}\

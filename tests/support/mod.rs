@@ -295,3 +295,32 @@ impl Drop for WorkerProcess {
 pub fn kafka_at(brokers: &str) -> apex_ingest::config::KafkaConfig {
     apex_ingest::config::KafkaConfig { brokers: brokers.to_owned(), ..Default::default() }
 }
+
+/// `[kafka]` lines that turn off every input topic but `keep` (which the caller sets).
+pub fn topics_off_except(keep: &str) -> String {
+    [
+        "samsara_topic",
+        "edi_topic",
+        "front_topic",
+        "turvo_topic",
+        "bank_topic",
+        "crm_topic",
+        "market_topic",
+        "financial_topic",
+    ]
+    .into_iter()
+    .filter(|t| *t != keep)
+    .map(|t| format!("{t} = \"\"\n"))
+    .collect()
+}
+
+/// A variable `scripts/services env` prints (`SERVICES_*`), failing with how
+/// to start `services` when it is not set.
+pub fn services_var(name: &str, services: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: start them with `scripts/services up {services}` and \
+             `eval \"$(scripts/services env)\"` (or run the whole suite with `scripts/test`)"
+        )
+    })
+}
