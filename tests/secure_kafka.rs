@@ -9,7 +9,7 @@
 mod support;
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use apex_ingest::config::{KafkaConfig, SecretSource};
@@ -212,17 +212,13 @@ fn member(
         ),
     )
     .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_apex-ingest"))
-        .args(["run", "--config"])
-        .arg(&file)
-        .env("TEST_KAFKA_PASSWORD", password)
+    let envs = [
+        ("TEST_KAFKA_PASSWORD", password.to_owned()),
         // The suite's APEX_KAFKA_BROKERS names the plaintext listener.
-        .env("APEX_KAFKA_BROKERS", &kafka.brokers)
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap()
+        ("APEX_KAFKA_BROKERS", kafka.brokers.clone()),
+        ("RUST_LOG", "debug".to_owned()),
+    ];
+    support::spawn_run(&file, &envs, log)
 }
 
 /// A member given a wrong password stops at once, saying where and why, and

@@ -209,19 +209,12 @@ fn run_process(dir: &std::path::Path, url: &str, topic: &str, group: &str) -> st
         data = dir.join("data").display().to_string(),
     );
     std::fs::write(&file, toml).unwrap();
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("run.log")).unwrap();
-    std::process::Command::new(env!("CARGO_BIN_EXE_apex-ingest"))
-        .args(["run", "--config"])
-        .arg(&file)
-        .envs(
-            ["TEST_QB_CLIENT_ID", "TEST_QB_CLIENT_SECRET", "TEST_QB_REFRESH_TOKEN"]
-                .map(|v| (v, credential(v).unwrap())),
-        )
-        .env("RUST_LOG", "debug")
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
+    let mut envs: Vec<(&str, String)> =
+        ["TEST_QB_CLIENT_ID", "TEST_QB_CLIENT_SECRET", "TEST_QB_REFRESH_TOKEN"]
+            .map(|v| (v, credential(v).unwrap()))
+            .into();
+    envs.push(("RUST_LOG", "debug".to_owned()));
+    support::spawn_run(&file, &envs, &dir.join("run.log"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,18 +28,9 @@ fn run_process(world: &World, dir: &std::path::Path, group: &str) -> std::proces
         url = world.poll.plaid.url,
     );
     std::fs::write(&file, toml).unwrap();
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("run.log")).unwrap();
-    std::process::Command::new(env!("CARGO_BIN_EXE_apex-ingest"))
-        .args(["run", "--config"])
-        .arg(&file)
-        .envs(
-            ["TEST_PLAID_CLIENT_ID", "TEST_PLAID_SECRET", "TEST_PLAID_ACCESS_TOKEN"]
-                .map(|v| (v, credentials(v).unwrap())),
-        )
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
+    let envs = ["TEST_PLAID_CLIENT_ID", "TEST_PLAID_SECRET", "TEST_PLAID_ACCESS_TOKEN"]
+        .map(|v| (v, credentials(v).unwrap()));
+    support::spawn_run(&file, &envs, &dir.join("run.log"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

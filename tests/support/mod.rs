@@ -324,3 +324,17 @@ pub fn services_var(name: &str, services: &str) -> String {
         )
     })
 }
+
+/// `apex-ingest run --config file` with `envs` besides the test's own
+/// environment, its log (stderr) appended to `log`.
+pub fn spawn_run(file: &std::path::Path, envs: &[(&str, String)], log: &std::path::Path) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_apex-ingest"))
+        .args(["run", "--config"])
+        .arg(file)
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
