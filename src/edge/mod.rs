@@ -30,8 +30,8 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::{Value, json};
 
 use crate::config::{Config, DedupeKind, EdgeConfig, WebhookConfig};
+use crate::kafka::check_at_start;
 use crate::kafka::dead_letter_topic::DeadLetterTopic;
-use crate::kafka::{CONNECT_PROBE, ConnectError, check_connection};
 use crate::metrics::{self, Metrics};
 use crate::model::webhook::body_digest;
 use crate::model::{DeadLetter, Format, Origin, PoisonReason, RawEvent};
@@ -134,15 +134,8 @@ impl Edge {
                     .context("edge.dedupe = \"redis\"")?,
             ),
         };
-        // A refused certificate or login stops the edge; brokers that do not
-        // answer yet leave it running, unready (`/readyz`), until they do.
         let kafka = config.kafka.clone();
-        match tokio::task::spawn_blocking(move || check_connection(&kafka, CONNECT_PROBE)).await? {
-            Err(e @ ConnectError::NoAnswer { .. }) => {
-                tracing::warn!(error = %e, "starting without the brokers")
-            }
-            checked => checked?,
-        }
+        tokio::task::spawn_blocking(move || check_at_start(&kafka)).await??;
         let forwarder = Arc::new(Forwarder::new(
             &config.kafka,
             settings.produce_timeout,

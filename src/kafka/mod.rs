@@ -30,7 +30,7 @@ pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How long a starting member or edge waits for the brokers' first answer
 /// before it starts unready (a refused certificate or login stops it sooner).
-pub const CONNECT_PROBE: Duration = Duration::from_secs(5);
+const CONNECT_PROBE: Duration = Duration::from_secs(5);
 
 /// Settings every client of this service starts from: the brokers, the
 /// security settings of `[kafka]` and its `[kafka.client]` pass-through.
@@ -151,6 +151,19 @@ pub fn check_connection(k: &KafkaConfig, timeout: Duration) -> Result<(), Connec
             }
             (Err(_), _) => {}
         }
+    }
+}
+
+/// A long-lived client's start (member, edge): a refused certificate or
+/// login stops it; brokers that do not answer within `CONNECT_PROBE` let it
+/// start, unready, until they do (a broker still starting must not crash-loop it).
+pub fn check_at_start(k: &KafkaConfig) -> Result<(), ConnectError> {
+    match check_connection(k, CONNECT_PROBE) {
+        Err(e @ ConnectError::NoAnswer { .. }) => {
+            tracing::warn!(error = %e, "starting without the brokers");
+            Ok(())
+        }
+        checked => checked,
     }
 }
 

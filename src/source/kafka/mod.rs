@@ -31,7 +31,7 @@ use self::offsets::{OffsetTracker, Tp};
 use super::{BatchProgress, Dispatched, Source};
 use crate::batch::Batch;
 use crate::config::{Config, KafkaConfig};
-use crate::kafka::{ADMIN_TIMEOUT, CONNECT_PROBE, ConnectError, check_connection, client_config, raw_event};
+use crate::kafka::{ADMIN_TIMEOUT, check_at_start, client_config, raw_event};
 use crate::metrics::Metrics;
 use crate::model::{Format, RawEvent};
 
@@ -236,14 +236,7 @@ impl KafkaSource {
     /// with the first rebalance.
     pub fn connect(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
         let k = &config.kafka;
-        // A refused certificate or login stops the member; brokers that are
-        // down or starting do not: it runs, unready, until they answer.
-        match check_connection(k, CONNECT_PROBE) {
-            Err(e @ ConnectError::NoAnswer { .. }) => {
-                tracing::warn!(error = %e, "starting without the brokers")
-            }
-            checked => checked?,
-        }
+        check_at_start(k)?;
         let mut cfg = client_config(k)?;
         cfg.set("group.id", &k.group_id)
             .set("enable.auto.commit", "false")
