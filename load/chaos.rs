@@ -529,8 +529,7 @@ async fn duplicated_rows(config: &Config, ids: &[RecordId]) -> anyhow::Result<i6
 
 /// Neo4j `Event` nodes per record id beyond one.
 async fn duplicated_nodes(config: &Config, ids: &[RecordId]) -> anyhow::Result<i64> {
-    let n = &config.neo4j;
-    let neo = Neo4jStore::connect(&n.uri, &n.user, &n.password).await?;
+    let neo = Neo4jStore::connect(&config.neo4j).await?;
     let mut extra = 0;
     for chunk in ids.chunks(10_000) {
         let keys: Vec<String> = chunk.iter().map(|i| i.as_str().to_owned()).collect();

@@ -119,7 +119,7 @@ fn a_worker_without_temporal_fails_and_says_how_to_start_it() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot reach Temporal at http://127.0.0.1:1"), "{err}");
+    assert!(err.contains("connecting to Temporal at http://127.0.0.1:1"), "{err}");
     assert!(err.contains("scripts/services up temporal"), "{err}");
 }
 

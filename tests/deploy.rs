@@ -217,7 +217,7 @@ fn the_chart_lints_and_renders_valid_kubernetes_with_defaults_and_with_every_fea
     // (certificates, passwords read with file:) from Secrets mounted read-only.
     assert!(
         run.contains(
-            "secretKeyRef:\n                  name: apex-ingest-secrets\n                  key: neo4j-password"
+            "secretKeyRef:\n                  name: apex-ingest-secrets\n                  key: samsara-webhook-secret"
         ),
         "{run}"
     );
@@ -248,7 +248,7 @@ fn the_rendered_configuration_is_one_apex_ingest_loads_with_integers_kept_intege
         .unwrap()
         .unwrap_or_else(|e| panic!("apex-ingest refuses the chart's configuration: {e:#}\n{toml}"));
     assert_eq!(config.temporal.rollout_percent, 10);
-    assert_eq!(config.temporal.namespace, "apex");
+    assert_eq!(config.temporal.namespace, "apex.a1b2c");
     assert_eq!(config.stores.graph, apex_ingest::config::GraphKind::Neo4j);
     assert_eq!(config.edge.samsara.secret_env, ["SAMSARA_WEBHOOK_SECRET"]);
     assert_eq!(
@@ -257,18 +257,15 @@ fn the_rendered_configuration_is_one_apex_ingest_loads_with_integers_kept_intege
     );
     assert_eq!(config.edge.samsara.rate_limit, 500);
     assert_eq!(config.metrics.listen, "0.0.0.0:9464");
-    // Passwords are named (env:, file:), never written; the Neo4j one comes from APEX_NEO4J_PASSWORD.
-    for line in toml.lines().filter(|l| l.contains("password")) {
+    // Passwords and keys are named (env:, file:), never written.
+    for line in toml.lines().filter(|l| l.contains("password") || l.contains("api_key")) {
         let value = line.split_once('=').map(|(_, v)| v.trim()).unwrap_or_default();
         assert!(
             value.starts_with("\"file:") || value.starts_with("\"env:"),
             "a password in the file: {line}"
         );
     }
-    assert!(
-        config.neo4j.password.is_empty(),
-        "the Neo4j password comes from APEX_NEO4J_PASSWORD, not the file"
-    );
+    assert!(config.neo4j.uses_tls() && config.temporal.uses_tls(), "{toml}");
 
     // As a pod starts: with the plain APEX_* variables the chart sets, and
     // none of the test services' (a pod has the Secret's instead).
@@ -398,7 +395,7 @@ fn pods_start_beside_the_service_links_kubernetes_would_give_them_and_ask_for_no
 
 #[test]
 fn values_the_chart_refuses_fail_at_install_with_a_message() {
-    let cases: [(&[&str], &str); 8] = [
+    let cases: [(&[&str], &str); 9] = [
         (&["--set", "config.batch.max_event=50"], "additional properties 'max_event' not allowed"),
         (&["--set", "runn.replicas=2"], "additional properties 'runn' not allowed"),
         (&["--set", "run.replicas=13"], "run.replicas (13) is above kafkaPartitions (12)"),
@@ -406,7 +403,8 @@ fn values_the_chart_refuses_fail_at_install_with_a_message() {
             &["--set", "autoscaling.enabled=true", "--set", "autoscaling.maxReplicas=24"],
             "autoscaling.maxReplicas (24) is above kafkaPartitions (12)",
         ),
-        (&["--set", "config.neo4j.password=hunter2"], "additional properties 'password' not allowed"),
+        (&["--set", "config.neo4j.password=hunter2"], "config.neo4j.password is not a value"),
+        (&["--set", "config.temporal.api_key=hunter2"], "config.temporal.api_key is not a value"),
         (
             &["--set", "config.postgres.url=postgres://apex:hunter2@db:5432/apex"],
             "config.postgres.url holds a password",
@@ -558,11 +556,8 @@ fn the_chart_schema_knows_every_configuration_key_but_secrets() {
     schema_keys(&schema["properties"]["config"], "", &mut in_schema);
     let mut in_config = BTreeSet::new();
     support::leaf_keys(&serde_json::to_value(Config::default()).unwrap(), "", &mut in_config);
-    // Secrets are not values: they come from the Secret as APEX_* variables.
-    let secrets: BTreeSet<String> = ["neo4j.password".to_owned()].into();
-    let want: BTreeSet<String> = in_config.difference(&secrets).cloned().collect();
-    let missing: Vec<_> = want.difference(&in_schema).collect();
-    let unknown: Vec<_> = in_schema.difference(&want).collect();
+    let missing: Vec<_> = in_config.difference(&in_schema).collect();
+    let unknown: Vec<_> = in_schema.difference(&in_config).collect();
     assert!(
         missing.is_empty() && unknown.is_empty(),
         "helm/apex-ingest/values.schema.json is out of step with Config: missing {missing:?}, unknown {unknown:?}"

@@ -66,8 +66,7 @@ async fn a_batch_written_twice_leaves_one_copy_everywhere() {
     assert_everywhere(&stores, &ids).await;
     // One copy: PostgreSQL rows and Neo4j Event nodes for these ids number exactly the ids.
     let pg = apex_ingest::app::open_stores(&config).await.unwrap();
-    let neo =
-        Neo4jStore::connect(&config.neo4j.uri, &config.neo4j.user, &config.neo4j.password).await.unwrap();
+    let neo = Neo4jStore::connect(&config.neo4j).await.unwrap();
     let keys: Vec<String> = ids.iter().map(|i| i.as_str().to_owned()).collect();
     let events = neo
         .count("MATCH (e:Event) WHERE e.key IN $ids RETURN count(e) AS n", vec![("ids", keys.clone().into())])
@@ -135,8 +134,7 @@ async fn two_writers_racing_on_one_batch_write_it_once() {
 async fn a_store_failing_after_the_others_is_compensated_then_lands_once() {
     let config = real_stores_config(&unique("apex-test"));
     let mut stores = apex_ingest::app::open_stores(&config).await.unwrap();
-    let neo =
-        Neo4jStore::connect(&config.neo4j.uri, &config.neo4j.user, &config.neo4j.password).await.unwrap();
+    let neo = Neo4jStore::connect(&config.neo4j).await.unwrap();
     let flaky = Arc::new(Flaky::new(neo));
     flaky.failing.store(true, Ordering::SeqCst);
     stores.graph = Some(flaky.clone());

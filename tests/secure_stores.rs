@@ -1,9 +1,11 @@
 //! The stores over TLS with authentication, against the secured servers
-//! `scripts/services up postgres-tls redis-tls` starts from a throw-away CA
-//! (`scripts/tls-ca`): PostgreSQL accepting only `hostssl` with SCRAM, Redis
-//! on its TLS port with an ACL user. The pipeline writes end to end through
-//! them; each way a connection can be wrong fails fast, naming the service,
-//! the address and the cause; no password appears in any output.
+//! `scripts/services up postgres-tls redis-tls neo4j-tls` starts from a
+//! throw-away CA (`scripts/tls-ca`): PostgreSQL accepting only `hostssl` with
+//! SCRAM, Redis on its TLS port with an ACL user, Neo4j with Bolt over TLS
+//! only and authentication on. The pipeline writes end to end through them;
+//! each way a connection can be wrong (wrong CA, expired certificate, wrong
+//! password, plaintext to TLS, TLS to plaintext) fails fast, naming the
+//! service, the address and the cause; no password appears in any output.
 
 mod support;
 
@@ -11,10 +13,11 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use apex_ingest::config::{PostgresConfig, RedisConfig, SecretSource};
-use apex_ingest::store::StoreError;
+use apex_ingest::config::{Neo4jConfig, PostgresConfig, RedisConfig, SecretSource};
+use apex_ingest::store::neo4j::Neo4jStore;
 use apex_ingest::store::postgres::PostgresStore;
 use apex_ingest::store::redis::RedisStore;
+use apex_ingest::store::{BatchStore, StoreError};
 
 /// The secured services' addresses and the directory of their CA, certificates
 /// and passwords, as `scripts/services env` prints them; fails saying how to start them.
@@ -22,17 +25,20 @@ struct Secured {
     tls: PathBuf,
     postgres: String,
     redis: String,
+    neo4j: String,
 }
 
 fn secured() -> Secured {
-    let var = |name: &str| support::services_var(name, "postgres-tls redis-tls");
+    let var = |name: &str| support::services_var(name, "postgres-tls redis-tls neo4j-tls");
     let s = Secured {
         tls: var("SERVICES_TLS_DIR").into(),
         postgres: var("SERVICES_POSTGRES_TLS"),
         redis: var("SERVICES_REDIS_TLS"),
+        neo4j: var("SERVICES_NEO4J_TLS"),
     };
     support::require("postgres-tls", "SERVICES_POSTGRES_TLS", &s.postgres);
     support::require("redis-tls", "SERVICES_REDIS_TLS", &s.redis);
+    support::require("neo4j-tls", "SERVICES_NEO4J_TLS", &s.neo4j);
     s
 }
 
@@ -54,6 +60,36 @@ impl Secured {
             ca_file: self.file("ca.crt"),
             ..PostgresConfig::default()
         }
+    }
+
+    /// bolt+s verified against the test CA, user neo4j with its password from the CA directory's file.
+    fn neo4j(&self) -> Neo4jConfig {
+        Neo4jConfig {
+            uri: format!("bolt+s://{}", self.neo4j),
+            user: "neo4j".into(),
+            password: SecretSource::File(self.file("neo4j.password")),
+            ca_file: self.file("ca.crt"),
+            connect_timeout: Duration::from_secs(5),
+            ..Neo4jConfig::default()
+        }
+    }
+
+    fn secrets(&self) -> [String; 3] {
+        [self.password("postgres"), self.password("redis"), self.password("neo4j")]
+    }
+
+    /// A server presenting a certificate from the test CA that expired in 2020
+    /// (`postgres`: after answering PostgreSQL's SSLRequest).
+    async fn expired_server(&self, postgres: bool) -> support::tls_front::TlsFront {
+        support::tls_front::start(support::tls_front::FrontOptions {
+            cert: self.file("expired.crt"),
+            key: self.file("expired.key"),
+            client_ca: None,
+            api_key: None,
+            upstream: None,
+            postgres,
+        })
+        .await
     }
 
     fn redis(&self) -> RedisConfig {
@@ -103,7 +139,7 @@ fn assert_names(e: &str, service: &str, address: &str, causes: &[&str], secrets:
 #[tokio::test]
 async fn postgres_over_verified_tls_with_scram_and_each_wrong_setting_fails_by_name() {
     let s = secured();
-    let secrets = [s.password("postgres"), s.password("redis")];
+    let secrets = s.secrets();
     let good = s.postgres();
     let options = PostgresStore::connect_options(&good).unwrap();
     let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect_with(options).await.unwrap();
@@ -160,6 +196,14 @@ async fn postgres_over_verified_tls_with_scram_and_each_wrong_setting_fails_by_n
         &secrets,
     );
 
+    let expired = s.expired_server(true).await;
+    let at_expired = PostgresConfig {
+        url: format!("postgres://apex@localhost:{}/apex", expired.addr.port()),
+        ..good.clone()
+    };
+    let e = postgres_fails(&at_expired).await;
+    assert_names(&e, "PostgreSQL", &format!("localhost:{}", expired.addr.port()), &["expired"], &secrets);
+
     let missing = PostgresConfig { password: SecretSource::Env("APEX_TLS_TEST_UNSET".into()), ..good };
     let e = postgres_fails(&missing).await;
     assert!(e.contains("postgres.password") && e.contains("$APEX_TLS_TEST_UNSET"), "{e}");
@@ -168,7 +212,7 @@ async fn postgres_over_verified_tls_with_scram_and_each_wrong_setting_fails_by_n
 #[tokio::test]
 async fn redis_over_tls_with_an_acl_user_and_each_wrong_setting_fails_by_name() {
     let s = secured();
-    let secrets = [s.password("postgres"), s.password("redis")];
+    let secrets = s.secrets();
     let good = s.redis();
     let mut con =
         apex_ingest::store::redis::connect(&good, Duration::from_secs(5), Default::default()).await.unwrap();
@@ -202,22 +246,97 @@ async fn redis_over_tls_with_an_acl_user_and_each_wrong_setting_fails_by_name() 
     );
     let plain = support::redis_url();
     let plain_address = plain.trim_start_matches("redis://").trim_end_matches('/').to_owned();
-    let tls_to_plain = RedisConfig { url: plain.replacen("redis://", "rediss://", 1), ..good };
+    let tls_to_plain = RedisConfig { url: plain.replacen("redis://", "rediss://", 1), ..good.clone() };
     let e = redis_fails(&tls_to_plain).await;
     assert_names(&e, "Redis", &plain_address, &["no answer within"], &secrets);
+    let expired = s.expired_server(false).await;
+    let at_expired = RedisConfig { url: format!("rediss://localhost:{}/", expired.addr.port()), ..good };
+    let e = redis_fails(&at_expired).await;
+    assert_names(&e, "Redis", &format!("localhost:{}", expired.addr.port()), &["expired"], &secrets);
 }
 
-/// `apex-ingest run` on the generator writes its records through both
-/// secured stores, one password from a file and one from a variable, and
-/// prints neither (its log at debug level, and `--help`).
+/// Connecting with `config` fails within its connect timeout; the error.
+async fn neo4j_fails(config: &Neo4jConfig) -> String {
+    let started = Instant::now();
+    let e = tokio::time::timeout(Duration::from_secs(15), Neo4jStore::connect(config))
+        .await
+        .expect("a failing Neo4j connection hangs instead of failing")
+        .err()
+        .expect("the connection should have failed");
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}: {e}", started.elapsed());
+    e.to_string()
+}
+
+#[tokio::test]
+async fn neo4j_over_verified_tls_with_a_password_and_each_wrong_setting_fails_by_name() {
+    let s = secured();
+    let secrets = s.secrets();
+    let good = s.neo4j();
+    // A batch written and read back through bolt+s, and removed again.
+    let store = Neo4jStore::connect(&good).await.unwrap();
+    let batch = support::generated_batch(60, rand::random(), 0.0);
+    let (rows, _) = support::processed(&batch).await;
+    let ids: Vec<_> = rows.iter().map(|r| r.record.id.clone()).collect();
+    store.upsert_batch(&rows.iter().collect::<Vec<_>>()).await.unwrap();
+    assert_eq!(
+        store.present(&ids).await.unwrap().len(),
+        ids.len(),
+        "records written over TLS are not in Neo4j"
+    );
+    store.remove_records(&ids).await.unwrap();
+    // Routing (neo4j+s) and a client certificate (mTLS) on the same server.
+    let routed = Neo4jConfig { uri: format!("neo4j+s://{}", s.neo4j), ..good.clone() };
+    Neo4jStore::connect(&routed).await.unwrap();
+    let mtls = Neo4jConfig {
+        client_cert_file: s.file("client.crt"),
+        client_key_file: s.file("client.key"),
+        ..good.clone()
+    };
+    Neo4jStore::connect(&mtls).await.unwrap();
+
+    let address = s.neo4j.clone();
+    let wrong_ca = Neo4jConfig { ca_file: s.file("other-ca.crt"), ..good.clone() };
+    assert_names(&neo4j_fails(&wrong_ca).await, "Neo4j", &address, &["UnknownIssuer"], &secrets);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("wrong"), "not-the-password").unwrap();
+    let wrong_password =
+        Neo4jConfig { password: SecretSource::File(dir.path().join("wrong")), ..good.clone() };
+    let e = neo4j_fails(&wrong_password).await;
+    assert_names(&e, "Neo4j", &address, &["unauthorized", "authentication"], &secrets);
+    assert!(!e.contains("not-the-password"), "{e}");
+    let plaintext = Neo4jConfig { uri: format!("bolt://{address}"), ca_file: PathBuf::new(), ..good.clone() };
+    assert_names(&neo4j_fails(&plaintext).await, "Neo4j", &address, &["require TLS"], &secrets);
+    let plain = support::neo4j().uri;
+    let plain_address = plain.split_once("://").map_or(plain.as_str(), |(_, a)| a).to_owned();
+    let tls_to_plain = Neo4jConfig { uri: format!("bolt+s://{plain_address}"), ..good.clone() };
+    assert_names(
+        &neo4j_fails(&tls_to_plain).await,
+        "Neo4j",
+        &plain_address,
+        &["tls", "corrupt", "InvalidContentType", "no answer within"],
+        &secrets,
+    );
+    let expired = s.expired_server(false).await;
+    let expired_address = format!("localhost:{}", expired.addr.port());
+    let at_expired = Neo4jConfig { uri: format!("bolt+s://{expired_address}"), ..good.clone() };
+    assert_names(&neo4j_fails(&at_expired).await, "Neo4j", &expired_address, &["expired"], &secrets);
+    let missing = Neo4jConfig { password: SecretSource::Env("APEX_TLS_TEST_UNSET".into()), ..good };
+    let e = neo4j_fails(&missing).await;
+    assert!(e.contains("neo4j.password") && e.contains("$APEX_TLS_TEST_UNSET"), "{e}");
+}
+
+/// `apex-ingest run` on the generator writes its records through the three
+/// secured stores, passwords from files and from a variable, and prints none
+/// (its log at debug level, and `--help`).
 #[test]
 fn the_pipeline_writes_through_the_secured_stores_and_prints_no_secret() {
     let s = secured();
-    let secrets = [s.password("postgres"), s.password("redis")];
+    let secrets = s.secrets();
     let prefix = format!("apex-tls-{}", std::process::id());
     let dir = tempfile::tempdir().unwrap();
     let pg = s.postgres();
     let rd = s.redis();
+    let neo = s.neo4j();
     let apex = || {
         let mut c = Command::new(env!("CARGO_BIN_EXE_apex-ingest"));
         c.env("APEX_METRICS_LISTEN", "").env("RUST_LOG", "debug");
@@ -231,6 +350,10 @@ fn the_pipeline_writes_through_the_secured_stores_and_prints_no_secret() {
         .env("APEX_STORES_DATA_DIR", dir.path().join("data"))
         .env("APEX_SOURCE_EVENTS", "300")
         .env("APEX_SOURCE_SEED", std::process::id().to_string())
+        .env("APEX_STORES_GRAPH", "neo4j")
+        .env("APEX_NEO4J_URI", &neo.uri)
+        .env("APEX_NEO4J_PASSWORD", neo.password.to_string())
+        .env("APEX_NEO4J_CA_FILE", &neo.ca_file)
         .env("APEX_STORES_RELATIONAL", "postgres")
         .env("APEX_STORES_VECTOR", "pgvector")
         .env("APEX_STORES_CACHE", "redis")
@@ -283,6 +406,9 @@ fn the_pipeline_writes_through_the_secured_stores_and_prints_no_secret() {
             ids.len(),
             "records in the secured Redis but not in the secured PostgreSQL"
         );
+        let ids: Vec<_> = ids.into_iter().map(apex_ingest::model::RecordId::from_stored).collect();
+        let graph = Neo4jStore::connect(&neo).await.unwrap();
+        assert_eq!(graph.present(&ids).await.unwrap().len(), ids.len(), "records not in the secured Neo4j");
     });
 }
 

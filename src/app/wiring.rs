@@ -70,10 +70,7 @@ pub async fn open_stores(config: &Config) -> Result<Stores, StoreError> {
     let s = &config.stores;
     let graph: Option<Arc<dyn BatchStore>> = match s.graph {
         GraphKind::Embedded => Some(Arc::new(embedded_graph(&s.data_dir).await?)),
-        GraphKind::Neo4j => {
-            let n = &config.neo4j;
-            Some(Arc::new(neo4j::Neo4jStore::connect(&n.uri, &n.user, &n.password).await?))
-        }
+        GraphKind::Neo4j => Some(Arc::new(neo4j::Neo4jStore::connect(&config.neo4j).await?)),
         GraphKind::None => None,
     };
     let postgres = match s.relational {
@@ -93,8 +90,7 @@ pub async fn open_stores(config: &Config) -> Result<Stores, StoreError> {
         (VectorKind::Embedded, _) => Some(Arc::new(embedded_vectors(&s.data_dir, config.embed.dims).await?)),
         (VectorKind::Pgvector, Some(pg)) => Some(pg),
         (VectorKind::Qdrant, _) => {
-            let q = &config.qdrant;
-            Some(Arc::new(qdrant::QdrantStore::connect(&q.url, &q.collection, config.embed.dims).await?))
+            Some(Arc::new(qdrant::QdrantStore::connect(&config.qdrant, config.embed.dims).await?))
         }
         (VectorKind::Pgvector, None) => {
             return Err(StoreError {

@@ -167,30 +167,75 @@ const PG_SSL_MODES: [&str; 6] = ["disable", "allow", "prefer", "require", "verif
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Neo4jConfig {
-    /// host:port of the Bolt listener (or a bolt:// / neo4j:// URI).
+    /// host:port of the Bolt listener, or a URI: `bolt://`, `neo4j://`
+    /// (plaintext); `bolt+s://`, `neo4j+s://` (TLS, the certificate checked
+    /// against `ca_file`, else the system's roots); `bolt+ssc://`,
+    /// `neo4j+ssc://` (TLS with the certificate not checked: only when asked
+    /// for by name).
     pub uri: String,
     pub user: String,
-    pub password: String,
+    /// The user's password: `env:NAME` or `file:PATH`, read when connecting
+    /// (a rotated one is used after a restart: the driver keeps its settings).
+    /// Empty for a server with authentication off.
+    pub password: SecretSource,
+    /// PEM file of the CA the server's certificate must chain to (`+s` schemes).
+    pub ca_file: PathBuf,
+    /// PEM files of the client certificate and its key (`+s` schemes, mTLS).
+    pub client_cert_file: PathBuf,
+    pub client_key_file: PathBuf,
+    /// A connection not established (TCP, TLS and login) within this fails.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: std::time::Duration,
 }
 
 impl Default for Neo4jConfig {
     fn default() -> Self {
-        Neo4jConfig { uri: "127.0.0.1:7687".into(), user: "neo4j".into(), password: String::new() }
+        Neo4jConfig {
+            uri: "127.0.0.1:7687".into(),
+            user: "neo4j".into(),
+            password: SecretSource::Unset,
+            ca_file: PathBuf::new(),
+            client_cert_file: PathBuf::new(),
+            client_key_file: PathBuf::new(),
+            connect_timeout: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+impl Neo4jConfig {
+    /// Whether the URI's scheme is one of the TLS ones (`+s`, `+ssc`).
+    pub fn uses_tls(&self) -> bool {
+        self.uri
+            .split_once("://")
+            .is_some_and(|(scheme, _)| scheme.ends_with("+s") || scheme.ends_with("+ssc"))
     }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QdrantConfig {
-    /// gRPC URL of a Qdrant server (port 6334). No server is available on the
-    /// machines this project is built on; see docs/testing.md.
+    /// gRPC URL of a Qdrant server (port 6334); `https://` is TLS, the
+    /// certificate checked against the system's roots (`SSL_CERT_FILE` names
+    /// a private CA's: the client takes no CA file). No server is available on
+    /// the machines this project is built on; see docs/testing.md.
     pub url: String,
     pub collection: String,
+    /// API key (Qdrant Cloud, or a server's `service.api_key`): `env:NAME` or
+    /// `file:PATH`, read when connecting.
+    pub api_key: SecretSource,
+    /// The connection must be made within this.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: std::time::Duration,
 }
 
 impl Default for QdrantConfig {
     fn default() -> Self {
-        QdrantConfig { url: "http://127.0.0.1:6334".into(), collection: "apex_records".into() }
+        QdrantConfig {
+            url: "http://127.0.0.1:6334".into(),
+            collection: "apex_records".into(),
+            api_key: SecretSource::Unset,
+            connect_timeout: std::time::Duration::from_secs(10),
+        }
     }
 }
 
@@ -231,6 +276,24 @@ pub(super) fn validate(c: &Config) -> anyhow::Result<()> {
             "redis.ca_file",
             "and the client certificate need a rediss:// URL (TLS)",
         ),
+        (
+            c.neo4j.client_cert_file.as_os_str().is_empty() == c.neo4j.client_key_file.as_os_str().is_empty(),
+            "neo4j.client_cert_file",
+            "and neo4j.client_key_file go together",
+        ),
+        (
+            c.neo4j.uses_tls()
+                || [&c.neo4j.ca_file, &c.neo4j.client_cert_file].iter().all(|f| f.as_os_str().is_empty()),
+            "neo4j.ca_file",
+            "and the client certificate need a TLS URI (bolt+s:// or neo4j+s://)",
+        ),
+        (!c.neo4j.connect_timeout.is_zero(), "neo4j.connect_timeout", "must be longer than 0 s"),
+        (
+            !c.qdrant.api_key.is_set() || c.qdrant.url.starts_with("https://"),
+            "qdrant.api_key",
+            "needs an https:// URL (a key is never sent in clear)",
+        ),
+        (!c.qdrant.connect_timeout.is_zero(), "qdrant.connect_timeout", "must be longer than 0 s"),
         (
             c.postgres.secret_refresh >= std::time::Duration::from_secs(1),
             "postgres.secret_refresh",

@@ -1,17 +1,31 @@
 //! The Temporal orchestrator: the server, the rollout share, the worker's limits.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Config, require};
+use super::{Config, SecretSource, require};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TemporalConfig {
-    /// gRPC URL of the Temporal frontend.
+    /// gRPC URL of the Temporal frontend: `http://` plaintext, `https://` TLS.
     pub url: String,
     pub namespace: String,
+    /// API key (Temporal Cloud): `env:NAME` or `file:PATH`, sent as a bearer
+    /// token; needs an `https://` URL. Read when connecting.
+    pub api_key: SecretSource,
+    /// PEM file of the CA the server's certificate must chain to (else the system's roots).
+    pub ca_file: PathBuf,
+    /// PEM files of the client certificate and its key (mTLS).
+    pub client_cert_file: PathBuf,
+    pub client_key_file: PathBuf,
+    /// The name the server's certificate must carry, when it is not the URL's host.
+    pub server_name: String,
+    /// The connection (TCP, TLS, the first call) must be made within this.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
     /// Task queue the consumer starts batch workflows on and workers poll.
     pub task_queue: String,
     /// Build id the worker reports (shown in the UI per task it ran).
@@ -49,11 +63,24 @@ pub struct TemporalConfig {
     pub stall_warning: Duration,
 }
 
+impl TemporalConfig {
+    /// Whether the connection is TLS (an `https://` URL).
+    pub fn uses_tls(&self) -> bool {
+        self.url.starts_with("https://")
+    }
+}
+
 impl Default for TemporalConfig {
     fn default() -> Self {
         TemporalConfig {
             url: "http://127.0.0.1:7233".into(),
             namespace: "default".into(),
+            api_key: SecretSource::Unset,
+            ca_file: PathBuf::new(),
+            client_cert_file: PathBuf::new(),
+            client_key_file: PathBuf::new(),
+            server_name: String::new(),
+            connect_timeout: Duration::from_secs(10),
             task_queue: "apex-ingest".into(),
             build_id: concat!("apex-ingest-", env!("CARGO_PKG_VERSION")).into(),
             rollout_percent: 0,
@@ -109,6 +136,23 @@ pub(super) fn validate(c: &Config) -> anyhow::Result<()> {
             "temporal.max_pollers",
             "must be at least 2 (the SDK's least for workflow tasks)",
         ),
+        (
+            c.temporal.client_cert_file.as_os_str().is_empty()
+                == c.temporal.client_key_file.as_os_str().is_empty(),
+            "temporal.client_cert_file",
+            "and temporal.client_key_file go together",
+        ),
+        (
+            c.temporal.uses_tls()
+                || (!c.temporal.api_key.is_set()
+                    && c.temporal.server_name.is_empty()
+                    && [&c.temporal.ca_file, &c.temporal.client_cert_file]
+                        .iter()
+                        .all(|f| f.as_os_str().is_empty())),
+            "temporal.url",
+            "must be https:// with an api_key, a ca_file, a client certificate or a server_name (a key is never sent in clear)",
+        ),
+        (!c.temporal.connect_timeout.is_zero(), "temporal.connect_timeout", "must be longer than 0 s"),
         (!c.temporal.workflow_timeout.is_zero(), "temporal.workflow_timeout", "must be longer than 0 s"),
         (!c.temporal.stall_warning.is_zero(), "temporal.stall_warning", "must be longer than 0 s"),
     ])

@@ -35,6 +35,13 @@ pub struct StoreError {
     pub transient: bool,
 }
 
+/// The Redis client and the Neo4j driver build their TLS on the process's
+/// crypto provider; the first caller names it (aws-lc-rs, as sqlx and reqwest
+/// use; a second install is refused, harmlessly).
+fn name_tls_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
 impl StoreError {
     pub fn from_sqlx(store: &'static str, e: sqlx::Error) -> Self {
         let transient = matches!(

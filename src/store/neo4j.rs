@@ -6,9 +6,11 @@
 use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
-use neo4rs::{BoltType, Graph, query};
+use neo4rs::{BoltType, ConfigBuilder, Graph, query};
+use secrecy::ExposeSecret;
 
 use super::{BatchStore, StoreError, merge_graph_batch};
+use crate::config::Neo4jConfig;
 use crate::model::{Label, RecordId, RelType};
 use crate::pipeline::ProcessedRecord;
 
@@ -36,18 +38,63 @@ fn err(e: neo4rs::Error) -> StoreError {
 }
 
 impl Neo4jStore {
-    pub async fn connect(uri: &str, user: &str, password: &str) -> Result<Self, StoreError> {
-        let graph = Graph::new(uri, user, password).map_err(err)?;
-        for label in Label::ALL {
-            let l = label.as_str();
-            graph
-                .run(query(&format!(
-                    "CREATE CONSTRAINT apex_{l}_key IF NOT EXISTS FOR (n:{l}) REQUIRE n.key IS UNIQUE"
-                )))
-                .await
-                .map_err(err)?;
+    /// Connects as `[neo4j]` says and makes sure of the key constraints. Any
+    /// failure names the server and the cause (never the password) and
+    /// comes within `connect_timeout`.
+    pub async fn connect(config: &Neo4jConfig) -> Result<Self, StoreError> {
+        let address = config.uri.split_once("://").map_or(config.uri.as_str(), |(_, rest)| rest);
+        let failed = |message: String| StoreError {
+            store: NAME,
+            message: format!("connecting to Neo4j at {address}: {message}"),
+            transient: true,
+        };
+        let password = StoreError::secret(NAME, &config.password, "neo4j.password")?;
+        super::name_tls_provider();
+        let mut builder = ConfigBuilder::new()
+            .uri(&config.uri)
+            .user(&config.user)
+            .password(password.as_ref().map_or("", |p| p.expose_secret()))
+            .connection_timeout(config.connect_timeout);
+        if !config.client_cert_file.as_os_str().is_empty() {
+            check_pem(&config.client_key_file, "PRIVATE KEY", "neo4j.client_key_file")?;
+            check_pem(&config.client_cert_file, "CERTIFICATE", "neo4j.client_cert_file")?;
+            let ca = (!config.ca_file.as_os_str().is_empty()).then_some(&config.ca_file);
+            builder =
+                builder.with_mutual_tls_validation(ca, &config.client_cert_file, &config.client_key_file);
+        } else if !config.ca_file.as_os_str().is_empty() {
+            check_pem(&config.ca_file, "CERTIFICATE", "neo4j.ca_file")?;
+            builder = builder.with_client_certificate(&config.ca_file);
         }
-        Ok(Neo4jStore { graph })
+        let graph = Graph::connect(builder.build().map_err(err)?).map_err(|e| failed(e.to_string()))?;
+        // The first statement opens the first connection: TLS and login happen here.
+        let first = async {
+            for label in Label::ALL {
+                let l = label.as_str();
+                graph
+                    .run(query(&format!(
+                        "CREATE CONSTRAINT apex_{l}_key IF NOT EXISTS FOR (n:{l}) REQUIRE n.key IS UNIQUE"
+                    )))
+                    .await?;
+            }
+            Ok::<_, neo4rs::Error>(())
+        };
+        match tokio::time::timeout(config.connect_timeout, first).await {
+            Ok(Ok(())) => Ok(Neo4jStore { graph }),
+            Ok(Err(e @ neo4rs::Error::IOError { .. })) if !cause(&e).contains("certificate") => {
+                // A server that drops the connection at once most often expects the other protocol.
+                let hint = if config.uses_tls() {
+                    "is the server plaintext? bolt:// or neo4j://"
+                } else {
+                    "does the server require TLS? bolt+s:// or neo4j+s://"
+                };
+                Err(failed(format!("{} ({hint})", cause(&e))))
+            }
+            Ok(Err(e)) => Err(failed(cause(&e))),
+            Err(_) => Err(failed(format!(
+                "no answer within {:?} (a plaintext bolt:// URI at a TLS-only server, or the reverse?)",
+                config.connect_timeout
+            ))),
+        }
     }
 
     async fn keys(&self, q: neo4rs::Query) -> Result<Vec<RecordId>, StoreError> {
@@ -78,6 +125,30 @@ impl Neo4jStore {
         })?;
         row.get::<i64>("n").map_err(|e| StoreError { store: NAME, message: e.to_string(), transient: false })
     }
+}
+
+/// The error with its sources (the TLS or login cause sits below "connection error").
+fn cause(e: &neo4rs::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// A PEM file that can be read and holds `marker` (the driver panics on a key file without a key).
+fn check_pem(path: &std::path::Path, marker: &str, key: &str) -> Result<(), StoreError> {
+    let problem = match std::fs::read_to_string(path) {
+        Ok(text) if text.contains(marker) => return Ok(()),
+        Ok(_) => format!("holds no PEM {marker}"),
+        Err(e) => format!("cannot be read: {e}"),
+    };
+    Err(StoreError { store: NAME, message: format!("{key} {}: {problem}", path.display()), transient: false })
 }
 
 fn map(pairs: impl IntoIterator<Item = (&'static str, BoltType)>) -> BoltType {

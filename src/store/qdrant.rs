@@ -22,8 +22,10 @@ use qdrant_client::qdrant::{
     SearchPointsBuilder, UpsertPointsBuilder, Value, VectorParamsBuilder,
 };
 use qdrant_client::{Payload, Qdrant, QdrantError};
+use secrecy::ExposeSecret;
 
 use super::{BatchStore, StoreError, VectorStore};
+use crate::config::QdrantConfig;
 use crate::model::RecordId;
 use crate::pipeline::ProcessedRecord;
 
@@ -63,9 +65,23 @@ fn record_id_of(payload: &std::collections::HashMap<String, Value>) -> Option<Re
 }
 
 impl QdrantStore {
-    pub async fn connect(url: &str, collection: &str, dims: usize) -> Result<Self, StoreError> {
-        let client = Qdrant::from_url(url).build().map_err(err)?;
-        if !client.collection_exists(collection).await.map_err(err)? {
+    /// Connects as `[qdrant]` says (an `https://` URL is TLS, checked against
+    /// the system's roots; the API key is sent with every request) and makes
+    /// the collection if missing. A failure names the server and the cause.
+    pub async fn connect(config: &QdrantConfig, dims: usize) -> Result<Self, StoreError> {
+        let collection = config.collection.as_str();
+        let api_key = StoreError::secret(NAME, &config.api_key, "qdrant.api_key")?;
+        let client = Qdrant::from_url(&config.url)
+            .api_key(api_key.as_ref().map(|k| k.expose_secret().to_owned()))
+            .connect_timeout(config.connect_timeout)
+            .build()
+            .map_err(err)?;
+        let exists = client.collection_exists(collection).await.map_err(|e| {
+            let mut e = err(e);
+            e.message = format!("connecting to Qdrant at {}: {}", config.url, e.message);
+            e
+        })?;
+        if !exists {
             client
                 .create_collection(
                     CreateCollectionBuilder::new(collection)

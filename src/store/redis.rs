@@ -112,9 +112,7 @@ pub async fn connect(
             if config.ca_file.as_os_str().is_empty() { None } else { Some(read(&config.ca_file)?) };
         redis::Client::build_with_tls(info, TlsCertificates { client_tls, root_cert })
     };
-    // The Redis client builds its TLS on the process's crypto provider; the
-    // first caller names it (a second install is refused, harmlessly).
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    super::name_tls_provider();
     let client = client.map_err(|e| fail(&address, e.to_string()))?;
     let manager = manager.set_connection_timeout(Some(timeout));
     match tokio::time::timeout(timeout, ConnectionManager::new_with_config(client, manager)).await {

@@ -5,6 +5,8 @@
 
 #![allow(dead_code)] // each test crate uses the part it needs
 
+pub mod tls_front;
+
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -260,6 +262,10 @@ impl WorkerProcess {
             .arg("worker")
             .env("APEX_TEMPORAL_URL", &config.temporal.url)
             .env("APEX_TEMPORAL_TASK_QUEUE", &config.temporal.task_queue)
+            .env("APEX_TEMPORAL_CA_FILE", &config.temporal.ca_file)
+            .env("APEX_TEMPORAL_CLIENT_CERT_FILE", &config.temporal.client_cert_file)
+            .env("APEX_TEMPORAL_CLIENT_KEY_FILE", &config.temporal.client_key_file)
+            .env("APEX_TEMPORAL_API_KEY", config.temporal.api_key.to_string())
             .env("APEX_STORES_DATA_DIR", &config.stores.data_dir)
             .env("APEX_STORES_CACHE", "redis")
             .env("APEX_STORES_REDIS_PREFIX", &config.stores.redis_prefix)

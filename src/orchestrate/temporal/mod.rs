@@ -18,10 +18,11 @@ use std::time::Instant;
 
 use anyhow::Context;
 use async_trait::async_trait;
+use secrecy::ExposeSecret;
 use temporalio_client::errors::{WorkflowGetResultError, WorkflowStartError};
 use temporalio_client::{
-    Client, ClientOptions, Connection, ConnectionOptions, WorkflowGetResultOptions, WorkflowIdConflictPolicy,
-    WorkflowIdReusePolicy, WorkflowStartOptions,
+    Client, ClientOptions, ClientTlsOptions, Connection, ConnectionOptions, TlsOptions,
+    WorkflowGetResultOptions, WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowStartOptions,
 };
 use temporalio_common::search_attributes::SearchAttributes;
 use tokio_util::sync::CancellationToken;
@@ -32,23 +33,71 @@ use crate::config::TemporalConfig;
 use crate::metrics::{Metrics, OrchestratorMetrics};
 pub use workflows::{BatchIngestWorkflow, BatchInput, BatchStatus, BatchSummary, Phase, batch_workflow_id};
 
-/// A client of the configured namespace.
+/// A client of the configured namespace, over TLS (mTLS, an API key) when
+/// `[temporal]` says so. A failure names the server and the cause (never the
+/// key) and comes within `connect_timeout`.
 pub async fn connect(config: &TemporalConfig) -> anyhow::Result<Client> {
     let url: temporalio_client::Url =
         config.url.parse().with_context(|| format!("temporal.url {:?} is not a URL", config.url))?;
     let identity = format!("apex-ingest@{}:{}", hostname(), std::process::id());
-    let connection = Connection::connect(ConnectionOptions::new(url).identity(identity).build())
-        .await
-        .with_context(|| {
-            format!(
-                "cannot reach Temporal at {} (start a dev server with `scripts/services up temporal`)",
-                config.url
-            )
-        })?;
+    let api_key = config.api_key.read("temporal.api_key")?.map(|k| k.expose_secret().to_owned());
+    let options = ConnectionOptions::new(url)
+        .identity(identity)
+        .maybe_tls_options(tls_options(config)?)
+        .maybe_api_key(api_key)
+        .connect_timeout(config.connect_timeout)
+        .build();
+    let hint = if config.uses_tls() {
+        ""
+    } else {
+        " (a TLS server needs an https:// URL; a local dev server: `scripts/services up temporal`)"
+    };
+    let connection = match tokio::time::timeout(config.connect_timeout, Connection::connect(options)).await {
+        Ok(Ok(connection)) => connection,
+        Ok(Err(e)) => {
+            let cause = anyhow::Error::from(e);
+            anyhow::bail!("connecting to Temporal at {}: {cause:#}{hint}", config.url)
+        }
+        Err(_) => anyhow::bail!(
+            "connecting to Temporal at {}: no answer within {:?} (an http:// URL at a TLS server?){hint}",
+            config.url,
+            config.connect_timeout
+        ),
+    };
     let options = ClientOptions::new(config.namespace.clone())
         .data_converter(codec::data_converter(config.compress_payloads))
         .build();
     Client::new(connection, options).context("creating the Temporal client")
+}
+
+/// The TLS settings of an `https://` URL: the CA (else the system's roots),
+/// the server name, the client certificate.
+fn tls_options(config: &TemporalConfig) -> anyhow::Result<Option<TlsOptions>> {
+    if !config.uses_tls() {
+        return Ok(None);
+    }
+    let read = |path: &std::path::Path, key: &str| -> anyhow::Result<Option<Vec<u8>>> {
+        if path.as_os_str().is_empty() {
+            return Ok(None);
+        }
+        std::fs::read(path).map(Some).with_context(|| format!("{key} {} cannot be read", path.display()))
+    };
+    let client = match (
+        read(&config.client_cert_file, "temporal.client_cert_file")?,
+        read(&config.client_key_file, "temporal.client_key_file")?,
+    ) {
+        (Some(cert), Some(key)) => {
+            Some(ClientTlsOptions::builder().client_cert(cert).client_private_key(key).build())
+        }
+        _ => None,
+    };
+    Ok(Some(
+        TlsOptions::builder()
+            .maybe_server_root_ca_cert(read(&config.ca_file, "temporal.ca_file")?)
+            .maybe_domain((!config.server_name.is_empty()).then(|| config.server_name.clone()))
+            .maybe_client_tls_options(client)
+            .build(),
+    ))
 }
 
 fn hostname() -> String {
