@@ -170,7 +170,7 @@ fn the_chart_lints_and_renders_valid_kubernetes_with_defaults_and_with_every_fea
 
     let full = production();
     let report = kubeconform(&full);
-    assert!(report.contains("Valid: 17, Invalid: 0, Errors: 0, Skipped: 0"), "{report}");
+    assert!(report.contains("Valid: 18, Invalid: 0, Errors: 0, Skipped: 0"), "{report}");
     let kinds = resources(&full);
     for want in [
         "Deployment/apex-apex-ingest-worker",
@@ -179,6 +179,7 @@ fn the_chart_lints_and_renders_valid_kubernetes_with_defaults_and_with_every_fea
         "Ingress/apex-apex-ingest-edge",
         "PodDisruptionBudget/apex-apex-ingest-edge",
         "ScaledObject/apex-apex-ingest-run",
+        "TriggerAuthentication/apex-apex-ingest-kafka",
         "ServiceMonitor/apex-apex-ingest",
         "PrometheusRule/apex-apex-ingest",
         "ConfigMap/apex-apex-ingest-dashboard",
@@ -200,7 +201,8 @@ fn the_chart_lints_and_renders_valid_kubernetes_with_defaults_and_with_every_fea
     let keys: Vec<&str> = metadata
         .lines()
         .skip(1)
-        .filter(|l| l.starts_with("        ") && !l.trim_start().starts_with('#'))
+        .take_while(|l| l.starts_with("        "))
+        .filter(|l| !l.trim_start().starts_with('#'))
         .filter_map(|l| l.trim().split_once(':').map(|(k, _)| k))
         .collect();
     assert!(keys.len() >= 5, "{metadata}");
@@ -210,6 +212,19 @@ fn the_chart_lints_and_renders_valid_kubernetes_with_defaults_and_with_every_fea
             "KEDA's kafka trigger reads no metadata key {key}"
         );
     }
+    // The SASL_SSL Kafka's lag is read as the members read it: the same user
+    // (from the ConfigMap), its password and the cluster CA from Secret keys.
+    assert!(scaled.contains("sasl: \"scram_sha512\"") && scaled.contains("tls: \"enable\""), "{scaled}");
+    assert!(scaled.contains("authenticationRef:\n        name: apex-apex-ingest-kafka"), "{scaled}");
+    let auth = full.split("\n---").find(|d| d.contains("kind: TriggerAuthentication")).unwrap();
+    for want in [
+        "{parameter: username, name: apex-apex-ingest, key: kafka-sasl-username}",
+        "{parameter: password, name: apex-ingest, key: \"password\"}",
+        "{parameter: ca, name: apex-kafka-cluster-ca-cert, key: \"ca.crt\"}",
+    ] {
+        assert!(auth.contains(want), "{want} in\n{auth}");
+    }
+    assert!(full.contains("kafka-sasl-username: \"apex-ingest\""), "{full}");
     for probe in ["path: /readyz", "path: /healthz", "readOnlyRootFilesystem: true", "runAsNonRoot: true"] {
         assert!(run.contains(probe), "{probe} in\n{run}");
     }
@@ -395,7 +410,7 @@ fn pods_start_beside_the_service_links_kubernetes_would_give_them_and_ask_for_no
 
 #[test]
 fn values_the_chart_refuses_fail_at_install_with_a_message() {
-    let cases: [(&[&str], &str); 9] = [
+    let cases: [(&[&str], &str); 10] = [
         (&["--set", "config.batch.max_event=50"], "additional properties 'max_event' not allowed"),
         (&["--set", "runn.replicas=2"], "additional properties 'runn' not allowed"),
         (&["--set", "run.replicas=13"], "run.replicas (13) is above kafkaPartitions (12)"),
@@ -405,6 +420,10 @@ fn values_the_chart_refuses_fail_at_install_with_a_message() {
         ),
         (&["--set", "config.neo4j.password=hunter2"], "config.neo4j.password is not a value"),
         (&["--set", "config.temporal.api_key=hunter2"], "config.temporal.api_key is not a value"),
+        (
+            &["--set", "autoscaling.enabled=true", "--set", "config.kafka.security_protocol=sasl_ssl"],
+            "autoscaling.kafkaSecrets must name the Secret key of the password",
+        ),
         (
             &["--set", "config.postgres.url=postgres://apex:hunter2@db:5432/apex"],
             "config.postgres.url holds a password",
