@@ -14,10 +14,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use apex_ingest::config::{Neo4jConfig, PostgresConfig, RedisConfig, SecretSource};
+use apex_ingest::store::BatchStore;
 use apex_ingest::store::neo4j::Neo4jStore;
 use apex_ingest::store::postgres::PostgresStore;
 use apex_ingest::store::redis::RedisStore;
-use apex_ingest::store::{BatchStore, StoreError};
 
 /// The secured services' addresses and the directory of their CA, certificates
 /// and passwords, as `scripts/services env` prints them; fails saying how to start them.
@@ -103,28 +103,31 @@ impl Secured {
     }
 }
 
-/// Connecting with `config` fails within the connect timeout; the error.
-async fn postgres_fails(config: &PostgresConfig) -> String {
+/// A connection that fails within the connect timeout (and does not hang); its error.
+async fn connect_fails<T, E: std::fmt::Display>(
+    service: &str,
+    connect: impl std::future::Future<Output = Result<T, E>>,
+) -> String {
     let started = Instant::now();
-    let e = tokio::time::timeout(Duration::from_secs(15), PostgresStore::connect(config, 384, None))
-        .await
-        .expect("a failing PostgreSQL connection hangs instead of failing")
-        .err()
-        .expect("the connection should have failed");
+    let e = match tokio::time::timeout(Duration::from_secs(15), connect).await {
+        Err(_) => panic!("a failing {service} connection hangs instead of failing"),
+        Ok(Ok(_)) => panic!("the {service} connection should have failed"),
+        Ok(Err(e)) => e.to_string(),
+    };
     assert!(started.elapsed() < Duration::from_secs(10), "took {:?}: {e}", started.elapsed());
-    e.to_string()
+    e
+}
+
+async fn postgres_fails(config: &PostgresConfig) -> String {
+    connect_fails("PostgreSQL", PostgresStore::connect(config, 384, None)).await
 }
 
 async fn redis_fails(config: &RedisConfig) -> String {
-    let started = Instant::now();
-    let e: StoreError =
-        tokio::time::timeout(Duration::from_secs(15), RedisStore::connect(config, "apex-tls-test"))
-            .await
-            .expect("a failing Redis connection hangs instead of failing")
-            .err()
-            .expect("the connection should have failed");
-    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}: {e}", started.elapsed());
-    e.to_string()
+    connect_fails("Redis", RedisStore::connect(config, "apex-tls-test")).await
+}
+
+async fn neo4j_fails(config: &Neo4jConfig) -> String {
+    connect_fails("Neo4j", Neo4jStore::connect(config)).await
 }
 
 fn assert_names(e: &str, service: &str, address: &str, causes: &[&str], secrets: &[String]) {
@@ -253,18 +256,6 @@ async fn redis_over_tls_with_an_acl_user_and_each_wrong_setting_fails_by_name() 
     let at_expired = RedisConfig { url: format!("rediss://localhost:{}/", expired.addr.port()), ..good };
     let e = redis_fails(&at_expired).await;
     assert_names(&e, "Redis", &format!("localhost:{}", expired.addr.port()), &["expired"], &secrets);
-}
-
-/// Connecting with `config` fails within its connect timeout; the error.
-async fn neo4j_fails(config: &Neo4jConfig) -> String {
-    let started = Instant::now();
-    let e = tokio::time::timeout(Duration::from_secs(15), Neo4jStore::connect(config))
-        .await
-        .expect("a failing Neo4j connection hangs instead of failing")
-        .err()
-        .expect("the connection should have failed");
-    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}: {e}", started.elapsed());
-    e.to_string()
 }
 
 #[tokio::test]
