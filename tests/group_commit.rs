@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use apex_ingest::batch::{Batch, CloseReason};
 use apex_ingest::metrics::Metrics;
+use apex_ingest::model::Format;
 use apex_ingest::pipeline::ProcessedRecord;
 use apex_ingest::pipeline::embed::{EmbedPolicy, HashingEmbedder};
 use apex_ingest::pipeline::{parse_events, process_records};
@@ -24,7 +25,13 @@ use support::Flaky;
 
 /// `n` batches of 10 generated events each, embedded in `dims` dimensions.
 async fn batches(n: usize, dims: usize) -> Vec<Arc<[ProcessedRecord]>> {
-    let mut fleet = Fleet::new(GeneratorSettings::clean(rand::random()));
+    batches_of(n, dims, None).await
+}
+
+/// The same, of one format only (Samsara: one record per event, so every
+/// batch holds 10 records; an EDI interchange may hold dozens).
+async fn batches_of(n: usize, dims: usize, only: Option<Format>) -> Vec<Arc<[ProcessedRecord]>> {
+    let mut fleet = Fleet::new(GeneratorSettings { only, ..GeneratorSettings::clean(rand::random()) });
     let mut out = Vec::new();
     for _ in 0..n {
         let batch = Batch::new(fleet.by_ref().take(10).collect(), CloseReason::Size);
@@ -85,8 +92,10 @@ async fn batches_arriving_during_a_write_share_the_next_call() {
 
 #[tokio::test]
 async fn a_group_never_passes_its_record_limit_and_one_means_no_grouping() {
-    let work = batches(10, 8).await;
-    let per_batch = work.iter().map(|w| w.len()).max().unwrap();
+    // Batches of one size, so a group of three is exactly the limit.
+    let work = batches_of(10, 8, Some(Format::Samsara)).await;
+    let per_batch = work[0].len();
+    assert!(work.iter().all(|w| w.len() == per_batch), "Samsara batches of 10 events differ in records");
     let store = Arc::new(Flaky::new(MemoryCache::new()));
     let results =
         write_all(&store, GroupCommitSettings { max_records: 3 * per_batch, writers: 1 }, &work).await;
