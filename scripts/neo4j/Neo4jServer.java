@@ -20,7 +20,17 @@ import org.neo4j.dbms.api.DatabaseManagementServiceBuilder;
 import org.neo4j.graphdb.GraphDatabaseService;
 
 public final class Neo4jServer {
-    public static void main(String[] args) throws Exception {
+    public static void main(String[] args) {
+        try {
+            serve(args);
+        } catch (Throwable e) {
+            // Neo4j's own threads would keep a failed start alive, neither ready nor gone.
+            e.printStackTrace();
+            System.exit(1);
+        }
+    }
+
+    private static void serve(String[] args) throws Exception {
         Path home = Path.of(args[0]).toAbsolutePath();
         int port = Integer.parseInt(args[1]);
         boolean secured = args.length == 4;
@@ -53,8 +63,13 @@ public final class Neo4jServer {
         if (secured) {
             // The password file may be new since the last start: set it each time.
             String password = Files.readString(Path.of(args[3])).strip();
-            dbms.database(GraphDatabaseSettings.SYSTEM_DATABASE_NAME).executeTransactionally(
-                    "ALTER USER neo4j SET PASSWORD $password CHANGE NOT REQUIRED", Map.of("password", password));
+            try {
+                dbms.database(GraphDatabaseSettings.SYSTEM_DATABASE_NAME).executeTransactionally(
+                        "ALTER USER neo4j SET PASSWORD $password CHANGE NOT REQUIRED", Map.of("password", password));
+            } catch (org.neo4j.graphdb.QueryExecutionException e) {
+                // A restart with the same password file: already set.
+                if (!e.getMessage().contains("cannot be the same")) throw e;
+            }
         }
         GraphDatabaseService db = dbms.database(GraphDatabaseSettings.DEFAULT_DATABASE_NAME);
         while (!db.isAvailable(1000)) {
