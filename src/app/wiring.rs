@@ -32,7 +32,7 @@ pub fn build_embedder(config: &Config) -> anyhow::Result<Arc<dyn Embedder>> {
         EmbedKind::Openai => Arc::new(OpenAiEmbedder::new(OpenAiSettings {
             base_url: e.url.clone(),
             model: e.model.clone(),
-            api_key: std::env::var(&e.api_key_env).ok(),
+            api_key: crate::config::named_value(&e.api_key_env),
             dims: e.dims,
             max_inputs_per_request: e.max_inputs_per_request,
             requests_per_second: std::num::NonZeroU32::new(e.requests_per_second)

@@ -102,7 +102,8 @@ pub struct EmbedConfig {
     /// OpenAI-compatible provider: base URL (`/v1/embeddings` is appended).
     pub url: String,
     pub model: String,
-    /// Name of the environment variable holding the API key (never the key itself).
+    /// Name of the environment variable holding the API key, or `file:/path`
+    /// (a mounted Secret); never the key itself.
     pub api_key_env: String,
     pub max_inputs_per_request: usize,
     pub requests_per_second: u32,

@@ -12,6 +12,8 @@ pub const SAMSARA_FEED_TYPES: [&str; 5] =
 
 /// The pollers: each configured source is fetched every `interval`, its
 /// records produced to its topic before its cursor moves (`src/poll`).
+/// Every `*_env` key names where a credential is read, never the value: a
+/// variable, or `file:/path` (a mounted Secret), read when the pollers start.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PollConfig {
@@ -157,7 +159,58 @@ pub struct QuickbooksConfig {
 impl QuickbooksConfig {
     /// On when a way to authenticate is named.
     pub fn is_on(&self) -> bool {
+        self.oauth().is_on()
+    }
+
+    pub fn oauth(&self) -> OAuthKeys<'_> {
+        OAuthKeys {
+            section: "poll.quickbooks",
+            token_env: &self.token_env,
+            client_id_env: &self.client_id_env,
+            client_secret_env: &self.client_secret_env,
+            refresh_token_env: &self.refresh_token_env,
+            token_url: &self.token_url,
+        }
+    }
+}
+
+/// How a poller that takes an access token or an OAuth app (QuickBooks,
+/// HubSpot) names its credentials: the variables, never the values.
+pub struct OAuthKeys<'a> {
+    pub section: &'static str,
+    pub token_env: &'a str,
+    pub client_id_env: &'a str,
+    pub client_secret_env: &'a str,
+    pub refresh_token_env: &'a str,
+    pub token_url: &'a str,
+}
+
+impl OAuthKeys<'_> {
+    /// On when a way to authenticate is named.
+    pub fn is_on(&self) -> bool {
         !self.token_env.is_empty() || !self.refresh_token_env.is_empty()
+    }
+
+    fn validate(&self, on_temporal: bool) -> anyhow::Result<()> {
+        let s = self.section;
+        let app = !self.refresh_token_env.is_empty();
+        require(&[
+            (
+                self.token_env.is_empty() || !app,
+                &format!("{s}.token_env"),
+                "or refresh_token_env: one way to authenticate, not both",
+            ),
+            (
+                !app || !(self.client_id_env.is_empty() || self.client_secret_env.is_empty()),
+                &format!("{s}.refresh_token_env"),
+                "needs client_id_env and client_secret_env (the OAuth app)",
+            ),
+            (
+                !app || !on_temporal,
+                &format!("{s}.refresh_token_env"),
+                "keeps its refresh token in the relational store of `run`: not yet with poll.on_temporal",
+            ),
+        ])
     }
 }
 
@@ -185,8 +238,18 @@ impl Default for QuickbooksConfig {
 pub struct HubspotConfig {
     /// HubSpot's API: https://api.hubapi.com.
     pub url: String,
-    /// Variable holding a private app's access token (never the value); "" = off.
+    /// Variable holding a private app's access token (never the value); "" =
+    /// off, or `refresh_token_env`.
     pub token_env: String,
+    /// A public OAuth app instead: variables holding its client id and secret
+    /// and a refresh token. The poller refreshes the 30-minute access token
+    /// before it expires and after a 401, and keeps the refresh token HubSpot
+    /// answers in the relational store (before using it).
+    pub client_id_env: String,
+    pub client_secret_env: String,
+    pub refresh_token_env: String,
+    /// HubSpot's token endpoint.
+    pub token_url: String,
     /// Object types searched, each by its modified-date property
     /// (`lastmodifieddate` for contacts, `hs_lastmodifieddate` for the others).
     pub objects: Vec<String>,
@@ -202,11 +265,28 @@ pub struct HubspotConfig {
     pub topic: String,
 }
 
+impl HubspotConfig {
+    pub fn oauth(&self) -> OAuthKeys<'_> {
+        OAuthKeys {
+            section: "poll.hubspot",
+            token_env: &self.token_env,
+            client_id_env: &self.client_id_env,
+            client_secret_env: &self.client_secret_env,
+            refresh_token_env: &self.refresh_token_env,
+            token_url: &self.token_url,
+        }
+    }
+}
+
 impl Default for HubspotConfig {
     fn default() -> Self {
         HubspotConfig {
             url: "https://api.hubapi.com".into(),
             token_env: String::new(),
+            client_id_env: String::new(),
+            client_secret_env: String::new(),
+            refresh_token_env: String::new(),
+            token_url: "https://api.hubapi.com/oauth/v1/token".into(),
             objects: ["contacts", "companies", "deals"].map(String::from).to_vec(),
             page_size: 200,
             requests_per_second: 5,
@@ -291,23 +371,6 @@ pub(super) fn validate(c: &Config) -> anyhow::Result<()> {
             "needs realm_id and at least one entity",
         ),
         (
-            c.poll.quickbooks.token_env.is_empty() || c.poll.quickbooks.refresh_token_env.is_empty(),
-            "poll.quickbooks.token_env",
-            "or refresh_token_env: one way to authenticate, not both",
-        ),
-        (
-            c.poll.quickbooks.refresh_token_env.is_empty()
-                || !(c.poll.quickbooks.client_id_env.is_empty()
-                    || c.poll.quickbooks.client_secret_env.is_empty()),
-            "poll.quickbooks.refresh_token_env",
-            "needs client_id_env and client_secret_env (the OAuth app)",
-        ),
-        (
-            c.poll.quickbooks.refresh_token_env.is_empty() || !c.poll.on_temporal,
-            "poll.quickbooks.refresh_token_env",
-            "keeps its refresh token in the relational store of `run`: not yet with poll.on_temporal",
-        ),
-        (
             (1..=500).contains(&c.poll.quickbooks.requests_per_minute),
             "poll.quickbooks.requests_per_minute",
             "must be between 1 and 500 (QuickBooks' limit per company)",
@@ -322,7 +385,9 @@ pub(super) fn validate(c: &Config) -> anyhow::Result<()> {
             "poll.samsara_feed.requests_per_second",
             "must be at least 1",
         ),
-    ])
+    ])?;
+    c.poll.quickbooks.oauth().validate(c.poll.on_temporal)?;
+    c.poll.hubspot.oauth().validate(c.poll.on_temporal)
 }
 
 #[cfg(test)]

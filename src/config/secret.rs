@@ -86,6 +86,18 @@ impl SecretSource {
     }
 }
 
+/// The value a `*_env` key names (the pollers' credentials, the embedding
+/// API key): the variable NAME, or with `file:PATH` the file's contents (a
+/// mounted Secret, read at each call) without the trailing line break.
+/// `None` when unset, unreadable or empty.
+pub fn named_value(name: &str) -> Option<String> {
+    let value = match name.strip_prefix("file:") {
+        Some(path) => std::fs::read_to_string(path).ok()?.trim_end_matches(['\r', '\n']).to_owned(),
+        None => std::env::var(name).ok()?,
+    };
+    (!value.is_empty()).then_some(value)
+}
+
 #[cfg(test)]
 mod tests {
     use secrecy::ExposeSecret;
@@ -125,6 +137,12 @@ mod tests {
         let e = SecretSource::Env("APEX_SECRET_TEST_UNSET".into()).read("redis.password").unwrap_err();
         assert!(e.to_string().contains("$APEX_SECRET_TEST_UNSET"), "{e}");
         assert_eq!(SecretSource::Unset.read("k").unwrap().map(|s| s.expose_secret().to_owned()), None);
+
+        // A `*_env` key may name a file as well as a variable.
+        std::fs::write(&path, "token\n").unwrap();
+        assert_eq!(named_value(&format!("file:{}", path.display())).as_deref(), Some("token"));
+        assert_eq!(named_value(&format!("file:{}", dir.join("missing").display())), None);
+        assert_eq!(named_value("APEX_SECRET_TEST_UNSET"), None);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -14,21 +14,28 @@
 //! (offset paging with `after` would skip one); the next window holds it.
 //! The cursor is saved after every page: where the window is, which object
 //! type, and the last id, so a restarted poll goes on from there.
+//!
+//! Authentication: a private app's token from a variable, or a public OAuth
+//! app's refresh token (`oauth`), refreshed before expiry and after a 401.
 
 use async_trait::async_trait;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use std::sync::Arc;
+
 use super::http::{Requester, per_second};
-use super::{Change, Page, PollError, PolledRecord, Provider, read_position, secret, write_position};
+use super::oauth::{ClientAuth, Credential};
+use super::{Change, Page, PollError, PolledRecord, Provider, read_position, write_position};
 use crate::config::PollConfig;
+use crate::store::PollCursors;
 
 pub const SOURCE: &str = "crm";
 
 pub struct Hubspot {
     url: String,
-    token: String,
+    auth: Credential,
     objects: Vec<String>,
     page_size: u32,
     search_lag: chrono::Duration,
@@ -65,20 +72,30 @@ pub fn modified_property(object: &str) -> &'static str {
 }
 
 impl Hubspot {
-    /// The token from `lookup` (variable name → value).
+    /// The credentials from `lookup` (variable name → value); a public OAuth
+    /// app's refresh tokens are kept in `tokens`.
     pub fn with_credentials(
         config: &PollConfig,
         lookup: impl Fn(&str) -> Option<String>,
+        tokens: Option<Arc<dyn PollCursors>>,
     ) -> anyhow::Result<Self> {
         let c = &config.hubspot;
+        let requester = Requester::new(config, per_second(c.requests_per_second))?;
         Ok(Hubspot {
             url: c.url.trim_end_matches('/').to_owned(),
-            token: secret(&lookup, "poll.hubspot", &c.token_env, "the access token")?,
+            auth: Credential::from_keys(
+                SOURCE,
+                c.oauth(),
+                ClientAuth::Form,
+                &lookup,
+                tokens,
+                requester.client().clone(),
+            )?,
             objects: c.objects.clone(),
             page_size: c.page_size,
             search_lag: chrono::Duration::from_std(c.search_lag)?,
             topic: c.topic.clone(),
-            requester: Requester::new(config, per_second(c.requests_per_second))?,
+            requester,
         })
     }
 
@@ -109,12 +126,18 @@ impl Hubspot {
             "limit": self.page_size,
         });
         let url = format!("{}/crm/v3/objects/{object}/search", self.url);
-        let answer = self
-            .requester
-            .send(|| self.requester.client().post(&url).bearer_auth(&self.token).json(&body))
-            .await
-            .map_err(|e| PollError::request(SOURCE, &url, e))?;
-        answer.json(SOURCE, &url)
+        let mut refreshed = false;
+        loop {
+            let token = self.auth.bearer().await?;
+            let answer = self
+                .requester
+                .send(|| self.requester.client().post(&url).bearer_auth(&token).json(&body))
+                .await
+                .map_err(|e| PollError::request(SOURCE, &url, e))?;
+            if !self.auth.retry_after(answer.status, &mut refreshed).await {
+                return answer.json(SOURCE, &url);
+            }
+        }
     }
 }
 

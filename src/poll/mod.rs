@@ -333,28 +333,31 @@ fn secret(
     name: &str,
     what: &str,
 ) -> anyhow::Result<String> {
-    lookup(name)
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| anyhow::anyhow!("{section}: {what} is read from ${name}, which is not set"))
+    lookup(name).filter(|v| !v.is_empty()).ok_or_else(|| match name.strip_prefix("file:") {
+        Some(path) => {
+            anyhow::anyhow!("{section}: {what} is read from {path}, which cannot be read or is empty")
+        }
+        None => anyhow::anyhow!("{section}: {what} is read from ${name}, which is not set"),
+    })
 }
 
 /// The sources `config` turns on: a source is on when its credentials are named.
 pub fn configured_sources(p: &PollConfig) -> Vec<&'static str> {
     [
-        (plaid::SOURCE, &p.plaid.access_token_env),
-        (hubspot::SOURCE, &p.hubspot.token_env),
-        (samsara_feed::SOURCE, &p.samsara_feed.token_env),
-        (sonar::SOURCE, &p.sonar.username_env),
+        (plaid::SOURCE, !p.plaid.access_token_env.is_empty()),
+        (hubspot::SOURCE, p.hubspot.oauth().is_on()),
+        (samsara_feed::SOURCE, !p.samsara_feed.token_env.is_empty()),
+        (sonar::SOURCE, !p.sonar.username_env.is_empty()),
+        (quickbooks::SOURCE, p.quickbooks.is_on()),
     ]
     .into_iter()
-    .filter_map(|(source, variable)| (!variable.is_empty()).then_some(source))
-    .chain(p.quickbooks.is_on().then_some(quickbooks::SOURCE))
+    .filter_map(|(source, on)| on.then_some(source))
     .collect()
 }
 
 /// The provider of `source`, credentials through `lookup` (variable name → value).
-/// `tokens` keeps the refresh tokens of OAuth apps (QuickBooks with
-/// `refresh_token_env`; the relational store in `run`).
+/// `tokens` keeps the refresh tokens of OAuth apps (QuickBooks and HubSpot
+/// with `refresh_token_env`; the relational store in `run`).
 pub fn provider(
     p: &PollConfig,
     source: &str,
@@ -363,7 +366,7 @@ pub fn provider(
 ) -> anyhow::Result<Arc<dyn Provider>> {
     Ok(match source {
         plaid::SOURCE => Arc::new(plaid::Plaid::with_credentials(p, lookup)?),
-        hubspot::SOURCE => Arc::new(hubspot::Hubspot::with_credentials(p, lookup)?),
+        hubspot::SOURCE => Arc::new(hubspot::Hubspot::with_credentials(p, lookup, tokens)?),
         samsara_feed::SOURCE => Arc::new(samsara_feed::SamsaraFeed::with_credentials(p, lookup)?),
         quickbooks::SOURCE => Arc::new(quickbooks::Quickbooks::with_credentials(p, lookup, tokens)?),
         sonar::SOURCE => Arc::new(sonar::Sonar::with_credentials(p, lookup)?),
@@ -373,7 +376,7 @@ pub fn provider(
 
 /// The providers `config` turns on, credentials from the environment.
 pub fn configured(config: &Config, tokens: Arc<dyn PollCursors>) -> anyhow::Result<Vec<Arc<dyn Provider>>> {
-    let env = |name: &str| std::env::var(name).ok();
+    let env = |name: &str| crate::config::named_value(name);
     configured_sources(&config.poll)
         .into_iter()
         .map(|source| provider(&config.poll, source, env, Some(tokens.clone())))

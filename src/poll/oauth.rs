@@ -1,7 +1,8 @@
 //! An OAuth 2.0 app's access token, kept fresh with its refresh token
-//! (RFC 6749 §6), as Intuit issues them for QuickBooks: an access token lives
+//! (RFC 6749 §6), as Intuit issues them for QuickBooks (an access token lives
 //! an hour, and each refresh answers a new refresh token, the old one dying
-//! once the new pair is used. The refresh token lives in the relational store
+//! once the new pair is used) and HubSpot for public apps (30 minutes; the
+//! refresh token answered is kept the same way). The refresh token lives in the relational store
 //! beside the poll cursors (shared by every member), and the new one is saved
 //! there *before* the new access token is used: a crash between the refresh
 //! and the save leaves the old token, which still works; a crash after it
@@ -10,22 +11,92 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::PollError;
+use super::{PollError, secret};
+use crate::config::OAuthKeys;
 use crate::store::PollCursors;
 
 /// A token is refreshed this long before it expires (or at half its life, if shorter).
 const REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
+
+/// How the app proves itself at the token endpoint.
+#[derive(Clone, Copy)]
+pub enum ClientAuth {
+    /// HTTP Basic with the client id and secret (Intuit).
+    Basic,
+    /// `client_id` and `client_secret` in the form (HubSpot).
+    Form,
+}
 
 pub struct OAuthApp {
     pub poller: &'static str,
     pub token_url: String,
     pub client_id: String,
     pub client_secret: SecretString,
+    pub client_auth: ClientAuth,
     /// Used while the store holds none.
     pub first_refresh_token: SecretString,
+}
+
+/// How a poller's requests are authorized.
+pub enum Credential {
+    /// An access token from a variable (a private app's, or one made by hand).
+    Token(String),
+    /// An OAuth app's access token, refreshed.
+    Refreshing(RefreshingToken),
+}
+
+impl Credential {
+    /// The access token a poller of `keys` uses: a variable's, or an OAuth
+    /// app's (its refresh tokens kept in `tokens`), from `lookup` (variable name → value).
+    pub fn from_keys(
+        poller: &'static str,
+        keys: OAuthKeys<'_>,
+        client_auth: ClientAuth,
+        lookup: &impl Fn(&str) -> Option<String>,
+        tokens: Option<Arc<dyn PollCursors>>,
+        http: reqwest::Client,
+    ) -> anyhow::Result<Self> {
+        let section = keys.section;
+        if keys.refresh_token_env.is_empty() {
+            return Ok(Credential::Token(secret(lookup, section, keys.token_env, "the access token")?));
+        }
+        let app = OAuthApp {
+            poller,
+            token_url: keys.token_url.to_owned(),
+            client_id: secret(lookup, section, keys.client_id_env, "the OAuth client id")?,
+            client_secret: secret(lookup, section, keys.client_secret_env, "the OAuth client secret")?.into(),
+            client_auth,
+            first_refresh_token: secret(lookup, section, keys.refresh_token_env, "the refresh token")?.into(),
+        };
+        let tokens = tokens
+            .with_context(|| format!("{section}.refresh_token_env needs a store for its refresh tokens"))?;
+        Ok(Credential::Refreshing(RefreshingToken::new(app, http, tokens)))
+    }
+
+    pub async fn bearer(&self) -> Result<String, PollError> {
+        match self {
+            Credential::Token(token) => Ok(token.clone()),
+            Credential::Refreshing(t) => t.bearer().await,
+        }
+    }
+
+    /// Whether to ask again after an answer of `status`: once (`refreshed`
+    /// remembers) after a 401 to an OAuth app, whose token is then refreshed.
+    pub async fn retry_after(&self, status: reqwest::StatusCode, refreshed: &mut bool) -> bool {
+        match self {
+            Credential::Refreshing(t) if status == reqwest::StatusCode::UNAUTHORIZED && !*refreshed => {
+                tracing::info!(poller = t.app.poller, "401: refreshing the access token");
+                t.invalidate().await;
+                *refreshed = true;
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 struct Access {
@@ -85,26 +156,32 @@ impl RefreshingToken {
             poller,
             detail: format!("refreshing the access token at {}: {detail}", self.app.token_url),
         };
-        let response = self
-            .http
-            .post(&self.app.token_url)
-            .basic_auth(&self.app.client_id, Some(self.app.client_secret.expose_secret()))
-            .header("accept", "application/json")
-            .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh_token.expose_secret())])
-            .send()
-            .await
-            .map_err(|e| PollError::Request {
-                poller,
-                detail: format!("refreshing the access token at {}: {e}", self.app.token_url),
-                retry_after: None,
-            })?;
+        let mut form =
+            vec![("grant_type", "refresh_token"), ("refresh_token", refresh_token.expose_secret())];
+        let request = self.http.post(&self.app.token_url).header("accept", "application/json");
+        let request = match self.app.client_auth {
+            ClientAuth::Basic => {
+                request.basic_auth(&self.app.client_id, Some(self.app.client_secret.expose_secret()))
+            }
+            ClientAuth::Form => {
+                form.push(("client_id", &self.app.client_id));
+                form.push(("client_secret", self.app.client_secret.expose_secret()));
+                request
+            }
+        };
+        let response = request.form(&form).send().await.map_err(|e| PollError::Request {
+            poller,
+            detail: format!("refreshing the access token at {}: {e}", self.app.token_url),
+            retry_after: None,
+        })?;
         let status = response.status();
         let body = response.text().await.unwrap_or_default();
         if !status.is_success() {
-            // The answer's `error` (e.g. invalid_grant), never the body: it could echo a token.
+            // The answer's `error` (RFC 6749: invalid_grant, …) or HubSpot's
+            // `status` (BAD_REFRESH_TOKEN, …), never the body: it could echo a token.
             let error = serde_json::from_str::<serde_json::Value>(&body)
                 .ok()
-                .and_then(|v| v.get("error")?.as_str().map(str::to_owned))
+                .and_then(|v| ["error", "status"].iter().find_map(|k| v.get(*k)?.as_str().map(str::to_owned)))
                 .unwrap_or_default();
             return Err(fail(format!("HTTP {status} {error}")));
         }

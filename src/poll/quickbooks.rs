@@ -23,7 +23,6 @@
 //! hour), or an OAuth app's refresh token (`oauth`), refreshed before expiry
 //! and after a 401.
 
-use anyhow::Context as _;
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
@@ -32,8 +31,8 @@ use serde_json::{Map, Value};
 use std::sync::Arc;
 
 use super::http::{Requester, per_minute};
-use super::oauth::{OAuthApp, RefreshingToken};
-use super::{Change, Page, PollError, PolledRecord, Provider, read_position, secret, write_position};
+use super::oauth::{ClientAuth, Credential};
+use super::{Change, Page, PollError, PolledRecord, Provider, read_position, write_position};
 use crate::config::PollConfig;
 use crate::store::PollCursors;
 
@@ -47,15 +46,9 @@ const MAX_SPLITS: u32 = 12;
 /// Objects per query page (QuickBooks' MAXRESULTS limit).
 const QUERY_PAGE: usize = 1_000;
 
-/// How requests are authorized.
-enum Auth {
-    Token(String),
-    Refreshing(RefreshingToken),
-}
-
 pub struct Quickbooks {
     base: String,
-    auth: Auth,
+    auth: Credential,
     entities: Vec<String>,
     resync_after_gap: bool,
     topic: String,
@@ -129,24 +122,15 @@ impl Quickbooks {
         tokens: Option<Arc<dyn PollCursors>>,
     ) -> anyhow::Result<Self> {
         let c = &config.quickbooks;
-        let section = "poll.quickbooks";
         let requester = Requester::new(config, per_minute(c.requests_per_minute))?;
-        let auth = if c.refresh_token_env.is_empty() {
-            Auth::Token(secret(&lookup, section, &c.token_env, "the access token")?)
-        } else {
-            let app = OAuthApp {
-                poller: SOURCE,
-                token_url: c.token_url.clone(),
-                client_id: secret(&lookup, section, &c.client_id_env, "the OAuth client id")?,
-                client_secret: secret(&lookup, section, &c.client_secret_env, "the OAuth client secret")?
-                    .into(),
-                first_refresh_token: secret(&lookup, section, &c.refresh_token_env, "the refresh token")?
-                    .into(),
-            };
-            let tokens =
-                tokens.context("poll.quickbooks.refresh_token_env needs a store for its refresh tokens")?;
-            Auth::Refreshing(RefreshingToken::new(app, requester.client().clone(), tokens))
-        };
+        let auth = Credential::from_keys(
+            SOURCE,
+            c.oauth(),
+            ClientAuth::Basic,
+            &lookup,
+            tokens,
+            requester.client().clone(),
+        )?;
         Ok(Quickbooks {
             base: format!("{}/v3/company/{}", c.url.trim_end_matches('/'), c.realm_id),
             auth,
@@ -155,13 +139,6 @@ impl Quickbooks {
             topic: c.topic.clone(),
             requester,
         })
-    }
-
-    async fn bearer(&self) -> Result<String, PollError> {
-        match &self.auth {
-            Auth::Token(token) => Ok(token.clone()),
-            Auth::Refreshing(t) => t.bearer().await,
-        }
     }
 
     fn fail(&self, detail: String) -> PollError {
@@ -175,7 +152,7 @@ impl Quickbooks {
             .map_err(|e| self.fail(format!("{}/{path}: {e}", self.base)))?;
         let mut refreshed = false;
         let answer = loop {
-            let token = self.bearer().await?;
+            let token = self.auth.bearer().await?;
             let answer = self
                 .requester
                 .send(|| {
@@ -188,13 +165,8 @@ impl Quickbooks {
                 })
                 .await
                 .map_err(|e| PollError::request(SOURCE, &url, e))?;
-            match &self.auth {
-                Auth::Refreshing(t) if answer.status == reqwest::StatusCode::UNAUTHORIZED && !refreshed => {
-                    tracing::info!(poller = SOURCE, "401: refreshing the access token");
-                    t.invalidate().await;
-                    refreshed = true;
-                }
-                _ => break answer,
+            if !self.auth.retry_after(answer.status, &mut refreshed).await {
+                break answer;
             }
         };
         let body: Option<Map<String, Value>> = serde_json::from_str(&answer.body).ok();

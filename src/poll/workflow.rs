@@ -262,7 +262,7 @@ pub fn registrations(config: &Config, metrics: &Metrics) -> anyhow::Result<Extra
     }
     let mut once = config.poll.clone();
     once.max_attempts = 1;
-    let env = |name: &str| std::env::var(name).ok();
+    let env = |name: &str| crate::config::named_value(name);
     let steps = super::configured_sources(&once)
         .into_iter()
         .map(|source| {

@@ -1,5 +1,7 @@
 //! HubSpot: a fake CRM search (POST /crm/v3/objects/{object}/search) with the
-//! documented limits: 200 per request, paging past 10,000 results refused.
+//! documented limits: 200 per request, paging past 10,000 results refused;
+//! and its OAuth token endpoint (POST /oauth/v1/token, the client id and
+//! secret in the form) for a public app's short-lived access tokens.
 
 use apex_ingest::config::PollConfig;
 use apex_ingest::model::{Format, RecordId};
@@ -20,6 +22,10 @@ use crate::support::kafka_brokers;
 use crate::world::*;
 
 const HUBSPOT_TOKEN: &str = "pat-na1-test";
+/// The public OAuth app of the fake: its client, and its refresh token.
+const APP_CLIENT_ID: &str = "app-client-id";
+const APP_CLIENT_SECRET: &str = "app-client-secret";
+const APP_REFRESH_TOKEN: &str = "app-refresh-token";
 /// HubSpot's search cap: no page may reach past this many results of one query.
 const SEARCH_CAP: usize = 10_000;
 
@@ -30,6 +36,11 @@ struct Crm {
     requests: usize,
     /// Requests after this many answer 503 (the provider goes away mid-window).
     fail_after: Option<usize>,
+    /// Set: searches take only the OAuth app's access token, valid until then.
+    app_access: Option<Option<(String, std::time::Instant)>>,
+    /// How long the app's access tokens live, and how many were granted.
+    access_life: Duration,
+    refreshes: usize,
 }
 
 type SharedCrm = Arc<Mutex<Crm>>;
@@ -50,10 +61,16 @@ async fn hubspot_search(
     Json(req): Json<Value>,
 ) -> Response {
     let bearer = headers.get("authorization").and_then(|v| v.to_str().ok());
-    if bearer != Some(&format!("Bearer {HUBSPOT_TOKEN}")) {
+    let mut crm = crm.lock().unwrap();
+    let token = match &crm.app_access {
+        None => Some(HUBSPOT_TOKEN),
+        Some(access) => {
+            access.as_ref().filter(|(_, until)| std::time::Instant::now() < *until).map(|(t, _)| t.as_str())
+        }
+    };
+    if token.is_none_or(|t| bearer != Some(&format!("Bearer {t}"))) {
         return hubspot_error(StatusCode::UNAUTHORIZED, "authentication credentials not found");
     }
-    let mut crm = crm.lock().unwrap();
     crm.requests += 1;
     if crm.fail_after.is_some_and(|n| crm.requests > n) {
         return hubspot_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
@@ -117,6 +134,36 @@ async fn hubspot_search(
     Json(answer).into_response()
 }
 
+/// HubSpot's token endpoint for the app: a new access token for the refresh
+/// token, the same refresh token back; errors as HubSpot words them (`status`).
+async fn hubspot_token(
+    State(crm): State<SharedCrm>,
+    axum::Form(form): axum::Form<BTreeMap<String, String>>,
+) -> Response {
+    let field = |k: &str| form.get(k).map(String::as_str);
+    if field("client_id") != Some(APP_CLIENT_ID) || field("client_secret") != Some(APP_CLIENT_SECRET) {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"status": "BAD_CLIENT_ID", "message": "missing or unknown client id"})),
+        )
+            .into_response();
+    }
+    if field("grant_type") != Some("refresh_token") || field("refresh_token") != Some(APP_REFRESH_TOKEN) {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"status": "BAD_REFRESH_TOKEN", "message": "missing or unknown refresh token"})),
+        )
+            .into_response();
+    }
+    let mut crm = crm.lock().unwrap();
+    crm.refreshes += 1;
+    let token = format!("app-access-{}", crm.refreshes);
+    crm.app_access = Some(Some((token.clone(), std::time::Instant::now() + crm.access_life)));
+    Json(json!({"token_type": "bearer", "access_token": token, "refresh_token": APP_REFRESH_TOKEN,
+                "expires_in": crm.access_life.as_secs()}))
+    .into_response()
+}
+
 /// The fake CRM, a topic for it and a poller over both.
 struct CrmWorld {
     crm: SharedCrm,
@@ -168,6 +215,7 @@ impl CrmWorld {
         }
         let app = axum::Router::new()
             .route("/crm/v3/objects/{object}/search", axum::routing::post(hubspot_search))
+            .route("/oauth/v1/token", axum::routing::post(hubspot_token))
             .with_state(crm.clone());
         let addr = serve(app).await;
         let dir = tempfile::tempdir().unwrap();
@@ -183,9 +231,32 @@ impl CrmWorld {
     }
 
     fn poller(&self) -> Poller {
-        let token = |name: &str| (name == "TEST_HUBSPOT_TOKEN").then(|| HUBSPOT_TOKEN.to_owned());
-        let provider: Arc<dyn Provider> = Arc::new(Hubspot::with_credentials(&self.poll, token).unwrap());
+        let variables = |name: &str| {
+            match name {
+                "TEST_HUBSPOT_TOKEN" => Some(HUBSPOT_TOKEN),
+                "TEST_HUBSPOT_CLIENT_ID" => Some(APP_CLIENT_ID),
+                "TEST_HUBSPOT_CLIENT_SECRET" => Some(APP_CLIENT_SECRET),
+                "TEST_HUBSPOT_REFRESH_TOKEN" => Some(APP_REFRESH_TOKEN),
+                _ => None,
+            }
+            .map(str::to_owned)
+        };
+        let provider: Arc<dyn Provider> =
+            Arc::new(Hubspot::with_credentials(&self.poll, variables, Some(self.cursors.clone())).unwrap());
         poller_of(provider, self.cursors.clone(), &self.brokers)
+    }
+
+    /// The poller authenticates as the fake's public OAuth app, whose access
+    /// tokens live `life` (HubSpot's: 30 minutes).
+    fn as_oauth_app(&mut self, life: Duration) {
+        let mut crm = self.crm.lock().unwrap();
+        crm.app_access = Some(None);
+        crm.access_life = life;
+        self.poll.hubspot.token_env = String::new();
+        self.poll.hubspot.client_id_env = "TEST_HUBSPOT_CLIENT_ID".into();
+        self.poll.hubspot.client_secret_env = "TEST_HUBSPOT_CLIENT_SECRET".into();
+        self.poll.hubspot.refresh_token_env = "TEST_HUBSPOT_REFRESH_TOKEN".into();
+        self.poll.hubspot.token_url = format!("{}/oauth/v1/token", self.poll.hubspot.url);
     }
 
     /// Key (`contacts:7`) → the fake's current properties of that object.
@@ -284,4 +355,80 @@ async fn hubspot_resumes_a_window_from_the_last_saved_id_after_a_failed_poll() {
     let (latest, messages) = world.topic_state();
     assert_eq!(latest, world.state());
     assert_eq!(messages, 1_005, "nothing produced twice");
+}
+
+/// A public OAuth app: the access token is refreshed before it expires and
+/// after a 401 (a token revoked early), with the client id and secret in the
+/// form as HubSpot takes them; the refresh token HubSpot answers is kept in
+/// the store; a wrong client secret fails the poll by name, never printing it.
+#[tokio::test]
+async fn hubspot_through_an_oauth_app_refreshes_before_expiry_and_after_a_401() {
+    let mut world = CrmWorld::new(450).await;
+    world.as_oauth_app(Duration::from_secs(6));
+    let poller = world.poller();
+    let first = poller.poll_once().await.unwrap();
+    assert_eq!(first.upserts, 455);
+    assert_eq!(world.crm.lock().unwrap().refreshes, 1, "one token for the first poll");
+    let stored = world.cursors.poll_cursor("crm.oauth-refresh-token").await.unwrap().map(|(t, _)| t);
+    assert_eq!(stored.as_deref(), Some(APP_REFRESH_TOKEN), "the refresh token HubSpot answered is kept");
+
+    // Past half its life (the server still takes it) the token is refreshed first.
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    let edited = chrono::Utc::now().timestamp_millis();
+    world
+        .crm
+        .lock()
+        .unwrap()
+        .objects
+        .get_mut("contacts")
+        .unwrap()
+        .insert(3, (edited, json!({"email": "x@c.example"})));
+    assert_eq!(poller.poll_once().await.unwrap().upserts, 1);
+    assert_eq!(world.crm.lock().unwrap().refreshes, 2, "refreshed before expiry");
+
+    // Revoked early: the 401 refreshes once and the request goes through.
+    world.crm.lock().unwrap().app_access = Some(None);
+    world
+        .crm
+        .lock()
+        .unwrap()
+        .objects
+        .get_mut("deals")
+        .unwrap()
+        .insert(9, (edited + 1, json!({"dealname": "Lane 9"})));
+    assert_eq!(poller.poll_once().await.unwrap().upserts, 1);
+    assert_eq!(world.crm.lock().unwrap().refreshes, 3, "refreshed after the 401");
+    let (latest, _) = world.topic_state();
+    assert_eq!(latest, world.state());
+
+    // A wrong client secret: the poll fails naming the token endpoint and HubSpot's status.
+    let mut wrong = CrmWorld::new(1).await;
+    wrong.as_oauth_app(Duration::from_secs(1800));
+    wrong.poll.hubspot.client_secret_env = "TEST_HUBSPOT_CLIENT_ID".into();
+    wrong.poll.max_attempts = 1;
+    let e = wrong.poller().poll_once().await.unwrap_err().to_string();
+    assert!(e.contains("/oauth/v1/token") && e.contains("BAD_CLIENT_ID"), "{e}");
+    assert!(!e.contains(APP_CLIENT_SECRET) && !e.contains(APP_REFRESH_TOKEN), "{e}");
+}
+
+/// A credential from a mounted Secret: `token_env = "file:/path"` is read from
+/// the file by the pollers `run` starts (`poll::configured`).
+#[tokio::test]
+async fn hubspot_takes_its_token_from_a_file_as_a_mounted_secret_holds_it() {
+    let mut world = CrmWorld::new(5).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, format!("{HUBSPOT_TOKEN}\n")).unwrap();
+    world.poll.hubspot.token_env = format!("file:{}", file.display());
+    let config = apex_ingest::config::Config { poll: world.poll.clone(), ..Default::default() };
+    let providers = apex_ingest::poll::configured(&config, world.cursors.clone()).unwrap();
+    assert_eq!(providers.len(), 1, "only HubSpot is on");
+    let poller = poller_of(providers[0].clone(), world.cursors.clone(), &world.brokers);
+    assert_eq!(poller.poll_once().await.unwrap().upserts, 10);
+
+    std::fs::remove_file(&file).unwrap();
+    let e = apex_ingest::poll::configured(&config, world.cursors.clone())
+        .err()
+        .expect("a missing file was accepted");
+    assert!(e.to_string().contains(&file.display().to_string()), "{e}");
 }
