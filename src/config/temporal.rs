@@ -14,8 +14,12 @@ pub struct TemporalConfig {
     pub url: String,
     pub namespace: String,
     /// API key (Temporal Cloud): `env:NAME` or `file:PATH`, sent as a bearer
-    /// token; needs an `https://` URL. Read when connecting.
+    /// token; needs an `https://` URL. A file is read again every
+    /// `secret_refresh`: a rotated key is used without a restart.
     pub api_key: SecretSource,
+    /// How often a `file:` API key is read again.
+    #[serde(with = "humantime_serde")]
+    pub secret_refresh: Duration,
     /// PEM file of the CA the server's certificate must chain to (else the system's roots).
     pub ca_file: PathBuf,
     /// PEM files of the client certificate and its key (mTLS).
@@ -76,6 +80,7 @@ impl Default for TemporalConfig {
             url: "http://127.0.0.1:7233".into(),
             namespace: "default".into(),
             api_key: SecretSource::Unset,
+            secret_refresh: Duration::from_secs(30),
             ca_file: PathBuf::new(),
             client_cert_file: PathBuf::new(),
             client_key_file: PathBuf::new(),
@@ -153,6 +158,11 @@ pub(super) fn validate(c: &Config) -> anyhow::Result<()> {
             "must be https:// with an api_key, a ca_file, a client certificate or a server_name (a key is never sent in clear)",
         ),
         (!c.temporal.connect_timeout.is_zero(), "temporal.connect_timeout", "must be longer than 0 s"),
+        (
+            c.temporal.secret_refresh >= Duration::from_secs(1),
+            "temporal.secret_refresh",
+            "must be at least 1s",
+        ),
         (!c.temporal.workflow_timeout.is_zero(), "temporal.workflow_timeout", "must be longer than 0 s"),
         (!c.temporal.stall_warning.is_zero(), "temporal.stall_warning", "must be longer than 0 s"),
     ])

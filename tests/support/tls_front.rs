@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use http_body_util::{Either, Empty};
@@ -36,7 +36,15 @@ pub struct FrontOptions {
 
 pub struct TlsFront {
     pub addr: SocketAddr,
+    api_key: Arc<RwLock<String>>,
     task: tokio::task::JoinHandle<()>,
+}
+
+impl TlsFront {
+    /// From now on only `key` is accepted (a key rotated at the provider).
+    pub fn set_api_key(&self, key: &str) {
+        *self.api_key.write().unwrap() = key.to_owned();
+    }
 }
 
 impl Drop for TlsFront {
@@ -71,11 +79,13 @@ pub async fn start(options: FrontOptions) -> TlsFront {
     let acceptor = TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let api_key: Option<Arc<str>> = options.api_key.map(Into::into);
+    let checks_key = options.api_key.is_some();
+    let api_key = Arc::new(RwLock::new(options.api_key.unwrap_or_default()));
+    let keys = api_key.clone();
     let (upstream, postgres) = (options.upstream, options.postgres);
     let task = tokio::spawn(async move {
         while let Ok((mut tcp, _)) = listener.accept().await {
-            let (acceptor, api_key) = (acceptor.clone(), api_key.clone());
+            let (acceptor, api_key) = (acceptor.clone(), keys.clone());
             tokio::spawn(async move {
                 if postgres && !answer_ssl_request(&mut tcp).await {
                     return;
@@ -83,9 +93,9 @@ pub async fn start(options: FrontOptions) -> TlsFront {
                 // A refused handshake is the client's error to report, not ours.
                 let Ok(mut tls) = acceptor.accept(tcp).await else { return };
                 let Some(upstream) = upstream else { return };
-                match api_key {
-                    Some(key) => serve_grpc(tls, upstream, key).await,
-                    None => {
+                match checks_key {
+                    true => serve_grpc(tls, upstream, api_key).await,
+                    false => {
                         if let Ok(mut server) = TcpStream::connect(upstream).await {
                             let _ = tokio::io::copy_bidirectional(&mut tls, &mut server).await;
                         }
@@ -94,7 +104,7 @@ pub async fn start(options: FrontOptions) -> TlsFront {
             });
         }
     });
-    TlsFront { addr, task }
+    TlsFront { addr, api_key, task }
 }
 
 async fn answer_ssl_request(tcp: &mut TcpStream) -> bool {
@@ -107,7 +117,11 @@ type Body = Either<Incoming, Empty<Bytes>>;
 
 /// HTTP/2 from the client, each call checked for the key and sent on to the
 /// server; a call without it is answered UNAUTHENTICATED (gRPC status 16).
-async fn serve_grpc(tls: tokio_rustls::server::TlsStream<TcpStream>, upstream: SocketAddr, key: Arc<str>) {
+async fn serve_grpc(
+    tls: tokio_rustls::server::TlsStream<TcpStream>,
+    upstream: SocketAddr,
+    key: Arc<RwLock<String>>,
+) {
     let Ok(tcp) = TcpStream::connect(upstream).await else { return };
     let Ok((sender, connection)) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp)).await
@@ -115,9 +129,10 @@ async fn serve_grpc(tls: tokio_rustls::server::TlsStream<TcpStream>, upstream: S
         return;
     };
     tokio::spawn(connection);
-    let expected = format!("Bearer {key}");
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let mut sender = sender.clone();
+        // Read per call: the key may have been rotated since the connection opened.
+        let expected = format!("Bearer {}", key.read().unwrap());
         let authorized =
             request.headers().get("authorization").is_some_and(|v| v.as_bytes() == expected.as_bytes());
         async move {

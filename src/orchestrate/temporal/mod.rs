@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{BatchReport, OrchestrateError, Orchestrator};
 use crate::batch::Batch;
-use crate::config::TemporalConfig;
+use crate::config::{SecretSource, TemporalConfig};
 use crate::metrics::{Metrics, OrchestratorMetrics};
 pub use workflows::{BatchIngestWorkflow, BatchInput, BatchStatus, BatchSummary, Phase, batch_workflow_id};
 
@@ -44,7 +44,7 @@ pub async fn connect(config: &TemporalConfig) -> anyhow::Result<Client> {
     let options = ConnectionOptions::new(url)
         .identity(identity)
         .maybe_tls_options(tls_options(config)?)
-        .maybe_api_key(api_key)
+        .maybe_api_key(api_key.clone())
         .connect_timeout(config.connect_timeout)
         .build();
     let hint = if config.uses_tls() {
@@ -64,10 +64,34 @@ pub async fn connect(config: &TemporalConfig) -> anyhow::Result<Client> {
             config.connect_timeout
         ),
     };
+    if let SecretSource::File(_) = config.api_key {
+        tokio::spawn(refresh_api_key(connection.clone(), config.clone(), api_key));
+    }
     let options = ClientOptions::new(config.namespace.clone())
         .data_converter(codec::data_converter(config.compress_payloads))
         .build();
     Client::new(connection, options).context("creating the Temporal client")
+}
+
+/// Reads a `file:` API key again every `secret_refresh` and hands a changed
+/// one to the connection (and so to every client and worker sharing it): a
+/// rotated Secret is used without a restart. A file that cannot be read keeps
+/// the last key. `last` is the key the connection was made with. `last` is the key the connection was made with.
+async fn refresh_api_key(connection: Connection, config: TemporalConfig, mut last: Option<String>) {
+    let mut every = tokio::time::interval(config.secret_refresh);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        match config.api_key.read("temporal.api_key") {
+            Ok(Some(key)) if last.as_deref() != Some(key.expose_secret()) => {
+                connection.set_api_key(Some(key.expose_secret().to_owned()));
+                last = Some(key.expose_secret().to_owned());
+                tracing::info!(source = %config.api_key, "Temporal API key rotated");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("{e:#}; keeping the last Temporal API key"),
+        }
+    }
 }
 
 /// The TLS settings of an `https://` URL: the CA (else the system's roots),
