@@ -170,7 +170,7 @@ fn the_chart_lints_and_renders_valid_kubernetes_with_defaults_and_with_every_fea
 
     let full = production();
     let report = kubeconform(&full);
-    assert!(report.contains("Valid: 18, Invalid: 0, Errors: 0, Skipped: 0"), "{report}");
+    assert!(report.contains("Valid: 23, Invalid: 0, Errors: 0, Skipped: 0"), "{report}");
     let kinds = resources(&full);
     for want in [
         "Deployment/apex-apex-ingest-worker",
@@ -178,6 +178,10 @@ fn the_chart_lints_and_renders_valid_kubernetes_with_defaults_and_with_every_fea
         "Service/apex-apex-ingest-edge",
         "Ingress/apex-apex-ingest-edge",
         "PodDisruptionBudget/apex-apex-ingest-edge",
+        "Deployment/apex-apex-ingest-serve",
+        "Service/apex-apex-ingest-serve",
+        "Ingress/apex-apex-ingest-serve",
+        "PodDisruptionBudget/apex-apex-ingest-serve",
         "ScaledObject/apex-apex-ingest-run",
         "TriggerAuthentication/apex-apex-ingest-kafka",
         "ServiceMonitor/apex-apex-ingest",
@@ -225,6 +229,18 @@ fn the_chart_lints_and_renders_valid_kubernetes_with_defaults_and_with_every_fea
         assert!(auth.contains(want), "{want} in\n{auth}");
     }
     assert!(full.contains("kafka-sasl-username: \"apex-ingest\""), "{full}");
+    // The query API: its own command, only /v1/query behind the Ingress.
+    let serve = full
+        .split("\n---")
+        .find(|d| d.contains("name: apex-apex-ingest-serve\n") && d.contains("kind: Deployment"))
+        .unwrap();
+    assert!(serve.contains("args: [\"serve\", \"--config\""), "{serve}");
+    let ingress =
+        full.split("\n---").find(|d| d.contains("kind: Ingress") && d.contains("-serve\n")).unwrap();
+    assert!(
+        ingress.contains("path: /v1/query") && ingress.contains("host: \"memory.fleet.example.com\""),
+        "{ingress}"
+    );
     for probe in ["path: /readyz", "path: /healthz", "readOnlyRootFilesystem: true", "runAsNonRoot: true"] {
         assert!(run.contains(probe), "{probe} in\n{run}");
     }
@@ -410,7 +426,7 @@ fn pods_start_beside_the_service_links_kubernetes_would_give_them_and_ask_for_no
 
 #[test]
 fn values_the_chart_refuses_fail_at_install_with_a_message() {
-    let cases: [(&[&str], &str); 10] = [
+    let cases: [(&[&str], &str); 12] = [
         (&["--set", "config.batch.max_event=50"], "additional properties 'max_event' not allowed"),
         (&["--set", "runn.replicas=2"], "additional properties 'runn' not allowed"),
         (&["--set", "run.replicas=13"], "run.replicas (13) is above kafkaPartitions (12)"),
@@ -420,6 +436,8 @@ fn values_the_chart_refuses_fail_at_install_with_a_message() {
         ),
         (&["--set", "config.neo4j.password=hunter2"], "config.neo4j.password is not a value"),
         (&["--set", "config.temporal.api_key=hunter2"], "config.temporal.api_key is not a value"),
+        (&["--set", "config.serve.tokens[0]=hunter2"], "config.serve.tokens[0] is not a value"),
+        (&["--set", "serve.enabled=true"], "serve.enabled needs config.serve.tokens"),
         (
             &["--set", "autoscaling.enabled=true", "--set", "config.kafka.security_protocol=sasl_ssl"],
             "autoscaling.kafkaSecrets must name the Secret key of the password",
@@ -459,7 +477,7 @@ fn alert_rules_pass_promtool_check_and_their_unit_tests_and_a_wrong_expectation_
     let mut check = tool("promtool");
     check.args(["check", "rules"]).arg(rules.join("alerts.yaml"));
     let out = run(check);
-    assert!(out.status.success() && text(&out).contains("SUCCESS: 6 rules found"), "{}", text(&out));
+    assert!(out.status.success() && text(&out).contains("SUCCESS: 8 rules found"), "{}", text(&out));
 
     let mut test = tool("promtool");
     test.args(["test", "rules"]).arg(rules.join("alerts_test.yaml"));

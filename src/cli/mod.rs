@@ -7,6 +7,7 @@ pub mod pollers;
 pub mod produce;
 pub mod query;
 pub mod run;
+pub mod serve;
 pub mod topics;
 pub mod verify;
 pub mod worker;
@@ -25,6 +26,7 @@ use dlq::DlqAction;
 use pollers::PollersAction;
 use produce::ProduceArgs;
 use query::QueryArgs;
+use serve::ServeArgs;
 use topics::TopicsAction;
 
 #[derive(Parser)]
@@ -161,6 +163,17 @@ pub enum Command {
     /// the topic/partition/offset it came from, event and ingest time, and the
     /// score of each retriever that found it.
     Query(QueryArgs),
+    /// Serves the questions of `query` over HTTP: POST /v1/query on serve.listen,
+    /// beside /metrics, /healthz and /readyz.
+    ///
+    /// The body is JSON: {"question": "...", "as_of": RFC 3339, "ingested_before":
+    /// RFC 3339, "k": 1-1000}, answered with the JSON of `query --json`. Only
+    /// bearers of a serve.tokens token are answered (each "env:VARIABLE" or
+    /// "file:/path", files read again every serve.secret_refresh: rotated without
+    /// a restart), each token at most serve.requests_per_second (429 beyond).
+    /// Bad input is a 400 that names what is wrong; a body over
+    /// serve.max_body_bytes 413; a store failure or serve.timeout 503.
+    Serve(ServeArgs),
     /// Lists, shows and replays dead letters (events that could not be parsed or validated).
     Dlq {
         #[arg(long, short, global = true)]
@@ -208,6 +221,10 @@ pub async fn dispatch(cli: Cli) -> ExitCode {
         Command::Query(args) => {
             telemetry::init("warn,sqlx=error");
             query::query(args).await
+        }
+        Command::Serve(args) => {
+            telemetry::init("info");
+            serve::serve(args).await
         }
         Command::Dlq { config, action } => {
             telemetry::init("warn,sqlx=error");

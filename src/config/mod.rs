@@ -21,6 +21,7 @@ mod kafka;
 mod pipeline;
 mod poll;
 mod secret;
+mod serve;
 mod stores;
 mod temporal;
 
@@ -29,6 +30,7 @@ pub use kafka::*;
 pub use pipeline::*;
 pub use poll::*;
 pub use secret::*;
+pub use serve::*;
 pub use stores::*;
 pub use temporal::*;
 
@@ -61,6 +63,7 @@ pub struct Config {
     pub qdrant: QdrantConfig,
     pub edge: EdgeConfig,
     pub poll: PollConfig,
+    pub serve: ServeConfig,
 }
 
 /// Fails with the key and its problem at the first check that does not hold.
@@ -121,6 +124,7 @@ impl Config {
             temporal::validate,
             edge::validate,
             poll::validate,
+            serve::validate,
         ] {
             section(self)?;
         }

@@ -10,6 +10,7 @@ mod batcher;
 mod edge;
 mod orchestrator;
 mod poll;
+mod query;
 mod saga;
 mod source;
 
@@ -17,6 +18,7 @@ pub use batcher::BatcherMetrics;
 pub use edge::EdgeMetrics;
 pub use orchestrator::OrchestratorMetrics;
 pub use poll::PollMetrics;
+pub use query::QueryMetrics;
 pub use saga::SagaMetrics;
 pub use source::SourceMetrics;
 
@@ -45,6 +47,7 @@ pub struct Metrics {
     pub orchestrator: OrchestratorMetrics,
     pub edge: EdgeMetrics,
     pub poll: PollMetrics,
+    pub query: QueryMetrics,
     /// `/readyz`: ready, or what it waits for.
     readiness: Mutex<Result<(), &'static str>>,
 }
@@ -78,6 +81,7 @@ impl Metrics {
             orchestrator: OrchestratorMetrics::new(&registry),
             edge: EdgeMetrics::new(&registry),
             poll: PollMetrics::new(&registry),
+            query: QueryMetrics::new(&registry),
             registry,
             readiness: Mutex::new(Err("starting")),
         })

@@ -71,6 +71,19 @@ pub enum Intent {
     Semantic { text: String },
 }
 
+impl Intent {
+    /// The intent's name, as its JSON tag and metrics label say it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Intent::Position { .. } => "position",
+            Intent::LateShipments { .. } => "late_shipments",
+            Intent::Events { .. } => "events",
+            Intent::About { .. } => "about",
+            Intent::Semantic { .. } => "semantic",
+        }
+    }
+}
+
 /// A question read: its intent and the event-time window it is limited to.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Reading {

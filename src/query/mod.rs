@@ -1,9 +1,11 @@
 //! The query room: a question read by rules into an intent ([`intent`],
 //! [`when`]), the stores asked over typed, parameterised filters
-//! ([`routes`]), and the hits returned with their citations ([`answer`]).
+//! ([`routes`]), and the hits returned with their citations ([`answer`]);
+//! in process (`apex-ingest query`) or over HTTP ([`api`], `apex-ingest serve`).
 //! It reads what the pipeline wrote and writes nothing.
 
 pub mod answer;
+pub mod api;
 pub mod intent;
 mod routes;
 pub mod when;

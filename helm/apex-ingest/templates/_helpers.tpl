@@ -256,3 +256,65 @@ toToml writes every YAML number as a float (12.0), which integer keys refuse.
 {{- else -}}{{ toJson (toString .) }}
 {{- end -}}
 {{- end -}}
+
+{{- /* The Service clients reach a component's HTTP port by, and its optional
+Ingress, which routes only .path (metrics stay inside the cluster).
+Takes root, component, values (with service and ingress) and path. */ -}}
+{{- define "apex-ingest.publicService" -}}
+{{- $root := .root -}}
+{{- $name := printf "%s-%s" (include "apex-ingest.fullname" $root) .component -}}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ $name }}
+  labels:
+    {{- include "apex-ingest.labels" $root | nindent 4 }}
+    app.kubernetes.io/component: {{ .component }}
+spec:
+  type: {{ .values.service.type }}
+  selector:
+    {{- include "apex-ingest.selectorLabels" . | nindent 4 }}
+  ports:
+    - name: http
+      port: {{ .values.service.port }}
+      targetPort: http
+{{- with .values.ingress }}
+{{- if .enabled }}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: {{ $name }}
+  labels:
+    {{- include "apex-ingest.labels" $root | nindent 4 }}
+    app.kubernetes.io/component: {{ $.component }}
+  {{- with .annotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+spec:
+  {{- with .className }}
+  ingressClassName: {{ . }}
+  {{- end }}
+  {{- if .tlsSecretName }}
+  tls:
+    - hosts: [{{ required (printf "%s.ingress.host is needed with TLS" $.component) .host | quote }}]
+      secretName: {{ .tlsSecretName }}
+  {{- end }}
+  rules:
+    - {{- with .host }}
+      host: {{ . | quote }}
+      {{- end }}
+      http:
+        paths:
+          - path: {{ $.path }}
+            pathType: Prefix
+            backend:
+              service:
+                name: {{ $name }}
+                port:
+                  name: http
+{{- end }}
+{{- end }}
+{{- end -}}

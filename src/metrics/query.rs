@@ -1,0 +1,59 @@
+//! The query API's metrics: questions by outcome, how long answered ones
+//! took by intent, and reloads of the token files.
+
+use std::time::Duration;
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Registry};
+
+use super::{counter_vec, registered};
+
+#[derive(Clone)]
+pub struct QueryMetrics {
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    token_reloads: IntCounterVec,
+}
+
+impl QueryMetrics {
+    pub(super) fn new(registry: &Registry) -> Self {
+        QueryMetrics {
+            requests: counter_vec(
+                registry,
+                "apex_query_requests_total",
+                "Questions to POST /v1/query, by outcome (answered, bad_request, unauthorized, \
+                 rate_limited, too_large, store_failed, timed_out)",
+                &["outcome"],
+            ),
+            latency: registered(
+                registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "apex_query_seconds",
+                        "From a question's request to its answer, by intent",
+                    )
+                    .buckets(prometheus::exponential_buckets(0.001, 2.0, 15).expect("valid buckets")),
+                    &["intent"],
+                ),
+            ),
+            token_reloads: counter_vec(
+                registry,
+                "apex_query_token_reloads_total",
+                "Changed token files read again, by outcome (ok; failed: unreadable or empty, the last token stays)",
+                &["outcome"],
+            ),
+        }
+    }
+
+    pub fn answered(&self, intent: &str, took: Duration) {
+        self.requests.with_label_values(&["answered"]).inc();
+        self.latency.with_label_values(&[intent]).observe(took.as_secs_f64());
+    }
+
+    pub fn refused(&self, outcome: &str) {
+        self.requests.with_label_values(&[outcome]).inc();
+    }
+
+    pub fn token_reload(&self, outcome: &str) {
+        self.token_reloads.with_label_values(&[outcome]).inc();
+    }
+}

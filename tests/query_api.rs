@@ -1,0 +1,250 @@
+//! The query API (`apex-ingest serve`) over the embedded stores a demo wrote
+//! (the README's flow): it answers bearers of its tokens exactly as the
+//! query room answers in process, refuses bad input with what is wrong,
+//! limits each token on its own, takes a rotated token file without a
+//! restart, and will not start open.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use apex_ingest::app;
+use apex_ingest::config::{Config, SecretSource, ServeConfig};
+use apex_ingest::metrics::Metrics;
+use apex_ingest::query::api::{self, QueryApi};
+use apex_ingest::query::{self, QueryStores, Question};
+use serde_json::{Value, json};
+
+const UNTIL: &str = "2026-11-20T06:00:00Z";
+
+/// One demo's stores for the whole file: a day of four trucks ending at UNTIL.
+fn demo_dir() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_apex-ingest"))
+            .args(["demo", "--vehicles", "4", "--days", "1", "--until", UNTIL, "--poison-fraction", "0"])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("APEX_METRICS_LISTEN", "")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "demo: {}", String::from_utf8_lossy(&out.stderr));
+        dir
+    })
+    .path()
+}
+
+fn config() -> Config {
+    let mut c = Config::default();
+    c.stores.data_dir = demo_dir().to_path_buf();
+    c
+}
+
+async fn stores(config: &Config) -> QueryStores {
+    let stores = app::open_stores(config).await.unwrap();
+    QueryStores::over(&stores, app::build_embedder(config).unwrap())
+}
+
+/// A token in a file, as a mounted Secret holds it.
+fn token_file(dir: &Path, name: &str, token: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("{token}\n")).unwrap();
+    path
+}
+
+/// The API on a free port of this runtime; its metrics.
+async fn start(settings: ServeConfig) -> (SocketAddr, std::sync::Arc<Metrics>) {
+    let metrics = Metrics::new();
+    let api = QueryApi::start(&settings, stores(&config()).await, metrics.clone()).unwrap();
+    let listener = api::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(api::serve(api, listener, std::future::pending()));
+    (addr, metrics)
+}
+
+async fn post(
+    addr: SocketAddr,
+    token: Option<&str>,
+    body: String,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut request = reqwest::Client::new()
+        .post(format!("http://{addr}/v1/query"))
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let (status, headers) = (response.status().as_u16(), response.headers().clone());
+    let text = response.text().await.unwrap();
+    (status, headers, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+fn record_ids(answer: &Value) -> Vec<String> {
+    answer["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["citation"]["record_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearers_get_the_query_rooms_answer_and_bad_input_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "query-token-one";
+    let settings = ServeConfig {
+        tokens: vec![SecretSource::File(token_file(dir.path(), "t1", token))],
+        ..ServeConfig::default()
+    };
+    let (addr, metrics) = start(settings).await;
+
+    let late = json!({"question": "which shipments are late", "as_of": UNTIL, "k": 50}).to_string();
+    let (status, headers, _) = post(addr, None, late.clone()).await;
+    assert_eq!(status, 401);
+    assert_eq!(headers.get("www-authenticate").unwrap(), "Bearer");
+    assert_eq!(post(addr, Some("not-a-token"), late.clone()).await.0, 401);
+
+    // The same hits, in the same order, as the query room in process.
+    let (status, _, answer) = post(addr, Some(token), late.clone()).await;
+    assert_eq!(status, 200, "{answer}");
+    let question = Question {
+        text: "which shipments are late".into(),
+        as_of: Some(UNTIL.parse().unwrap()),
+        ingested_before: None,
+        k: 50,
+    };
+    let direct = query::ask(&stores(&config()).await, &question).await.unwrap();
+    let direct_ids: Vec<String> = direct.hits.iter().map(|h| h.citation.record_id.clone()).collect();
+    assert!(!direct_ids.is_empty(), "the demo's day has late shipments");
+    assert_eq!(record_ids(&answer), direct_ids);
+    assert_eq!(answer["reading"]["intent"], "late_shipments");
+    assert!(answer["routes"][0]["statement"].as_str().is_some_and(|s| !s.is_empty()), "{answer}");
+
+    // Bad input: 400 naming what is wrong.
+    for (body, says) in [
+        (json!({"question": "late shipments", "vehicle": "12"}), "unknown field `vehicle`"),
+        (json!({"question": "late shipments", "as_of": "yesterday"}), "as_of"),
+        (json!({"question": "late shipments", "k": 5000}), "k must be between 1 and 1000"),
+        (json!({"question": "late shipments", "k": 0}), "k must be between 1 and 1000"),
+        (json!({"question": "harsh braking near Atlantis"}), "unknown place \"Atlantis\""),
+        (json!({"k": 5}), "missing field `question`"),
+    ] {
+        let (status, _, error) = post(addr, Some(token), body.to_string()).await;
+        assert_eq!(status, 400, "{body}: {error}");
+        assert!(
+            error["error"].as_str().is_some_and(|e| e.contains(says)),
+            "{body}: want {says:?} in {error}"
+        );
+    }
+    assert_eq!(post(addr, Some(token), "{not json".into()).await.0, 400);
+    let huge = json!({"question": "x".repeat(20_000)}).to_string();
+    assert_eq!(post(addr, Some(token), huge).await.0, 413);
+
+    // Hostile values are bound parameters: answered or refused, the stores unchanged.
+    for hostile in ["everything about PRO 1' OR '1'='1", "everything about truck 1'; DROP TABLE records; --"]
+    {
+        let (status, _, _) = post(addr, Some(token), json!({"question": hostile}).to_string()).await;
+        assert!(status == 200 || status == 400, "{hostile}: {status}");
+    }
+    assert_eq!(record_ids(&post(addr, Some(token), late).await.2), direct_ids);
+
+    let text = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
+    let series = |outcome: &str| {
+        support::metric_series(&text, "apex_query_requests_total")
+            .into_iter()
+            .find(|(labels, _)| labels.contains(&format!("\"{outcome}\"")))
+            .map_or(0, |(_, v)| v)
+    };
+    assert_eq!(series("unauthorized"), 2);
+    assert_eq!(series("bad_request"), 7);
+    assert_eq!(series("too_large"), 1);
+    assert!(series("answered") >= 2, "{text}");
+    drop(metrics);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_token_has_its_own_rate_and_a_rotated_token_file_is_taken_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = ("token-a-first", "token-b");
+    let a_file = token_file(dir.path(), "a", a);
+    let settings = ServeConfig {
+        tokens: vec![SecretSource::File(a_file.clone()), SecretSource::File(token_file(dir.path(), "b", b))],
+        requests_per_second: 1,
+        secret_refresh: Duration::from_millis(200),
+        ..ServeConfig::default()
+    };
+    let (addr, _metrics) = start(settings).await;
+    let body = json!({"question": "everything about truck 1", "as_of": UNTIL}).to_string();
+    assert_eq!(post(addr, Some(a), body.clone()).await.0, 200);
+    // Within the second: over the token's rate (governor refills one a second).
+    let (status, headers, error) = post(addr, Some(a), body.clone()).await;
+    assert_eq!(status, 429, "{error}");
+    assert_eq!(headers.get("retry-after").map(|v| v.to_str().unwrap().to_owned()), Some("1".into()));
+    assert!(error["error"].as_str().unwrap().contains("serve.requests_per_second (1)"), "{error}");
+    assert_eq!(post(addr, Some(b), body.clone()).await.0, 200, "another token has its own rate");
+
+    // The Secret rotated: the new token is taken (its place keeps its rate,
+    // long refilled by then), the old one refused, no restart.
+    let rotated = "token-a-second";
+    std::fs::write(&a_file, rotated).unwrap();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(post(addr, Some(a), body.clone()).await.0, 401, "the old token after the rotation");
+    assert_eq!(post(addr, Some(rotated), body.clone()).await.0, 200, "the rotated token");
+    let text = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
+    assert!(text.contains("apex_query_token_reloads_total{outcome=\"ok\"} 1"), "{text}");
+}
+
+/// The command itself: refuses to start open, and answers a token from its
+/// environment on serve.listen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_serve_command_will_not_start_open_and_answers_a_token_from_its_environment() {
+    let apex = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_apex-ingest"));
+        c.arg("serve").arg("--data-dir").arg(demo_dir()).env("APEX_METRICS_LISTEN", "");
+        c
+    };
+    let out = apex().output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("serve.tokens names no token"), "{out:?}");
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut child = apex()
+        .env("APEX_SERVE_LISTEN", addr.to_string())
+        .env("APEX_SERVE_TOKENS", "[\"env:QUERY_API_TEST_TOKEN\"]")
+        .env("QUERY_API_TEST_TOKEN", "from-the-environment")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut ready = false;
+    for _ in 0..100 {
+        if reqwest::get(format!("http://{addr}/readyz")).await.is_ok_and(|r| r.status().is_success()) {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let answered = if ready {
+        Some(
+            post(
+                addr,
+                Some("from-the-environment"),
+                json!({"question": "late shipments", "as_of": UNTIL}).to_string(),
+            )
+            .await,
+        )
+    } else {
+        None
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(ready, "serve did not become ready on {addr}");
+    let (status, _, answer) = answered.unwrap();
+    assert_eq!(status, 200, "{answer}");
+}
