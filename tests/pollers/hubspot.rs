@@ -283,6 +283,16 @@ impl CrmWorld {
         (properties.collect(), messages)
     }
 
+    /// An edit at HubSpot now, kept clear (by a few ms) of the instant the
+    /// last window ended and of the next one's start: windows meet at an
+    /// instant both include, where an edit is read twice (harmlessly).
+    async fn edit_now(&self, object: &str, id: u64, properties: Value) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let now = chrono::Utc::now().timestamp_millis();
+        self.crm.lock().unwrap().objects.get_mut(object).unwrap().insert(id, (now, properties));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
     fn requests(&self) -> usize {
         self.crm.lock().unwrap().requests
     }
@@ -374,34 +384,13 @@ async fn hubspot_through_an_oauth_app_refreshes_before_expiry_and_after_a_401() 
 
     // Past half its life (the server still takes it) the token is refreshed first.
     tokio::time::sleep(Duration::from_millis(3_500)).await;
-    let edited = chrono::Utc::now().timestamp_millis();
-    world
-        .crm
-        .lock()
-        .unwrap()
-        .objects
-        .get_mut("contacts")
-        .unwrap()
-        .insert(3, (edited, json!({"email": "x@c.example"})));
-    // Windows meet at an instant both include (an edit there is read twice,
-    // harmlessly): keep this edit clear of the next window's start.
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    world.edit_now("contacts", 3, json!({"email": "x@c.example"})).await;
     assert_eq!(poller.poll_once().await.unwrap().upserts, 1);
     assert_eq!(world.crm.lock().unwrap().refreshes, 2, "refreshed before expiry");
 
     // Revoked early: the 401 refreshes once and the request goes through.
     world.crm.lock().unwrap().app_access = Some(None);
-    // An edit after the last window closed (a window ends when its poll starts).
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    let edited = chrono::Utc::now().timestamp_millis();
-    world
-        .crm
-        .lock()
-        .unwrap()
-        .objects
-        .get_mut("deals")
-        .unwrap()
-        .insert(9, (edited, json!({"dealname": "Lane 9"})));
+    world.edit_now("deals", 9, json!({"dealname": "Lane 9"})).await;
     assert_eq!(poller.poll_once().await.unwrap().upserts, 1);
     assert_eq!(world.crm.lock().unwrap().refreshes, 3, "refreshed after the 401");
     let (latest, _) = world.topic_state();
