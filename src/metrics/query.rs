@@ -7,6 +7,12 @@ use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Registry};
 
 use super::{counter_vec, registered};
 
+/// The outcomes of a question (`apex_query_requests_total`).
+const OUTCOMES: [&str; 7] =
+    ["answered", "bad_request", "unauthorized", "rate_limited", "too_large", "store_failed", "timed_out"];
+/// The intents a question is read into (`Intent::name`).
+const INTENTS: [&str; 5] = ["position", "late_shipments", "events", "about", "semantic"];
+
 #[derive(Clone)]
 pub struct QueryMetrics {
     requests: IntCounterVec,
@@ -15,8 +21,11 @@ pub struct QueryMetrics {
 }
 
 impl QueryMetrics {
+    /// Every outcome, intent and reload outcome exists at 0 from the start,
+    /// so `rate()` and `increase()` see the first one (and the dashboard's
+    /// queries find their series on any component).
     pub(super) fn new(registry: &Registry) -> Self {
-        QueryMetrics {
+        let metrics = QueryMetrics {
             requests: counter_vec(
                 registry,
                 "apex_query_requests_total",
@@ -41,7 +50,17 @@ impl QueryMetrics {
                 "Changed token files read again, by outcome (ok; failed: unreadable or empty, the last token stays)",
                 &["outcome"],
             ),
+        };
+        for outcome in OUTCOMES {
+            metrics.requests.with_label_values(&[outcome]);
         }
+        for intent in INTENTS {
+            metrics.latency.with_label_values(&[intent]);
+        }
+        for outcome in ["ok", "failed"] {
+            metrics.token_reloads.with_label_values(&[outcome]);
+        }
+        metrics
     }
 
     pub fn answered(&self, intent: &str, took: Duration) {
