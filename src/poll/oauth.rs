@@ -2,11 +2,12 @@
 //! (RFC 6749 §6), as Intuit issues them for QuickBooks (an access token lives
 //! an hour, and each refresh answers a new refresh token, the old one dying
 //! once the new pair is used) and HubSpot for public apps (30 minutes; the
-//! refresh token answered is kept the same way). The refresh token lives in the relational store
-//! beside the poll cursors (shared by every member), and the new one is saved
-//! there *before* the new access token is used: a crash between the refresh
-//! and the save leaves the old token, which still works; a crash after it
-//! leaves the new one. Only the refresh token's variable seeds the store.
+//! refresh token answered is kept the same way). The refresh token lives in
+//! the relational store beside the poll cursors (shared by every member), and
+//! the new one is saved there *before* the new access token is used: a crash
+//! between the refresh and the save leaves the old token, which still works;
+//! a crash after it leaves the new one. Only the refresh token's variable
+//! seeds the store.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -76,7 +76,7 @@ pub async fn connect(config: &TemporalConfig) -> anyhow::Result<Client> {
 /// Reads a `file:` API key again every `secret_refresh` and hands a changed
 /// one to the connection (and so to every client and worker sharing it): a
 /// rotated Secret is used without a restart. A file that cannot be read keeps
-/// the last key. `last` is the key the connection was made with. `last` is the key the connection was made with.
+/// the last key. `last` is the key the connection was made with.
 async fn refresh_api_key(connection: Connection, config: TemporalConfig, mut last: Option<String>) {
     let mut every = tokio::time::interval(config.secret_refresh);
     every.tick().await;
