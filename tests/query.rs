@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use apex_ingest::app;
 use apex_ingest::config::{CacheKind, Config, GraphKind, RelationalKind, SourceKind, VectorKind};
 use apex_ingest::metrics::Metrics;
-use apex_ingest::query::{self, Answer, Intent, QueryError, QueryStores, Question};
+use apex_ingest::query::{self, Answer, Entity, Intent, QueryError, QueryStores, Question};
 use apex_ingest::store::RecordFilter;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
@@ -251,6 +251,13 @@ async fn everything_about_a_pro_is_its_story(w: &World) {
     );
     assert!(a.hits.iter().all(|h| h.scores.contains_key("fused") && h.scores.contains_key("exact")));
     assert_eq!(a.routes.len(), 2);
+    // Whole words: the PRO less its last digit names no shipment, and the
+    // text route does not take it for a part of this one.
+    let shorter = w.ask(&format!("everything about PRO {}", &pro[3..pro.len() - 1]), None).await;
+    let reference = pro[..pro.len() - 1].to_owned();
+    assert_eq!(shorter.reading.intent, Intent::About { entity: Entity::Shipment { reference } });
+    let found: Vec<&str> = shorter.hits.iter().map(|h| h.summary.as_str()).collect();
+    assert!(found.is_empty(), "{pro} less a digit found {found:?}");
 }
 
 async fn ingest_time_as_of_hides_what_came_later(w: &World) {

@@ -46,7 +46,8 @@ pub struct RecordFilter {
     pub status: Option<String>,
     /// A Samsara safety behaviour label (`HarshBrake`).
     pub behavior: Option<String>,
-    /// Text the record's summary contains (any case).
+    /// Text the record's summary contains as whole words (any case): "Truck 1"
+    /// is not in "Truck 10", nor PRO4685909 in PRO46859098.
     pub mentions: Option<String>,
     /// Event time in `[from, to)`.
     pub from: Option<DateTime<Utc>>,
@@ -173,11 +174,14 @@ where
         q.push(format!(" AND {} = ", d.text(&["data", "behavior"]))).push_bind(b.clone());
     }
     if let Some(text) = &f.mentions {
-        let contains = match d {
-            Dialect::Sqlite => "instr",
-            Dialect::Postgres => "strpos",
+        // The pattern is built here from the text, escaped, and bound: SQLite's
+        // GLOB has character classes but no regular expressions.
+        match d {
+            Dialect::Sqlite => {
+                q.push(" AND (' ' || lower(summary) || ' ') GLOB ").push_bind(glob_words(text))
+            }
+            Dialect::Postgres => q.push(" AND lower(summary) ~ ").push_bind(regex_words(text)),
         };
-        q.push(format!(" AND {contains}(lower(summary), lower(")).push_bind(text.clone()).push(")) > 0");
     }
     let bounds =
         [(f.from, "occurred_at", ">="), (f.to, "occurred_at", "<"), (f.written_before, "written_at", "<")];
@@ -195,4 +199,31 @@ where
     let order = if f.newest_first { "DESC" } else { "ASC" };
     q.push(format!(" ORDER BY occurred_at {order}, id LIMIT ")).push_bind(f.limit as i64);
     q
+}
+
+/// A GLOB pattern matching `text` as whole words in a lower-cased summary
+/// padded with a space at each end (GLOB's own `*`, `?` and `[` escaped).
+fn glob_words(text: &str) -> String {
+    let escaped: String = text
+        .to_lowercase()
+        .chars()
+        .map(|c| match c {
+            '*' | '?' | '[' => format!("[{c}]"),
+            c => c.to_string(),
+        })
+        .collect();
+    format!("*[^a-z0-9]{escaped}[^a-z0-9]*")
+}
+
+/// A PostgreSQL regular expression matching `text` as whole words in a
+/// lower-cased summary (its metacharacters escaped).
+fn regex_words(text: &str) -> String {
+    let mut escaped = String::new();
+    for c in text.to_lowercase().chars() {
+        if "\\^$.|?*+()[]{}".contains(c) {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    format!("(^|[^[:alnum:]]){escaped}([^[:alnum:]]|$)")
 }
