@@ -80,6 +80,17 @@ async fn assert_count(client: &Client, query: &str, expected: usize) {
     }
 }
 
+/// The visibility query of `batch`'s completed workflow by its search
+/// attributes. A batch id names offsets only, and other tests' batches over
+/// the same offsets share it: the workflow id (offsets and payloads) singles it out.
+fn completed(batch: &Batch) -> String {
+    format!(
+        "BatchId = '{}' AND WorkflowId = '{}' AND `Status` = 'completed'",
+        batch.id,
+        batch_workflow_id(batch)
+    )
+}
+
 async fn status(client: &Client, batch: &Batch) -> Option<BatchStatus> {
     client
         .get_workflow_handle::<BatchIngestWorkflow>(batch_workflow_id(batch))
@@ -160,15 +171,8 @@ async fn a_hundred_event_batch_runs_through_a_child_workflow_per_event_and_lands
     assert_eq!(report.records, records as u64);
     assert_eq!((report.events, report.dead_letters, report.already_written), (100, 0, false));
     assert_count(client, &children_of(&batch), 100).await;
-    // Findable in the UI by its search attributes. A batch id names offsets
-    // only, so on a dev server kept between runs another test's batch over the
-    // same offsets may share it: the workflow id (offsets and payloads) singles it out.
-    let findable = format!(
-        "BatchId = '{}' AND WorkflowId = '{}' AND `Status` = 'completed'",
-        batch.id,
-        batch_workflow_id(&batch)
-    );
-    assert_count(client, &findable, 1).await;
+    // Findable in the UI by its search attributes.
+    assert_count(client, &completed(&batch), 1).await;
     assert_eq!(metrics.counter("apex_workflow_results_total", "completed"), 1);
 }
 
@@ -379,7 +383,7 @@ async fn payloads_compressed_by_the_member_are_read_by_a_worker_that_does_not_co
 
     let records = assert_landed_once(stores, &batch).await;
     assert_eq!(report.records, records as u64);
-    assert_count(client, &format!("BatchId = '{}' AND `Status` = 'completed'", batch.id), 1).await;
+    assert_count(client, &completed(&batch), 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
