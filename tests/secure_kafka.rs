@@ -136,15 +136,7 @@ async fn every_mechanism_carries_admin_producer_and_reader_and_each_wrong_settin
     assert!(e.to_lowercase().contains("ssl"), "{e}");
 
     // A broker whose certificate expired (presented by a TLS front with nothing behind it).
-    let expired = support::tls_front::start(support::tls_front::FrontOptions {
-        cert: l.file("expired.crt"),
-        key: l.file("expired.key"),
-        client_ca: None,
-        api_key: None,
-        upstream: None,
-        postgres: false,
-    })
-    .await;
+    let expired = support::tls_front::expired(&l.tls, false).await;
     let at_expired =
         KafkaConfig { brokers: format!("localhost:{}", expired.addr.port()), ..l.sasl("SCRAM-SHA-256") };
     let e = fails(&at_expired, &secret);

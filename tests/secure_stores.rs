@@ -81,15 +81,7 @@ impl Secured {
     /// A server presenting a certificate from the test CA that expired in 2020
     /// (`postgres`: after answering PostgreSQL's SSLRequest).
     async fn expired_server(&self, postgres: bool) -> support::tls_front::TlsFront {
-        support::tls_front::start(support::tls_front::FrontOptions {
-            cert: self.file("expired.crt"),
-            key: self.file("expired.key"),
-            client_ca: None,
-            api_key: None,
-            upstream: None,
-            postgres,
-        })
-        .await
+        support::tls_front::expired(&self.tls, postgres).await
     }
 
     fn redis(&self) -> RedisConfig {

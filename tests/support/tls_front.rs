@@ -53,6 +53,21 @@ impl Drop for TlsFront {
     }
 }
 
+/// A server presenting the test CA's certificate that expired in 2020
+/// (`expired.crt` of `scripts/tls-ca` in `tls`), with nothing behind it;
+/// `postgres`: after answering PostgreSQL's SSLRequest.
+pub async fn expired(tls: &Path, postgres: bool) -> TlsFront {
+    start(FrontOptions {
+        cert: tls.join("expired.crt"),
+        key: tls.join("expired.key"),
+        client_ca: None,
+        api_key: None,
+        upstream: None,
+        postgres,
+    })
+    .await
+}
+
 fn certs(path: &Path) -> Vec<CertificateDer<'static>> {
     CertificateDer::pem_file_iter(path).unwrap().map(Result::unwrap).collect()
 }
