@@ -337,21 +337,10 @@ async fn the_embedded_stores_answer_as_the_truth_says() {
     assert!(a.hits.iter().all(|h| h.scores.contains_key("vector")));
 }
 
-/// A database of its own, so the answers are this world's alone.
-async fn fresh_database(name: &str) -> String {
-    use sqlx::Executor;
-    let url = support::postgres_url();
-    let admin = sqlx::PgPool::connect(&url).await.unwrap();
-    admin.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).await.unwrap();
-    admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
-    let (base, _) = url.rsplit_once('/').unwrap();
-    format!("{base}/{name}")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_answers_as_the_truth_says() {
     let mut config = support::config();
-    config.postgres.url = fresh_database("apex_query_test").await;
+    config.postgres.url = support::fresh_database("apex_query_test").await;
     config.stores.relational = RelationalKind::Postgres;
     config.stores.vector = VectorKind::Pgvector;
     config.stores.graph = GraphKind::None;

@@ -2,10 +2,12 @@
 //! (the README's flow): it answers bearers of its tokens exactly as the
 //! query room answers in process, refuses bad input with what is wrong,
 //! limits each token on its own, takes a rotated token file without a
-//! restart, and will not start open.
+//! restart, and will not start open; its answer cache never hides a write
+//! (in process, and in Redis over PostgreSQL).
 
 mod support;
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -57,10 +59,16 @@ fn token_file(dir: &Path, name: &str, token: &str) -> PathBuf {
     path
 }
 
-/// The API on a free port of this runtime; its metrics.
+/// The API over the demo's stores on a free port of this runtime; its metrics.
 async fn start(settings: ServeConfig) -> (SocketAddr, std::sync::Arc<Metrics>) {
+    start_over(&config(), settings).await
+}
+
+/// The API over the stores `config` names, its answer cache as `serve` makes it.
+async fn start_over(config: &Config, settings: ServeConfig) -> (SocketAddr, std::sync::Arc<Metrics>) {
     let metrics = Metrics::new();
-    let api = QueryApi::start(&settings, stores(&config()).await, metrics.clone()).unwrap();
+    let cache = app::build_answer_cache(config).await.unwrap();
+    let api = QueryApi::start(&settings, stores(config).await, cache, metrics.clone()).unwrap();
     let listener = api::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(api::serve(api, listener, std::future::pending()));
@@ -247,4 +255,78 @@ async fn the_serve_command_will_not_start_open_and_answers_a_token_from_its_envi
     assert!(ready, "serve did not become ready on {addr}");
     let (status, _, answer) = answered.unwrap();
     assert_eq!(status, 200, "{answer}");
+}
+
+/// Asks the same question before and after a batch is written through the
+/// saga: the second ask is the cache's, the third is not and sees the
+/// batch's records.
+async fn a_cached_answer_never_hides_a_later_write(config: Config) {
+    let stores = app::open_stores(&config).await.unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let orchestrator = app::direct_over(&config, &stores, Metrics::new(), &shutdown).unwrap();
+    let seed = rand::random::<u64>();
+    orchestrator.run_batch(&support::generated_batch(300, seed, 0.0)).await.unwrap();
+    // The question is about a truck the second batch reports on.
+    let second = support::generated_batch(300, seed.wrapping_add(1), 0.0);
+    let (records, _) = apex_ingest::pipeline::parse_events(&second.events);
+    let truck = records
+        .iter()
+        .find_map(|r| {
+            let summary = r.summary();
+            let at = summary.find(" Truck ")?;
+            summary[at + 1..].split_whitespace().nth(1).map(|n| format!("truck {n}"))
+        })
+        .expect("the second batch reports on a truck");
+
+    let dir = tempfile::tempdir().unwrap();
+    let token = "cache-token";
+    let tokens = vec![SecretSource::File(token_file(dir.path(), "t", token))];
+    let (addr, metrics) = start_over(&config, ServeConfig { tokens, ..config.serve.clone() }).await;
+    let body = json!({"question": format!("everything about {truck}"), "k": 1000}).to_string();
+    let (status, headers, first) = post(addr, Some(token), body.clone()).await;
+    assert_eq!((status, headers.get("x-apex-cache").unwrap().to_str().unwrap()), (200, "miss"), "{first}");
+    let (_, headers, again) = post(addr, Some(token), body.clone()).await;
+    assert_eq!(headers.get("x-apex-cache").unwrap(), "hit");
+    assert_eq!(again, first);
+
+    // The second batch, written through the saga: the watermark moves.
+    orchestrator.run_batch(&second).await.unwrap();
+    let (_, headers, after) = post(addr, Some(token), body).await;
+    assert_eq!(headers.get("x-apex-cache").unwrap(), "miss", "an answer cached before the write");
+    let (before, now): (BTreeSet<String>, BTreeSet<String>) =
+        (record_ids(&first).into_iter().collect(), record_ids(&after).into_iter().collect());
+    assert!(
+        now.is_superset(&before) && now.len() > before.len(),
+        "{} then {} records",
+        before.len(),
+        now.len()
+    );
+    let text = metrics.render();
+    let cache = support::metric_series(&text, "apex_query_cache_total");
+    assert!(
+        cache.contains(&("{outcome=\"hit\"}".into(), 1)) && cache.contains(&("{outcome=\"miss\"}".into(), 2)),
+        "{cache:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_in_process_cache_never_hides_a_later_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.stores.data_dir = dir.path().to_path_buf();
+    a_cached_answer_never_hides_a_later_write(config).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_cache_over_postgres_never_hides_a_later_write() {
+    use apex_ingest::config::{CacheKind, GraphKind, RelationalKind, VectorKind};
+    let mut config = support::config();
+    support::redis_url();
+    config.postgres.url = support::fresh_database("apex_cache_test").await;
+    config.stores.relational = RelationalKind::Postgres;
+    config.stores.vector = VectorKind::Pgvector;
+    config.stores.graph = GraphKind::None;
+    config.stores.cache = CacheKind::Redis;
+    config.stores.redis_prefix = support::unique("query-cache");
+    a_cached_answer_never_hides_a_later_write(config).await;
 }

@@ -6,4 +6,7 @@ mod run;
 mod wiring;
 
 pub use run::{RunTotals, cancel_on_signal, run_pipeline};
-pub use wiring::{build_embedder, build_orchestrator, build_source, direct_over, open_stores, saga_writer};
+pub use wiring::{
+    build_answer_cache, build_embedder, build_orchestrator, build_source, direct_over, open_stores,
+    saga_writer,
+};

@@ -13,7 +13,10 @@ use crate::orchestrate::Orchestrator;
 use crate::orchestrate::direct::DirectOrchestrator;
 use crate::orchestrate::rollout::RolloutOrchestrator;
 use crate::orchestrate::temporal::{self, TemporalOrchestrator};
-use crate::pipeline::embed::{EmbedPolicy, Embedder, HashingEmbedder, OpenAiEmbedder, OpenAiSettings};
+use crate::pipeline::embed::{
+    EmbedPolicy, Embedder, HashingEmbedder, MiniLmEmbedder, OpenAiEmbedder, OpenAiSettings,
+};
+use crate::query::cache::{AnswerCache, MemoryAnswers};
 use crate::saga::SagaWriter;
 use crate::saga::writer::SagaSettings;
 use crate::source::Source;
@@ -29,6 +32,7 @@ pub fn build_embedder(config: &Config) -> anyhow::Result<Arc<dyn Embedder>> {
     let e = &config.embed;
     Ok(match e.kind {
         EmbedKind::Hashing => Arc::new(HashingEmbedder::new(e.dims)),
+        EmbedKind::Minilm => Arc::new(MiniLmEmbedder::load(&e.model_dir)?),
         EmbedKind::Openai => Arc::new(OpenAiEmbedder::new(OpenAiSettings {
             base_url: e.url.clone(),
             model: e.model.clone(),
@@ -62,6 +66,24 @@ pub fn build_source(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Bo
         SourceKind::File => Box::new(FileSource::new(&s.paths)?),
         SourceKind::Kafka => Box::new(KafkaSource::connect(config, metrics)?),
     })
+}
+
+/// Where `serve` keeps answers: Redis with `stores.cache = "redis"` (shared
+/// by its replicas), else this process; none with `serve.cache_ttl = 0s`.
+pub async fn build_answer_cache(config: &Config) -> Result<Option<Arc<dyn AnswerCache>>, StoreError> {
+    if config.serve.cache_ttl.is_zero() {
+        return Ok(None);
+    }
+    Ok(Some(match config.stores.cache {
+        CacheKind::Redis => {
+            Arc::new(redis::RedisStore::connect(&config.redis, &config.stores.redis_prefix).await?)
+        }
+        CacheKind::Embedded | CacheKind::None => {
+            let capacity = std::num::NonZeroUsize::new(config.serve.cache_capacity)
+                .unwrap_or(std::num::NonZeroUsize::MIN);
+            Arc::new(MemoryAnswers::new(capacity))
+        }
+    }))
 }
 
 /// The stores as `[stores]` names them: each role embedded, on its real
@@ -101,6 +123,9 @@ pub async fn open_stores(config: &Config) -> Result<Stores, StoreError> {
         }
         (VectorKind::None, _) => None,
     };
+    if let Some(v) = &vector {
+        v.claim_embedder(&config.embed.embedder()).await?;
+    }
     let (cache, coordinator): (Option<Arc<dyn BatchStore>>, Arc<dyn Coordinator>) = match s.cache {
         CacheKind::Embedded => {
             let m = Arc::new(memory_cache::MemoryCache::new());

@@ -32,7 +32,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let stores = app::open_stores(&config).await?;
     let metrics = Metrics::new();
     let stores = QueryStores::over(&stores, app::build_embedder(&config)?);
-    let query_api = QueryApi::start(&config.serve, stores, metrics)?;
+    let cache = app::build_answer_cache(&config).await?;
+    let query_api = QueryApi::start(&config.serve, stores, cache, metrics)?;
     let shutdown = CancellationToken::new();
     app::cancel_on_signal(shutdown.clone());
     api::serve(query_api, api::bind(addr).await?, shutdown.cancelled_owned()).await

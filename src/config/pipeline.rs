@@ -91,6 +91,8 @@ impl Default for BatchConfig {
 #[serde(rename_all = "lowercase")]
 pub enum EmbedKind {
     Hashing,
+    /// all-MiniLM-L6-v2 in process (`embed.model_dir`; 384 dimensions).
+    Minilm,
     Openai,
 }
 
@@ -99,6 +101,9 @@ pub enum EmbedKind {
 pub struct EmbedConfig {
     pub kind: EmbedKind,
     pub dims: usize,
+    /// `kind = "minilm"`: the directory `scripts/model` installs (model.safetensors,
+    /// tokenizer.json, config.json); relative to the working directory.
+    pub model_dir: PathBuf,
     /// OpenAI-compatible provider: base URL (`/v1/embeddings` is appended).
     pub url: String,
     pub model: String,
@@ -120,11 +125,24 @@ pub struct EmbedConfig {
     pub skip_kinds: Vec<String>,
 }
 
+impl EmbedConfig {
+    /// What makes the vectors, as a vector store records it: another name is
+    /// refused there (vectors of two models are not comparable).
+    pub fn embedder(&self) -> String {
+        match self.kind {
+            EmbedKind::Hashing => format!("hashing/{}", self.dims),
+            EmbedKind::Minilm => "minilm/all-MiniLM-L6-v2".into(),
+            EmbedKind::Openai => format!("openai/{}/{}", self.model, self.dims),
+        }
+    }
+}
+
 impl Default for EmbedConfig {
     fn default() -> Self {
         EmbedConfig {
             kind: EmbedKind::Hashing,
             dims: 384,
+            model_dir: PathBuf::from(".state/models/all-MiniLM-L6-v2"),
             url: "http://127.0.0.1:8080".into(),
             model: "text-embedding-3-small".into(),
             api_key_env: "OPENAI_API_KEY".into(),
@@ -226,6 +244,11 @@ pub(super) fn validate(c: &Config) -> anyhow::Result<()> {
             "must name at least one file or directory when source.kind = \"file\"",
         ),
         (c.embed.dims > 0, "embed.dims", "must be at least 1"),
+        (
+            c.embed.kind != EmbedKind::Minilm || c.embed.dims == 384,
+            "embed.dims",
+            "must be 384 with embed.kind = \"minilm\" (the model's size)",
+        ),
         (c.embed.max_attempts > 0, "embed.max_attempts", "must be at least 1"),
         (c.embed.requests_per_second > 0, "embed.requests_per_second", "must be at least 1"),
         (c.embed.max_inputs_per_request > 0, "embed.max_inputs_per_request", "must be at least 1"),

@@ -25,6 +25,15 @@ pub struct ServeConfig {
     /// A question not answered by then: 503 (its store calls are dropped).
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// How long an answer is kept (0 s: none is). A write moves the
+    /// watermark it is kept under, so a kept answer is never older than the
+    /// last write; the TTL bounds what an answer phrased from the clock
+    /// ("last 6 hours", no `as_of`) may lag it by.
+    #[serde(with = "humantime_serde")]
+    pub cache_ttl: Duration,
+    /// Answers kept in this process at most (`stores.cache = "redis"` keeps
+    /// them in Redis instead, shared by every replica).
+    pub cache_capacity: usize,
 }
 
 impl Default for ServeConfig {
@@ -36,6 +45,8 @@ impl Default for ServeConfig {
             requests_per_second: 20,
             max_body_bytes: 16 * 1024,
             timeout: Duration::from_secs(30),
+            cache_ttl: Duration::from_secs(60),
+            cache_capacity: 10_000,
         }
     }
 }
@@ -47,6 +58,7 @@ pub(super) fn validate(c: &Config) -> anyhow::Result<()> {
         (c.serve.requests_per_second > 0, "serve.requests_per_second", "must be at least 1"),
         (c.serve.max_body_bytes >= 256, "serve.max_body_bytes", "must be at least 256"),
         (!c.serve.timeout.is_zero(), "serve.timeout", "must be longer than 0 s"),
+        (c.serve.cache_capacity > 0, "serve.cache_capacity", "must be at least 1"),
         (
             c.serve.secret_refresh >= Duration::from_millis(100),
             "serve.secret_refresh",

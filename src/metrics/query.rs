@@ -1,5 +1,5 @@
 //! The query API's metrics: questions by outcome, how long answered ones
-//! took by intent, and reloads of the token files.
+//! took by intent, answer-cache hits, and reloads of the token files.
 
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ pub struct QueryMetrics {
     requests: IntCounterVec,
     latency: HistogramVec,
     token_reloads: IntCounterVec,
+    cache: IntCounterVec,
 }
 
 impl QueryMetrics {
@@ -50,6 +51,12 @@ impl QueryMetrics {
                 "Changed token files read again, by outcome (ok; failed: unreadable or empty, the last token stays)",
                 &["outcome"],
             ),
+            cache: counter_vec(
+                registry,
+                "apex_query_cache_total",
+                "Answered questions by whether the answer cache held them (hit, miss)",
+                &["outcome"],
+            ),
         };
         for outcome in OUTCOMES {
             metrics.requests.with_label_values(&[outcome]);
@@ -60,12 +67,19 @@ impl QueryMetrics {
         for outcome in ["ok", "failed"] {
             metrics.token_reloads.with_label_values(&[outcome]);
         }
+        for outcome in ["hit", "miss"] {
+            metrics.cache.with_label_values(&[outcome]);
+        }
         metrics
     }
 
     pub fn answered(&self, intent: &str, took: Duration) {
         self.requests.with_label_values(&["answered"]).inc();
         self.latency.with_label_values(&[intent]).observe(took.as_secs_f64());
+    }
+
+    pub fn cached(&self, hit: bool) {
+        self.cache.with_label_values(&[if hit { "hit" } else { "miss" }]).inc();
     }
 
     pub fn refused(&self, outcome: &str) {

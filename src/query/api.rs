@@ -30,7 +30,8 @@ use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use super::{Answer, QueryError, QueryStores, Question};
+use super::cache::{AnswerCache, CachedAnswer, ask_cached};
+use super::{QueryError, QueryStores, Question};
 use crate::config::{SecretSource, ServeConfig};
 use crate::metrics::{self, Metrics};
 
@@ -53,6 +54,8 @@ fn default_k() -> usize {
 
 pub struct QueryApi {
     stores: QueryStores,
+    /// `None` with `serve.cache_ttl = 0s`.
+    cache: Option<Arc<dyn AnswerCache>>,
     tokens: Tokens,
     limiter: DefaultKeyedRateLimiter<usize>,
     settings: ServeConfig,
@@ -65,6 +68,7 @@ impl QueryApi {
     pub fn start(
         settings: &ServeConfig,
         stores: QueryStores,
+        cache: Option<Arc<dyn AnswerCache>>,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Arc<Self>> {
         anyhow::ensure!(
@@ -75,6 +79,7 @@ impl QueryApi {
             NonZeroU32::new(settings.requests_per_second).context("serve.requests_per_second is 0")?;
         let api = Arc::new(QueryApi {
             stores,
+            cache,
             tokens: Tokens::read(&settings.tokens)?,
             limiter: RateLimiter::keyed(Quota::per_second(per_second)),
             settings: settings.clone(),
@@ -152,7 +157,17 @@ async fn ask(
         ingested_before: request.ingested_before,
         k: request.k,
     };
-    match tokio::time::timeout(api.settings.timeout, super::ask(&api.stores, &question)).await {
+    let asked = async {
+        match &api.cache {
+            Some(cache) => ask_cached(&api.stores, cache.as_ref(), api.settings.cache_ttl, &question).await,
+            None => super::ask(&api.stores, &question).await.map(|answer| CachedAnswer {
+                json: serde_json::to_vec(&answer).expect("an answer serialises"),
+                intent: answer.reading.intent.name(),
+                hit: false,
+            }),
+        }
+    };
+    match tokio::time::timeout(api.settings.timeout, asked).await {
         Ok(Ok(answer)) => answered(&api, answer, started.elapsed()),
         Ok(Err(QueryError::BadQuestion(message))) => {
             refuse(&api, StatusCode::BAD_REQUEST, "bad_request", &message)
@@ -170,9 +185,21 @@ async fn ask(
     }
 }
 
-fn answered(api: &QueryApi, answer: Answer, took: Duration) -> Response {
-    api.metrics.query.answered(answer.reading.intent.name(), took);
-    axum::Json(answer).into_response()
+/// The answer's JSON; `x-apex-cache` says whether it was kept from before.
+fn answered(api: &QueryApi, answer: CachedAnswer, took: Duration) -> Response {
+    api.metrics.query.answered(answer.intent, took);
+    if api.cache.is_some() {
+        api.metrics.query.cached(answer.hit);
+    }
+    let cache = if answer.hit { "hit" } else { "miss" };
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::HeaderName::from_static("x-apex-cache"), cache),
+        ],
+        answer.json,
+    )
+        .into_response()
 }
 
 /// The tokens of `serve.tokens`, by their place in the list (a rotated token

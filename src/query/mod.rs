@@ -1,11 +1,13 @@
 //! The query room: a question read by rules into an intent ([`intent`],
 //! [`when`]), the stores asked over typed, parameterised filters
 //! ([`routes`]), and the hits returned with their citations ([`answer`]);
-//! in process (`apex-ingest query`) or over HTTP ([`api`], `apex-ingest serve`).
+//! in process (`apex-ingest query`) or over HTTP ([`api`], `apex-ingest serve`,
+//! answers kept under the write watermark by [`cache`]).
 //! It reads what the pipeline wrote and writes nothing.
 
 pub mod answer;
 pub mod api;
+pub mod cache;
 pub mod intent;
 mod routes;
 pub mod when;
@@ -72,11 +74,26 @@ pub enum QueryError {
 
 /// Reads the question, asks the stores, returns the hits with citations.
 pub async fn ask(stores: &QueryStores, question: &Question) -> Result<Answer, QueryError> {
-    if question.k == 0 || question.k > MAX_K {
-        return Err(QueryError::BadQuestion(format!("k must be between 1 and {MAX_K}, not {}", question.k)));
-    }
+    check_k(question.k)?;
     let as_of = question.as_of.unwrap_or_else(Utc::now);
     let reading = intent::read(&question.text, as_of).map_err(QueryError::BadQuestion)?;
+    answer_reading(stores, question, as_of, reading).await
+}
+
+fn check_k(k: usize) -> Result<(), QueryError> {
+    if k == 0 || k > MAX_K {
+        return Err(QueryError::BadQuestion(format!("k must be between 1 and {MAX_K}, not {k}")));
+    }
+    Ok(())
+}
+
+/// The stores asked for a question already read.
+async fn answer_reading(
+    stores: &QueryStores,
+    question: &Question,
+    as_of: DateTime<Utc>,
+    reading: Reading,
+) -> Result<Answer, QueryError> {
     let (hits, routes) = routes::answer(stores, question, &reading).await?;
     Ok(Answer { question: question.text.clone(), as_of, reading, hits, routes })
 }

@@ -130,6 +130,10 @@ pub trait RecordReads: Send + Sync {
     async fn find_records(&self, filter: &RecordFilter) -> Result<Vec<StoredRecord>, StoreError>;
     /// The statement `find_records` sends for `filter` (for `query --explain`).
     fn statement(&self, filter: &RecordFilter) -> String;
+    /// A number that moves whenever a batch has been written to every store
+    /// (each ledger row moves it): read before a question is answered, an
+    /// answer cached under it cannot hide a later write.
+    async fn watermark(&self) -> Result<i64, StoreError>;
 }
 
 /// Where each poller is in its provider's change feed, saved once a poll's
@@ -200,6 +204,31 @@ impl StoredDeadLetter {
 pub trait VectorStore: BatchStore {
     /// The `k` nearest records to `query`, most similar first.
     async fn search(&self, query: &[f32], k: usize) -> Result<Vec<(RecordId, f32)>, StoreError>;
+    /// Records `embedder` (`EmbedConfig::embedder`) as what makes this store's
+    /// vectors, or refuses it when another one made them: vectors of two
+    /// models are not comparable, even of the same size.
+    async fn claim_embedder(&self, embedder: &str) -> Result<(), StoreError>;
+}
+
+/// `claim_embedder`'s verdict over what the store holds recorded.
+pub(crate) fn same_embedder(
+    store: &'static str,
+    at: &str,
+    held: &str,
+    wanted: &str,
+) -> Result<(), StoreError> {
+    if held == wanted {
+        return Ok(());
+    }
+    Err(StoreError {
+        store,
+        message: format!(
+            "{at} holds vectors made by {held}, but this process embeds with {wanted}: vectors of two \
+                 embedders cannot be compared. Set embed back to {held}, or point the vector store at a new \
+                 place and write the records again"
+        ),
+        transient: false,
+    })
 }
 
 /// One row of the batch ledger: what happened to a batch, for people and `verify`.

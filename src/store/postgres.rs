@@ -329,7 +329,8 @@ impl RelationalStore for PostgresStore {
             "INSERT INTO batch_ledger (batch_key, batch_id, records, dead_letters, status, detail)
              VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (batch_key) DO UPDATE SET status = excluded.status, detail = excluded.detail,
-                 attempts = batch_ledger.attempts + 1, updated_at = now()",
+                 attempts = batch_ledger.attempts + 1, updated_at = now()
+             RETURNING nextval('write_watermark')",
         )
         .bind(&e.batch_key)
         .bind(&e.batch_id)
@@ -426,6 +427,13 @@ impl RecordReads for PostgresStore {
     fn statement(&self, filter: &RecordFilter) -> String {
         select_records::<sqlx::Postgres>(COLUMNS, filter, Dialect::Postgres).into_string()
     }
+
+    async fn watermark(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM write_watermark")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(err)
+    }
 }
 
 #[async_trait]
@@ -466,5 +474,21 @@ impl VectorStore for PostgresStore {
         .await
         .map_err(err)?;
         Ok(rows.into_iter().map(|(id, s)| (RecordId::from_stored(id), s as f32)).collect())
+    }
+
+    async fn claim_embedder(&self, embedder: &str) -> Result<(), StoreError> {
+        // First writer wins; a second member starting at once reads its name.
+        sqlx::query(
+            "INSERT INTO vector_meta (key, value) VALUES ('embedder', $1) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(embedder)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        let held: String = sqlx::query_scalar("SELECT value FROM vector_meta WHERE key = 'embedder'")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(err)?;
+        super::same_embedder(NAME, "PostgreSQL's records table", &held, embedder)
     }
 }

@@ -19,7 +19,7 @@ use qdrant_client::qdrant::value::Kind;
 use qdrant_client::qdrant::{
     CountPointsBuilder, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder, DeletePointsBuilder,
     Distance, FieldType, GetPointsBuilder, PointId, PointStruct, PointsIdsList, ScrollPointsBuilder,
-    SearchPointsBuilder, UpsertPointsBuilder, Value, VectorParamsBuilder,
+    SearchPointsBuilder, UpdateCollectionBuilder, UpsertPointsBuilder, Value, VectorParamsBuilder,
 };
 use qdrant_client::{Payload, Qdrant, QdrantError};
 use secrecy::ExposeSecret;
@@ -30,6 +30,8 @@ use crate::model::RecordId;
 use crate::pipeline::ProcessedRecord;
 
 const NAME: &str = "vector";
+/// The collection metadata key naming what made its vectors.
+const EMBEDDER_KEY: &str = "embedder";
 
 /// Payload fields queries filter on, indexed when the collection is created.
 const PAYLOAD_INDEXES: [(&str, FieldType); 4] = [
@@ -190,5 +192,32 @@ impl VectorStore for QdrantStore {
             .await
             .map_err(err)?;
         Ok(r.result.iter().filter_map(|p| record_id_of(&p.payload).map(|id| (id, p.score))).collect())
+    }
+
+    /// Kept in the collection's metadata (`embedder`).
+    async fn claim_embedder(&self, embedder: &str) -> Result<(), StoreError> {
+        let held = || async {
+            let info = self.client.collection_info(&self.collection).await.map_err(err)?;
+            let metadata = info.result.and_then(|i| i.config).map(|c| c.metadata).unwrap_or_default();
+            Ok::<_, StoreError>(match metadata.get(EMBEDDER_KEY).and_then(|v| v.kind.clone()) {
+                Some(Kind::StringValue(name)) => Some(name),
+                _ => None,
+            })
+        };
+        let held = match held().await? {
+            Some(name) => name,
+            None => {
+                let metadata = std::collections::HashMap::from([(
+                    EMBEDDER_KEY.to_owned(),
+                    serde_json::Value::from(embedder),
+                )]);
+                self.client
+                    .update_collection(UpdateCollectionBuilder::new(&self.collection).metadata(metadata))
+                    .await
+                    .map_err(err)?;
+                embedder.to_owned()
+            }
+        };
+        super::same_embedder(NAME, &format!("Qdrant collection {}", self.collection), &held, embedder)
     }
 }

@@ -143,6 +143,30 @@ impl RedisStore {
     fn records_key(&self) -> String {
         format!("{}:records", self.prefix)
     }
+
+    /// The value kept under `kind:rest`, if it has not expired (the query room's answers).
+    pub async fn value(&self, kind: &str, rest: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        redis::cmd("GET").arg(self.key(kind, rest)).query_async(&mut self.con.clone()).await.map_err(err)
+    }
+
+    /// Keeps `value` under `kind:rest` for `ttl`.
+    pub async fn keep_value(
+        &self,
+        kind: &str,
+        rest: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        redis::cmd("SET")
+            .arg(self.key(kind, rest))
+            .arg(value)
+            .arg("PX")
+            .arg(millis)
+            .query_async::<()>(&mut self.con.clone())
+            .await
+            .map_err(err)
+    }
 }
 
 #[async_trait]

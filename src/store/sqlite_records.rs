@@ -148,6 +148,10 @@ impl RelationalStore for SqliteRecordStore {
         .execute(&self.pool)
         .await
         .map_err(Self::err)?;
+        sqlx::query("UPDATE write_watermark SET mark = mark + 1")
+            .execute(&self.pool)
+            .await
+            .map_err(Self::err)?;
         Ok(())
     }
 }
@@ -241,6 +245,10 @@ impl RecordReads for SqliteRecordStore {
     fn statement(&self, filter: &RecordFilter) -> String {
         select_records::<Sqlite>(COLUMNS, filter, Dialect::Sqlite).into_string()
     }
+
+    async fn watermark(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar("SELECT mark FROM write_watermark").fetch_one(&self.pool).await.map_err(Self::err)
+    }
 }
 
 #[async_trait]
@@ -269,6 +277,10 @@ impl PollCursors for SqliteRecordStore {
         .execute(&self.pool)
         .await
         .map_err(Self::err)?;
+        sqlx::query("UPDATE write_watermark SET mark = mark + 1")
+            .execute(&self.pool)
+            .await
+            .map_err(Self::err)?;
         Ok(())
     }
 }

@@ -22,6 +22,8 @@ pub struct ExactVectorIndex {
     pool: SqlitePool,
     dims: usize,
     vectors: RwLock<HashMap<RecordId, Vec<f32>>>,
+    /// The SQLite file, for messages.
+    at: String,
 }
 
 fn to_blob(v: &[f32]) -> Vec<u8> {
@@ -53,7 +55,7 @@ impl ExactVectorIndex {
             }
             vectors.insert(RecordId::from_stored(id), v);
         }
-        Ok(ExactVectorIndex { pool, dims, vectors: RwLock::new(vectors) })
+        Ok(ExactVectorIndex { pool, dims, vectors: RwLock::new(vectors), at: path.display().to_string() })
     }
 
     fn err(e: sqlx::Error) -> StoreError {
@@ -150,6 +152,22 @@ impl VectorStore for ExactVectorIndex {
         scored.truncate(k);
         scored.sort_by(|a, b| b.1.total_cmp(&a.1));
         Ok(scored)
+    }
+
+    async fn claim_embedder(&self, embedder: &str) -> Result<(), StoreError> {
+        // First writer wins; a second member starting at once reads its name.
+        sqlx::query(
+            "INSERT INTO vector_meta (key, value) VALUES ('embedder', ?) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(embedder)
+        .execute(&self.pool)
+        .await
+        .map_err(Self::err)?;
+        let held: String = sqlx::query_scalar("SELECT value FROM vector_meta WHERE key = 'embedder'")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(Self::err)?;
+        super::same_embedder(NAME, &format!("the embedded vector store in {}", self.at), &held, embedder)
     }
 }
 

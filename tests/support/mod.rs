@@ -51,6 +51,18 @@ pub fn postgres_url() -> String {
     url
 }
 
+/// A new PostgreSQL database `name` (dropped first if it exists), so a test's
+/// rows and settings are its own; its URL.
+pub async fn fresh_database(name: &str) -> String {
+    use sqlx::Executor;
+    let url = postgres_url();
+    let admin = sqlx::PgPool::connect(&url).await.unwrap();
+    admin.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).await.unwrap();
+    admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
+    let (base, _) = url.rsplit_once('/').unwrap();
+    format!("{base}/{name}")
+}
+
 pub fn redis_url() -> String {
     let url = config().redis.url;
     require("redis", "APEX_REDIS_URL", &url);
@@ -161,6 +173,9 @@ impl<S> Flaky<S> {
 impl<S: apex_ingest::store::VectorStore> apex_ingest::store::VectorStore for Flaky<S> {
     async fn search(&self, query: &[f32], k: usize) -> Result<Vec<(RecordId, f32)>, StoreError> {
         self.inner.search(query, k).await
+    }
+    async fn claim_embedder(&self, embedder: &str) -> Result<(), StoreError> {
+        self.inner.claim_embedder(embedder).await
     }
 }
 

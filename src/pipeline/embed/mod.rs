@@ -1,8 +1,10 @@
-//! Embed stage. Two embedders behind one trait:
+//! Embed stage. Three embedders behind one trait:
 //! - [`HashingEmbedder`], the embedded default: deterministic feature hashing of
 //!   words and word pairs into a fixed number of dimensions, L2-normalised. It is
 //!   *lexical*: records that share words are near, synonyms are not. Good enough
 //!   to exercise vector storage and search with no model or network.
+//! - [`MiniLmEmbedder`]: a local semantic model (all-MiniLM-L6-v2) run in
+//!   process; synonyms are near. No service, no network at run time.
 //! - [`OpenAiEmbedder`]: any OpenAI-compatible `POST /v1/embeddings` endpoint,
 //!   batched, rate limited (governor) and retried with backoff (backon).
 
@@ -14,6 +16,10 @@ use async_trait::async_trait;
 use backon::{ExponentialBuilder, Retryable};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
+
+mod minilm;
+
+pub use minilm::MiniLmEmbedder;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum EmbedError {

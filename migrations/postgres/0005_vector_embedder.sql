@@ -1,0 +1,6 @@
+-- What made the embeddings (embed.kind and its model): vectors of two embedders
+-- are not comparable, so the store keeps the first one's name and refuses another.
+CREATE TABLE IF NOT EXISTS vector_meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
