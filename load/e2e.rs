@@ -468,7 +468,7 @@ async fn recall(
     }
     let mut first = 0;
     for r in &sample {
-        let hits = vector.search(&r.embedding, 1).await?;
+        let hits = vector.search(&r.embedding, 1, &Default::default()).await?;
         if hits.first().is_some_and(|(id, score)| *id == r.record.id || *score >= 0.9999) {
             first += 1;
         }

@@ -246,7 +246,8 @@ async fn nearest_neighbour_of_a_written_record_is_itself() {
     let (rows, dead) = processed(&batch).await;
     writer.write(&batch.id, &rows, &dead).await.unwrap();
     for r in rows.iter().step_by(17) {
-        let hits = stores.vector.as_ref().unwrap().search(&r.embedding, 3).await.unwrap();
+        let hits =
+            stores.vector.as_ref().unwrap().search(&r.embedding, 3, &Default::default()).await.unwrap();
         assert!((hits[0].1 - 1.0).abs() < 1e-4, "{:?}", hits[0]);
         // Ties are possible only for records with identical summaries.
         let top: Vec<&RecordId> = hits.iter().filter(|h| (h.1 - 1.0).abs() < 1e-4).map(|h| &h.0).collect();

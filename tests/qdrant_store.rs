@@ -47,7 +47,7 @@ async fn qdrant_upserts_once_finds_neighbours_and_compensates() {
     assert_eq!(store.present(&ids).await.unwrap().len(), ids.len());
     assert_eq!(store.record_ids().await.unwrap().len(), ids.len());
     let r = &rows[3];
-    assert_eq!(store.search(&r.embedding, 1).await.unwrap()[0].0, r.record.id);
+    assert_eq!(store.search(&r.embedding, 1, &Default::default()).await.unwrap()[0].0, r.record.id);
     store.remove_records(&ids).await.unwrap();
     assert_eq!(store.count_records().await.unwrap(), 0);
 }

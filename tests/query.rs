@@ -315,6 +315,43 @@ async fn bad_questions_are_refused_with_a_reason(w: &World) {
     }
 }
 
+/// A question by meaning over a narrow window gets the window's nearest
+/// records: kind and event time are filtered inside the vector search, not
+/// over the nearest of all time (which a two-hour window would mostly miss).
+async fn by_meaning_in_a_window_fills_k_from_the_window(w: &World) {
+    let at: DateTime<Utc> = "2026-11-19T15:00:00Z".parse().unwrap();
+    let q = Question {
+        text: "freight invoice amount due in the last 2 hours".into(),
+        as_of: Some(at),
+        ingested_before: None,
+        k: 5,
+    };
+    let a = query::ask(&w.stores, &q).await.unwrap();
+    assert!(matches!(a.reading.intent, Intent::Semantic { .. }), "{:?}", a.reading.intent);
+    let in_window = w
+        .stores
+        .records
+        .find_records(&RecordFilter {
+            from: Some(at - Duration::hours(2)),
+            to: Some(at),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(in_window.len() >= 5, "the window holds records to find");
+    assert_eq!(a.hits.len(), 5, "{:#?}", a.routes);
+    for h in &a.hits {
+        let t = h.citation.event_time;
+        assert!(t >= at - Duration::hours(2) && t < at, "{t} is outside the window");
+    }
+    assert!(
+        a.routes[0].statement.contains("event time in [2026-11-19T13:00:00"),
+        "{}",
+        a.routes[0].statement
+    );
+}
+
 async fn every_check(w: &World) {
     positions_are_where_the_truck_was(w).await;
     late_shipments_are_the_truths(w).await;
@@ -323,6 +360,7 @@ async fn every_check(w: &World) {
     ingest_time_as_of_hides_what_came_later(w).await;
     hostile_values_stay_values(w).await;
     bad_questions_are_refused_with_a_reason(w).await;
+    by_meaning_in_a_window_fills_k_from_the_window(w).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

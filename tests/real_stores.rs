@@ -103,7 +103,8 @@ async fn pgvector_nearest_neighbour_of_a_record_is_the_record() {
     // Telemetry summaries carry unique numbers (odometer, coordinates), so the
     // record's own vector is its strict nearest neighbour.
     for r in rows.iter().filter(|r| r.record.kind == "VehicleStats").take(5) {
-        let hits = stores.vector.as_ref().unwrap().search(&r.embedding, 3).await.unwrap();
+        let hits =
+            stores.vector.as_ref().unwrap().search(&r.embedding, 3, &Default::default()).await.unwrap();
         assert_eq!(hits[0].0, r.record.id, "{:?}", hits);
         assert!((hits[0].1 - 1.0).abs() < 1e-4);
     }
@@ -204,7 +205,8 @@ async fn pings_the_policy_skips_have_no_embedding_in_postgres_and_verify_knows()
     assert_eq!((with as usize, without as usize), (embedded.len(), skipped.len()));
     // The record's own vector (or an identical one) comes first, and a search
     // never returns a record without a vector.
-    let hits = stores.vector.as_ref().unwrap().search(&embedded[0].embedding, 5).await.unwrap();
+    let hits =
+        stores.vector.as_ref().unwrap().search(&embedded[0].embedding, 5, &Default::default()).await.unwrap();
     assert!((hits[0].1 - 1.0).abs() < 1e-4, "{hits:?}");
     assert!(hits.iter().all(|(id, _)| skipped.iter().all(|r| r.record.id != *id)), "{hits:?}");
     let all_ids: Vec<RecordId> = rows.iter().map(|r| r.record.id.clone()).collect();

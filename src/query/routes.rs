@@ -13,7 +13,7 @@ use super::answer::{Hit, Route};
 use super::intent::{Entity, Intent, Near, Reading};
 use super::{QueryError, QueryStores, Question};
 use crate::places::km_between;
-use crate::store::{GeoBox, RecordFilter, StoredRecord};
+use crate::store::{GeoBox, RecordFilter, StoredRecord, VectorFilter};
 
 /// Rows a route reads before its exact cut (radius, lateness); `--explain`
 /// shows when a route read this many, i.e. when the answer may be partial.
@@ -221,13 +221,21 @@ async fn semantic(stores: &QueryStores, text: &str, base: RecordFilter) -> Resul
     };
     let started = Instant::now();
     let query = stores.embedder.embed(&[text.to_string()]).await?.pop().unwrap_or_default();
-    // More neighbours than asked: the filters below may drop some.
+    // Kind and event time are filtered inside the search; more neighbours
+    // than asked, as the records' other filters (ingest time) may drop some.
     let wanted = base.limit * 4;
-    let neighbours = vectors.search(&query, wanted).await?;
+    let inside = VectorFilter { kinds: base.kinds.clone(), from: base.from, to: base.to };
+    let neighbours = vectors.search(&query, wanted, &inside).await?;
     let vector_route = Route {
         retriever: "vector",
         store: vectors.name(),
-        statement: format!("{wanted} nearest of a {}-dimension query vector", query.len()),
+        statement: format!(
+            "{wanted} nearest of a {}-dimension query vector, kinds {:?}, event time in [{}, {})",
+            query.len(),
+            inside.kinds,
+            inside.from.map_or("-".into(), |t| t.to_rfc3339()),
+            inside.to.map_or("-".into(), |t| t.to_rfc3339())
+        ),
         rows: neighbours.len(),
         millis: started.elapsed().as_secs_f64() * 1e3,
     };

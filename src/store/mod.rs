@@ -202,12 +202,38 @@ impl StoredDeadLetter {
 /// Vector role: one vector per record, searchable by cosine similarity.
 #[async_trait]
 pub trait VectorStore: BatchStore {
-    /// The `k` nearest records to `query`, most similar first.
-    async fn search(&self, query: &[f32], k: usize) -> Result<Vec<(RecordId, f32)>, StoreError>;
+    /// The `k` nearest records to `query` that `filter` admits, most similar first.
+    async fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: &VectorFilter,
+    ) -> Result<Vec<(RecordId, f32)>, StoreError>;
     /// Records `embedder` (`EmbedConfig::embedder`) as what makes this store's
     /// vectors, or refuses it when another one made them: vectors of two
     /// models are not comparable, even of the same size.
     async fn claim_embedder(&self, embedder: &str) -> Result<(), StoreError>;
+}
+
+/// What every vector store filters on inside its search (not after it): the
+/// record's kind and event time, which each keeps beside the vector (a
+/// column, a payload index, the embedded index's memory). A narrow window
+/// then still finds its `k` nearest, not what is left of the unfiltered `k`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VectorFilter {
+    /// Record kinds; empty means any.
+    pub kinds: Vec<String>,
+    /// Event time in `[from, to)`.
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+impl VectorFilter {
+    pub fn admits(&self, kind: &str, occurred_at: DateTime<Utc>) -> bool {
+        (self.kinds.is_empty() || self.kinds.iter().any(|k| k == kind))
+            && self.from.is_none_or(|from| occurred_at >= from)
+            && self.to.is_none_or(|to| occurred_at < to)
+    }
 }
 
 /// `claim_embedder`'s verdict over what the store holds recorded.

@@ -22,7 +22,7 @@ use super::record_query::{Dialect, RecordRow, select_records};
 use super::{
     BatchStore, DEAD_LETTER_COLUMNS, DeadLetterFilter, DeadLetterRow, DeadLetterTable, LedgerEntry,
     PollCursors, RecordFilter, RecordReads, RelationalStore, StoreError, StoredDeadLetter, StoredRecord,
-    VectorStore,
+    VectorFilter, VectorStore,
 };
 
 /// A record's columns as `StoredRecord::from_row` reads them.
@@ -97,11 +97,14 @@ impl PostgresStore {
     }
 
     /// What each pooled connection is opened with: the URL, then the TLS and
-    /// password keys, and the HNSW search candidate list as a session setting.
+    /// password keys, and the HNSW search candidate list and iterative scan
+    /// (pgvector 0.8: a filtered search goes on past `ef_search` candidates)
+    /// as session settings.
     pub fn connect_options(config: &PostgresConfig) -> Result<PgConnectOptions, StoreError> {
-        let mut options = PgConnectOptions::from_str(&config.url)
-            .map_err(err)?
-            .options([("hnsw.ef_search", config.hnsw_ef_search.to_string())]);
+        let mut options = PgConnectOptions::from_str(&config.url).map_err(err)?.options([
+            ("hnsw.ef_search", config.hnsw_ef_search.to_string()),
+            ("hnsw.iterative_scan", "strict_order".to_string()),
+        ]);
         if !config.ssl_mode.is_empty() {
             options = options.ssl_mode(config.ssl_mode.parse().map_err(err)?);
         }
@@ -463,16 +466,28 @@ impl PollCursors for PostgresStore {
 /// Nearest-neighbour search over the records' embeddings (HNSW, cosine).
 #[async_trait]
 impl VectorStore for PostgresStore {
-    async fn search(&self, query: &[f32], k: usize) -> Result<Vec<(RecordId, f32)>, StoreError> {
-        let rows: Vec<(String, f64)> = sqlx::query_as(
-            "SELECT id, 1 - (embedding <=> $1) FROM records WHERE embedding IS NOT NULL \
-             ORDER BY embedding <=> $1 LIMIT $2",
-        )
-        .bind(Vector::from(query.to_vec()))
-        .bind(k as i64)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(err)?;
+    /// The filter is part of the statement; the connections scan the HNSW
+    /// index iteratively (`hnsw.iterative_scan`), so a narrow one still fills `k`.
+    async fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: &VectorFilter,
+    ) -> Result<Vec<(RecordId, f32)>, StoreError> {
+        let query = Vector::from(query.to_vec());
+        let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new("SELECT id, 1 - (embedding <=> ");
+        q.push_bind(query.clone()).push(") FROM records WHERE embedding IS NOT NULL");
+        if !filter.kinds.is_empty() {
+            q.push(" AND kind = ANY(").push_bind(filter.kinds.clone()).push(")");
+        }
+        if let Some(from) = filter.from {
+            q.push(" AND occurred_at >= ").push_bind(from);
+        }
+        if let Some(to) = filter.to {
+            q.push(" AND occurred_at < ").push_bind(to);
+        }
+        q.push(" ORDER BY embedding <=> ").push_bind(query).push(" LIMIT ").push_bind(k as i64);
+        let rows: Vec<(String, f64)> = q.build_query_as().fetch_all(&self.pool).await.map_err(err)?;
         Ok(rows.into_iter().map(|(id, s)| (RecordId::from_stored(id), s as f32)).collect())
     }
 

@@ -17,14 +17,15 @@ use std::collections::HashSet;
 use async_trait::async_trait;
 use qdrant_client::qdrant::value::Kind;
 use qdrant_client::qdrant::{
-    CountPointsBuilder, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder, DeletePointsBuilder,
-    Distance, FieldType, GetPointsBuilder, PointId, PointStruct, PointsIdsList, ScrollPointsBuilder,
-    SearchPointsBuilder, UpdateCollectionBuilder, UpsertPointsBuilder, Value, VectorParamsBuilder,
+    Condition, CountPointsBuilder, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder, DatetimeRange,
+    DeletePointsBuilder, Distance, FieldType, Filter, GetPointsBuilder, PointId, PointStruct, PointsIdsList,
+    ScrollPointsBuilder, SearchPointsBuilder, Timestamp, UpdateCollectionBuilder, UpsertPointsBuilder, Value,
+    VectorParamsBuilder,
 };
 use qdrant_client::{Payload, Qdrant, QdrantError};
 use secrecy::ExposeSecret;
 
-use super::{BatchStore, StoreError, VectorStore};
+use super::{BatchStore, StoreError, VectorFilter, VectorStore};
 use crate::config::QdrantConfig;
 use crate::model::RecordId;
 use crate::pipeline::ProcessedRecord;
@@ -183,11 +184,32 @@ impl BatchStore for QdrantStore {
 
 #[async_trait]
 impl VectorStore for QdrantStore {
-    async fn search(&self, query: &[f32], k: usize) -> Result<Vec<(RecordId, f32)>, StoreError> {
+    /// The filter on the indexed `kind` and `occurred_at` payload fields.
+    async fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: &VectorFilter,
+    ) -> Result<Vec<(RecordId, f32)>, StoreError> {
+        let mut conditions = Vec::new();
+        if !filter.kinds.is_empty() {
+            conditions.push(Condition::matches("kind", filter.kinds.clone()));
+        }
+        if filter.from.is_some() || filter.to.is_some() {
+            let at = |t: chrono::DateTime<chrono::Utc>| Timestamp {
+                seconds: t.timestamp(),
+                nanos: t.timestamp_subsec_nanos() as i32,
+            };
+            let range =
+                DatetimeRange { gte: filter.from.map(at), lt: filter.to.map(at), ..Default::default() };
+            conditions.push(Condition::datetime_range("occurred_at", range));
+        }
         let r = self
             .client
             .search_points(
-                SearchPointsBuilder::new(&self.collection, query.to_vec(), k as u64).with_payload(true),
+                SearchPointsBuilder::new(&self.collection, query.to_vec(), k as u64)
+                    .filter(Filter::must(conditions))
+                    .with_payload(true),
             )
             .await
             .map_err(err)?;

@@ -11,7 +11,9 @@ use async_trait::async_trait;
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 use tokio::sync::RwLock;
 
-use super::{BatchStore, StoreError, VectorStore, open_sqlite};
+use chrono::{DateTime, Utc};
+
+use super::{BatchStore, StoreError, VectorFilter, VectorStore, open_sqlite};
 use crate::model::RecordId;
 use crate::pipeline::ProcessedRecord;
 
@@ -21,9 +23,23 @@ const CHUNK: usize = 500;
 pub struct ExactVectorIndex {
     pool: SqlitePool,
     dims: usize,
-    vectors: RwLock<HashMap<RecordId, Vec<f32>>>,
+    vectors: RwLock<HashMap<RecordId, Indexed>>,
     /// The SQLite file, for messages.
     at: String,
+}
+
+/// A vector and what a search filters it by.
+struct Indexed {
+    vector: Vec<f32>,
+    kind: String,
+    occurred_at: DateTime<Utc>,
+}
+
+/// The kind and event time kept in a row's payload (`DateTime` as serde writes it).
+#[derive(serde::Deserialize)]
+struct Filtered {
+    kind: String,
+    occurred_at: DateTime<Utc>,
 }
 
 fn to_blob(v: &[f32]) -> Vec<u8> {
@@ -37,10 +53,12 @@ fn from_blob(b: &[u8]) -> Vec<f32> {
 impl ExactVectorIndex {
     pub async fn open(path: &Path, dims: usize) -> Result<Self, StoreError> {
         let pool = open_sqlite(NAME, path, &sqlx::migrate!("migrations/embedded/vectors")).await?;
-        let rows: Vec<(String, Vec<u8>)> =
-            sqlx::query_as("SELECT id, vector FROM vectors").fetch_all(&pool).await.map_err(Self::err)?;
+        let rows: Vec<(String, Vec<u8>, String)> = sqlx::query_as("SELECT id, vector, payload FROM vectors")
+            .fetch_all(&pool)
+            .await
+            .map_err(Self::err)?;
         let mut vectors = HashMap::with_capacity(rows.len());
-        for (id, blob) in rows {
+        for (id, blob, payload) in rows {
             let v = from_blob(&blob);
             if v.len() != dims {
                 return Err(StoreError {
@@ -53,7 +71,12 @@ impl ExactVectorIndex {
                     transient: false,
                 });
             }
-            vectors.insert(RecordId::from_stored(id), v);
+            let Filtered { kind, occurred_at } = serde_json::from_str(&payload).map_err(|e| StoreError {
+                store: NAME,
+                message: format!("{}: the payload of {id} is unreadable: {e}", path.display()),
+                transient: false,
+            })?;
+            vectors.insert(RecordId::from_stored(id), Indexed { vector: v, kind, occurred_at });
         }
         Ok(ExactVectorIndex { pool, dims, vectors: RwLock::new(vectors), at: path.display().to_string() })
     }
@@ -104,7 +127,12 @@ impl BatchStore for ExactVectorIndex {
         tx.commit().await.map_err(Self::err)?;
         let mut mem = self.vectors.write().await;
         for r in &rows {
-            mem.insert(r.record.id.clone(), r.embedding.clone());
+            let indexed = Indexed {
+                vector: r.embedding.clone(),
+                kind: r.record.kind.clone(),
+                occurred_at: r.record.occurred_at,
+            };
+            mem.insert(r.record.id.clone(), indexed);
         }
         Ok(())
     }
@@ -140,10 +168,18 @@ impl BatchStore for ExactVectorIndex {
 
 #[async_trait]
 impl VectorStore for ExactVectorIndex {
-    async fn search(&self, query: &[f32], k: usize) -> Result<Vec<(RecordId, f32)>, StoreError> {
+    async fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: &VectorFilter,
+    ) -> Result<Vec<(RecordId, f32)>, StoreError> {
         let mem = self.vectors.read().await;
-        let mut scored: Vec<(RecordId, f32)> =
-            mem.iter().map(|(id, v)| (id.clone(), cosine(query, v))).collect();
+        let mut scored: Vec<(RecordId, f32)> = mem
+            .iter()
+            .filter(|(_, i)| filter.admits(&i.kind, i.occurred_at))
+            .map(|(id, i)| (id.clone(), cosine(query, &i.vector)))
+            .collect();
         let k = k.min(scored.len());
         if k == 0 {
             return Ok(Vec::new());

@@ -171,8 +171,13 @@ impl<S> Flaky<S> {
 
 #[async_trait]
 impl<S: apex_ingest::store::VectorStore> apex_ingest::store::VectorStore for Flaky<S> {
-    async fn search(&self, query: &[f32], k: usize) -> Result<Vec<(RecordId, f32)>, StoreError> {
-        self.inner.search(query, k).await
+    async fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: &apex_ingest::store::VectorFilter,
+    ) -> Result<Vec<(RecordId, f32)>, StoreError> {
+        self.inner.search(query, k, filter).await
     }
     async fn claim_embedder(&self, embedder: &str) -> Result<(), StoreError> {
         self.inner.claim_embedder(embedder).await
