@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use apex_ingest::app;
 use apex_ingest::config::{CacheKind, Config, GraphKind, RelationalKind, SourceKind, VectorKind};
 use apex_ingest::metrics::Metrics;
-use apex_ingest::query::{self, Answer, Entity, Intent, QueryError, QueryStores, Question};
+use apex_ingest::query::{self, Answer, Entity, Filters, Intent, QueryError, QueryStores, Question};
 use apex_ingest::store::RecordFilter;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
@@ -64,6 +64,7 @@ impl World {
             as_of: as_of.or(Some(time(&self.truth["until"]))),
             ingested_before: None,
             k: 1000,
+            filters: Default::default(),
         };
         query::ask(&self.stores, &q).await.unwrap_or_else(|e| panic!("{text:?}: {e}"))
     }
@@ -266,6 +267,7 @@ async fn ingest_time_as_of_hides_what_came_later(w: &World) {
         as_of: None,
         ingested_before: Some(ingested_before),
         k: 10,
+        filters: Default::default(),
     };
     let before = query::ask(&w.stores, &q(w.written.0 - Duration::seconds(1))).await.unwrap();
     assert!(before.hits.is_empty(), "{} hits ingested before the run", before.hits.len());
@@ -307,7 +309,13 @@ async fn bad_questions_are_refused_with_a_reason(w: &World) {
         ("harsh braking near Atlantis", 10, "unknown place \"Atlantis\""),
         ("speeding in the last 3 fortnights", 10, "say hours, days or weeks"),
     ] {
-        let question = Question { text: text.into(), as_of: None, ingested_before: None, k };
+        let question = Question {
+            text: text.into(),
+            as_of: None,
+            ingested_before: None,
+            k,
+            filters: Default::default(),
+        };
         match query::ask(&w.stores, &question).await {
             Err(QueryError::BadQuestion(m)) => assert!(m.contains(says), "{text:?}: {m}"),
             other => panic!("{text:?} k={k}: {:?}", other.map(|a| a.hits.len())),
@@ -325,6 +333,7 @@ async fn by_meaning_in_a_window_fills_k_from_the_window(w: &World) {
         as_of: Some(at),
         ingested_before: None,
         k: 5,
+        filters: Default::default(),
     };
     let a = query::ask(&w.stores, &q).await.unwrap();
     assert!(matches!(a.reading.intent, Intent::Semantic { .. }), "{:?}", a.reading.intent);
@@ -352,6 +361,73 @@ async fn by_meaning_in_a_window_fills_k_from_the_window(w: &World) {
     );
 }
 
+/// The client's structured filters narrow every read beside the question:
+/// a PRO's story to its 214s, a question by meaning to a window (inside the
+/// vector search), nothing where the two exclude each other, and hostile
+/// values stay bound values.
+async fn structured_filters_narrow_every_read(w: &World) {
+    let until = time(&w.truth["until"]);
+    let ask = |text: &str, k: usize, filters: Filters| {
+        let q = Question { text: text.into(), as_of: Some(until), ingested_before: None, k, filters };
+        async move { query::ask(&w.stores, &q).await }
+    };
+    let pro = w.truth["shipments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| !s["delivered_at"].is_null() && time(&s["tendered_at"]) >= time(&w.truth["from"]))
+        .unwrap()["pro"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let question = format!("everything about {pro}");
+    let story = ask(&question, 1000, Filters::default()).await.unwrap();
+    let only_214 = Filters { kinds: vec!["214".into()], ..Filters::default() };
+    let narrowed = ask(&question, 1000, only_214).await.unwrap();
+    let ids = |a: &Answer, kind: Option<&str>| -> BTreeSet<String> {
+        a.hits
+            .iter()
+            .filter(|h| kind.is_none_or(|k| h.citation.kind == k))
+            .map(|h| h.citation.record_id.clone())
+            .collect()
+    };
+    assert!(!ids(&narrowed, None).is_empty(), "{pro} has 214s");
+    assert_eq!(ids(&narrowed, None), ids(&story, Some("214")), "{pro}");
+
+    // A window as filters rather than words: inside the vector search too.
+    let at: DateTime<Utc> = "2026-11-19T15:00:00Z".parse().unwrap();
+    let window = Filters { from: Some(at - Duration::hours(2)), to: Some(at), ..Filters::default() };
+    let a = ask("freight invoice amount due", 5, window).await.unwrap();
+    assert_eq!(a.hits.len(), 5, "{:#?}", a.routes);
+    assert!(
+        a.hits.iter().all(|h| h.citation.event_time >= at - Duration::hours(2) && h.citation.event_time < at)
+    );
+
+    // The question names one truck, the filter another: nothing, said so.
+    let other = Filters { vehicle: Some("Truck 2".into()), ..Filters::default() };
+    let none = ask("everything about truck 1", 20, other).await.unwrap();
+    assert!(none.hits.is_empty());
+    assert!(none.routes[0].statement.starts_with("none"), "{:#?}", none.routes);
+
+    let before = w.count().await;
+    for hostile in ["1' OR '1'='1", "x'); DROP TABLE records; --"] {
+        let filters = Filters {
+            vehicle: Some(hostile.into()),
+            scac: Some(hostile.into()),
+            shipment: Some(hostile.into()),
+            kinds: vec![hostile.into()],
+            ..Filters::default()
+        };
+        let a = ask("freight invoice amount due", 20, filters).await.unwrap();
+        assert!(a.hits.is_empty(), "{hostile}");
+    }
+    assert_eq!(w.count().await, before);
+
+    let backwards = Filters { from: Some(at), to: Some(at - Duration::hours(1)), ..Filters::default() };
+    let err = ask("freight invoice amount due", 5, backwards).await.unwrap_err();
+    assert!(matches!(&err, QueryError::BadQuestion(m) if m.contains("filters.from")), "{err}");
+}
+
 async fn every_check(w: &World) {
     positions_are_where_the_truck_was(w).await;
     late_shipments_are_the_truths(w).await;
@@ -361,6 +437,7 @@ async fn every_check(w: &World) {
     hostile_values_stay_values(w).await;
     bad_questions_are_refused_with_a_reason(w).await;
     by_meaning_in_a_window_fills_k_from_the_window(w).await;
+    structured_filters_narrow_every_read(w).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

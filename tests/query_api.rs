@@ -126,6 +126,7 @@ async fn bearers_get_the_query_rooms_answer_and_bad_input_is_refused_by_name() {
         as_of: Some(UNTIL.parse().unwrap()),
         ingested_before: None,
         k: 50,
+        filters: Default::default(),
     };
     let direct = query::ask(&stores(&config()).await, &question).await.unwrap();
     let direct_ids: Vec<String> = direct.hits.iter().map(|h| h.citation.record_id.clone()).collect();
@@ -142,6 +143,12 @@ async fn bearers_get_the_query_rooms_answer_and_bad_input_is_refused_by_name() {
         (json!({"question": "late shipments", "k": 0}), "k must be between 1 and 1000"),
         (json!({"question": "harsh braking near Atlantis"}), "unknown place \"Atlantis\""),
         (json!({"k": 5}), "missing field `question`"),
+        (json!({"question": "late shipments", "filters": {"driver": "Casey"}}), "unknown field `driver`"),
+        (
+            json!({"question": "late shipments", "filters": {"near": {"latitude": 100, "longitude": 0, "radius_km": 5}}}),
+            "filters.near needs latitude in -90..90",
+        ),
+        (json!({"question": "late shipments", "filters": {"from": "monday"}}), "filters.from"),
     ] {
         let (status, _, error) = post(addr, Some(token), body.to_string()).await;
         assert_eq!(status, 400, "{body}: {error}");
@@ -170,7 +177,7 @@ async fn bearers_get_the_query_rooms_answer_and_bad_input_is_refused_by_name() {
             .map_or(0, |(_, v)| v)
     };
     assert_eq!(series("unauthorized"), 2);
-    assert_eq!(series("bad_request"), 7);
+    assert_eq!(series("bad_request"), 10);
     assert_eq!(series("too_large"), 1);
     assert!(series("answered") >= 2, "{text}");
     drop(metrics);

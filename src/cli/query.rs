@@ -6,7 +6,11 @@ use chrono::{DateTime, Utc};
 
 use crate::app;
 use crate::config::{Config, RelationalKind};
-use crate::query::{self, QueryStores, Question};
+use crate::query::{self, Filters, QueryStores, Question};
+
+fn parse_filters(text: &str) -> Result<Filters, String> {
+    serde_json::from_str(text).map_err(|e| format!("--filters: {e}"))
+}
 
 #[derive(clap::Args)]
 pub struct QueryArgs {
@@ -31,6 +35,12 @@ pub struct QueryArgs {
     /// How many hits at most (1 to 1000).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=query::MAX_K as u64))]
     pub k: u64,
+    /// Structured filters narrowing every read, as JSON: any of "vehicle",
+    /// "shipment", "scac", "kinds" (a list), "from" and "to" (RFC 3339),
+    /// "near" ({"latitude", "longitude", "radius_km"}); e.g.
+    /// '{"vehicle": "Truck 3", "kinds": ["SafetyEvent"]}'.
+    #[arg(long, value_parser = parse_filters)]
+    pub filters: Option<Filters>,
     /// Print the answer as JSON.
     #[arg(long)]
     pub json: bool,
@@ -60,6 +70,7 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<()> {
         as_of: args.as_of,
         ingested_before: args.ingested_before,
         k: args.k as usize,
+        filters: args.filters.unwrap_or_default(),
     };
     let answer = query::ask(&query_stores, &question).await?;
     if args.explain {

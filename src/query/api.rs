@@ -31,7 +31,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::cache::{AnswerCache, CachedAnswer, ask_cached};
-use super::{QueryError, QueryStores, Question};
+use super::{Filters, QueryError, QueryStores, Question};
 use crate::config::{SecretSource, ServeConfig};
 use crate::metrics::{self, Metrics};
 
@@ -46,6 +46,9 @@ struct QueryRequest {
     ingested_before: Option<DateTime<Utc>>,
     #[serde(default = "default_k")]
     k: usize,
+    /// Structured filters (`query::Filters`); an unknown one is refused by name.
+    #[serde(default)]
+    filters: Filters,
 }
 
 fn default_k() -> usize {
@@ -156,6 +159,7 @@ async fn ask(
         as_of: request.as_of,
         ingested_before: request.ingested_before,
         k: request.k,
+        filters: request.filters,
     };
     let asked = async {
         match &api.cache {

@@ -1,5 +1,5 @@
 //! Answers kept for `serve.cache_ttl` under the question as read (intent,
-//! entities, window, k, `as_of`) and the relational store's write watermark,
+//! entities, window, k, `as_of`, filters) and the relational store's write watermark,
 //! read before the stores are asked: a batch written afterwards moves the
 //! watermark, so the next question misses and sees it. In Redis where the
 //! deployment has one (`stores.cache = "redis"`, shared by every replica),
@@ -80,7 +80,7 @@ pub async fn ask_cached(
     ttl: Duration,
     question: &Question,
 ) -> Result<CachedAnswer, QueryError> {
-    super::check_k(question.k)?;
+    super::check(question)?;
     let as_of = question.as_of.unwrap_or_else(chrono::Utc::now);
     let reading = intent::read(&question.text, as_of).map_err(QueryError::BadQuestion)?;
     let intent = reading.intent.name();
@@ -91,6 +91,7 @@ pub async fn ask_cached(
         "k": question.k,
         "as_of": question.as_of,
         "ingested_before": question.ingested_before,
+        "filters": question.filters,
         "watermark": watermark,
     });
     let key = hex::encode(Sha256::digest(plan.to_string().as_bytes()));

@@ -8,6 +8,7 @@
 pub mod answer;
 pub mod api;
 pub mod cache;
+pub mod filters;
 pub mod intent;
 mod routes;
 pub mod when;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 pub use answer::{Answer, Hit};
+pub use filters::Filters;
 pub use intent::{Entity, Intent, Reading};
 
 use crate::pipeline::embed::{EmbedError, Embedder};
@@ -59,6 +61,8 @@ pub struct Question {
     pub ingested_before: Option<DateTime<Utc>>,
     /// How many hits at most.
     pub k: usize,
+    /// What the client narrows every read by, beside what the question says.
+    pub filters: Filters,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,17 +78,19 @@ pub enum QueryError {
 
 /// Reads the question, asks the stores, returns the hits with citations.
 pub async fn ask(stores: &QueryStores, question: &Question) -> Result<Answer, QueryError> {
-    check_k(question.k)?;
+    check(question)?;
     let as_of = question.as_of.unwrap_or_else(Utc::now);
     let reading = intent::read(&question.text, as_of).map_err(QueryError::BadQuestion)?;
     answer_reading(stores, question, as_of, reading).await
 }
 
-fn check_k(k: usize) -> Result<(), QueryError> {
+/// What is out of bounds in a question before it is read: `k`, the filters.
+fn check(question: &Question) -> Result<(), QueryError> {
+    let k = question.k;
     if k == 0 || k > MAX_K {
         return Err(QueryError::BadQuestion(format!("k must be between 1 and {MAX_K}, not {k}")));
     }
-    Ok(())
+    question.filters.check().map_err(QueryError::BadQuestion)
 }
 
 /// The stores asked for a question already read.

@@ -10,6 +10,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
 
 use super::answer::{Hit, Route};
+use super::filters::{self, Filters, position};
 use super::intent::{Entity, Intent, Near, Reading};
 use super::{QueryError, QueryStores, Question};
 use crate::places::km_between;
@@ -40,6 +41,7 @@ pub async fn answer(
         ..RecordFilter::default()
     };
     let k = question.k;
+    let filters = &question.filters;
     match &reading.intent {
         Intent::Position { vehicle, at } => {
             let f = RecordFilter {
@@ -48,7 +50,7 @@ pub async fn answer(
                 to: earliest(Some(*at + Duration::milliseconds(1)), end),
                 ..base
             };
-            let (rows, route) = read(stores, "position", &f).await?;
+            let (rows, route) = read(stores, "position", &f, Some(filters)).await?;
             let hits = rows
                 .into_iter()
                 .map(|r| {
@@ -59,7 +61,7 @@ pub async fn answer(
                 .collect();
             Ok((hits, vec![route]))
         }
-        Intent::LateShipments { scac } => late_shipments(stores, scac.clone(), base).await,
+        Intent::LateShipments { scac } => late_shipments(stores, scac.clone(), base, filters).await,
         Intent::Events { kinds, behavior, near } => {
             let f = RecordFilter {
                 kinds: kinds.clone(),
@@ -68,7 +70,7 @@ pub async fn answer(
                 limit: if near.is_some() { SCAN_CAP } else { k },
                 ..base
             };
-            let (rows, route) = read(stores, "events", &f).await?;
+            let (rows, route) = read(stores, "events", &f, Some(filters)).await?;
             let hits = rows
                 .into_iter()
                 .filter_map(|r| match near {
@@ -95,8 +97,10 @@ pub async fn answer(
                     RecordFilter { mentions: Some(vehicle.clone()), ..base },
                 ),
             };
-            let ((exact, r1), (text, r2)) =
-                tokio::try_join!(read(stores, "exact", &exact), read(stores, "text", &text))?;
+            let ((exact, r1), (text, r2)) = tokio::try_join!(
+                read(stores, "exact", &exact, Some(filters)),
+                read(stores, "text", &text, Some(filters))
+            )?;
             let store = stores.records_store;
             let ranked = |rows: Vec<StoredRecord>| rows.into_iter().map(|r| Hit::of(r, store)).collect();
             let mut hits = fuse(vec![("exact", ranked(exact)), ("text", ranked(text))], k);
@@ -104,7 +108,7 @@ pub async fn answer(
             hits.sort_by_key(|h| h.citation.event_time);
             Ok((hits, vec![r1, r2]))
         }
-        Intent::Semantic { text } => semantic(stores, text, base).await,
+        Intent::Semantic { text } => semantic(stores, text, base, filters).await,
     }
 }
 
@@ -115,34 +119,43 @@ fn earliest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTi
     }
 }
 
-/// One store call, timed, with the statement it sent.
+/// One store call, timed, with the statement it sent; narrowed by the
+/// client's structured filters where given (a read of the answer's records,
+/// not a lookup beside them).
 async fn read(
     stores: &QueryStores,
     retriever: &'static str,
     filter: &RecordFilter,
+    filters: Option<&Filters>,
 ) -> Result<(Vec<StoredRecord>, Route), QueryError> {
     let started = Instant::now();
-    let rows = stores.records.find_records(filter).await?;
+    let narrowed = match filters {
+        Some(filters) => filters.narrow(filter.clone()),
+        None => Some(filter.clone()),
+    };
+    let Some(filter) = narrowed else {
+        let statement = "none: the filters and the question exclude each other".to_string();
+        return Ok((
+            Vec::new(),
+            Route { retriever, store: stores.records_store, statement, rows: 0, millis: 0.0 },
+        ));
+    };
+    let mut rows = stores.records.find_records(&filter).await?;
+    if let Some(filters) = filters {
+        rows.retain(|r| filters.keeps(&r.body));
+    }
     let route = Route {
         retriever,
         store: stores.records_store,
-        statement: stores.records.statement(filter),
+        statement: stores.records.statement(&filter),
         rows: rows.len(),
         millis: started.elapsed().as_secs_f64() * 1e3,
     };
     Ok((rows, route))
 }
 
-/// The box around a radius (a degree of longitude shrinks with latitude).
 fn geo_box(n: &Near) -> GeoBox {
-    let dlat = n.radius_km / 111.0;
-    let dlon = n.radius_km / (111.0 * n.latitude.to_radians().cos().max(0.01));
-    GeoBox { lat: (n.latitude - dlat, n.latitude + dlat), lon: (n.longitude - dlon, n.longitude + dlon) }
-}
-
-fn position(body: &Value) -> Option<(f64, f64)> {
-    let p = body.pointer("/data/position")?;
-    Some((p.get("latitude")?.as_f64()?, p.get("longitude")?.as_f64()?))
+    filters::geo_box(n.latitude, n.longitude, n.radius_km)
 }
 
 fn time_at(body: &Value, pointer: &str) -> Option<DateTime<Utc>> {
@@ -154,6 +167,7 @@ async fn late_shipments(
     stores: &QueryStores,
     scac: Option<String>,
     base: RecordFilter,
+    filters: &Filters,
 ) -> Result<Routed, QueryError> {
     let k = base.limit;
     let deliveries = RecordFilter {
@@ -163,7 +177,8 @@ async fn late_shipments(
         limit: SCAN_CAP,
         ..base.clone()
     };
-    let (delivered, mut routes) = read(stores, "deliveries", &deliveries).await.map(|(d, r)| (d, vec![r]))?;
+    let (delivered, mut routes) =
+        read(stores, "deliveries", &deliveries, Some(filters)).await.map(|(d, r)| (d, vec![r]))?;
     let pro = |r: &StoredRecord| r.body.pointer("/content/pro").and_then(Value::as_str).map(str::to_string);
     let refs: Vec<String> = delivered.iter().filter_map(pro).collect();
     let mut appointments: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
@@ -177,7 +192,7 @@ async fn late_shipments(
             limit: SCAN_CAP,
             ..base.clone()
         };
-        let (rows, route) = read(stores, "tenders", &tenders).await?;
+        let (rows, route) = read(stores, "tenders", &tenders, None).await?;
         routes.push(route);
         for t in rows {
             let id = t.body.pointer("/content/shipment_id").and_then(Value::as_str).map(str::to_string);
@@ -212,7 +227,12 @@ async fn late_shipments(
 
 /// Nearest records by meaning, from the vector store, then read whole under
 /// the question's filters.
-async fn semantic(stores: &QueryStores, text: &str, base: RecordFilter) -> Result<Routed, QueryError> {
+async fn semantic(
+    stores: &QueryStores,
+    text: &str,
+    base: RecordFilter,
+    filters: &Filters,
+) -> Result<Routed, QueryError> {
     let Some(vectors) = &stores.vectors else {
         return Err(QueryError::BadQuestion(format!(
             "{text:?} has no structured form (a position, late shipments, events near a place, a PRO or vehicle) \
@@ -224,7 +244,10 @@ async fn semantic(stores: &QueryStores, text: &str, base: RecordFilter) -> Resul
     // Kind and event time are filtered inside the search; more neighbours
     // than asked, as the records' other filters (ingest time) may drop some.
     let wanted = base.limit * 4;
-    let inside = VectorFilter { kinds: base.kinds.clone(), from: base.from, to: base.to };
+    let Some(narrowed) = filters.narrow(base.clone()) else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let inside = VectorFilter { kinds: narrowed.kinds, from: narrowed.from, to: narrowed.to };
     let neighbours = vectors.search(&query, wanted, &inside).await?;
     let vector_route = Route {
         retriever: "vector",
@@ -244,7 +267,7 @@ async fn semantic(stores: &QueryStores, text: &str, base: RecordFilter) -> Resul
         limit: neighbours.len(),
         ..base.clone()
     };
-    let (rows, route) = read(stores, "records", &f).await?;
+    let (rows, route) = read(stores, "records", &f, Some(filters)).await?;
     let mut by_id: BTreeMap<String, StoredRecord> = rows.into_iter().map(|r| (r.id.to_string(), r)).collect();
     let hits = neighbours
         .into_iter()
