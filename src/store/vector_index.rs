@@ -184,9 +184,13 @@ impl VectorStore for ExactVectorIndex {
         if k == 0 {
             return Ok(Vec::new());
         }
-        scored.select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1));
+        // Ties (records of the same words) broken by id: the same question
+        // gets the same answer.
+        let order =
+            |a: &(RecordId, f32), b: &(RecordId, f32)| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0));
+        scored.select_nth_unstable_by(k - 1, order);
         scored.truncate(k);
-        scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+        scored.sort_by(order);
         Ok(scored)
     }
 
