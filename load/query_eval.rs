@@ -227,29 +227,42 @@ fn cases(w: &World) -> Vec<Case> {
     }
 
     // By meaning: paraphrases sharing few or no words with the summaries.
+    // Judged on the records' own fields, not on the summaries' wording.
     let kind_is = |kind: &'static str| move |r: &StoredRecord| r.kind == kind;
-    let summary_has = |kind: &'static str, word: &'static str| {
-        move |r: &StoredRecord| r.kind == kind && r.summary.contains(word)
+    let data_is = |kind: &'static str, field: &'static str, value: &'static str| {
+        move |r: &StoredRecord| r.kind == kind && text(&r.body, &format!("/data/{field}")) == value
+    };
+    let last_status = |code: &'static str| {
+        move |r: &StoredRecord| {
+            let statuses = r.body.pointer("/content/statuses").and_then(Value::as_array);
+            r.kind == "214" && statuses.and_then(|s| s.last()).is_some_and(|s| s["status_code"] == code)
+        }
+    };
+    let tender_action = |code: &'static str| {
+        move |r: &StoredRecord| r.kind == "990" && text(&r.body, "/content/action") == code
     };
     let meaning: Vec<(&str, RecordJudge)> = vec![
-        ("carrier accepted the load", Box::new(summary_has("990", "action A"))),
-        ("the carrier said yes to the tender", Box::new(summary_has("990", "action A"))),
+        ("carrier accepted the load", Box::new(tender_action("A"))),
+        ("the carrier said yes to the tender", Box::new(tender_action("A"))),
         ("bill for transportation charges", Box::new(kind_is("210"))),
         ("how much do we owe for freight", Box::new(kind_is("210"))),
         ("new load offered to a carrier", Box::new(kind_is("204"))),
         ("shipment handed to a trucking company", Box::new(kind_is("204"))),
-        ("driver went off duty", Box::new(summary_has("HosStatusChange", "to offDuty"))),
-        ("driver ended the shift", Box::new(summary_has("HosStatusChange", "to offDuty"))),
-        ("driver started driving", Box::new(summary_has("HosStatusChange", "to driving"))),
-        ("driver began hours of service on duty", Box::new(summary_has("HosStatusChange", "to onDuty"))),
-        ("truck stopped suddenly", Box::new(summary_has("SafetyEvent", "HarshBrake"))),
-        ("hard stop on the highway", Box::new(summary_has("SafetyEvent", "HarshBrake"))),
-        ("truck sped off too quickly", Box::new(summary_has("SafetyEvent", "HarshAcceleration"))),
-        ("sharp cornering by a driver", Box::new(summary_has("SafetyEvent", "HarshTurn"))),
-        ("too close to the vehicle ahead", Box::new(summary_has("SafetyEvent", "FollowingDistance"))),
-        ("freight was delivered to the consignee", Box::new(summary_has("214", "status D1"))),
-        ("the load has been picked up", Box::new(summary_has("214", "status AF"))),
-        ("truck is on its way", Box::new(summary_has("214", "status X6"))),
+        ("driver went off duty", Box::new(data_is("HosStatusChange", "current_status", "offDuty"))),
+        ("driver ended the shift", Box::new(data_is("HosStatusChange", "current_status", "offDuty"))),
+        ("driver started driving", Box::new(data_is("HosStatusChange", "current_status", "driving"))),
+        (
+            "driver began hours of service on duty",
+            Box::new(data_is("HosStatusChange", "current_status", "onDuty")),
+        ),
+        ("truck stopped suddenly", Box::new(data_is("SafetyEvent", "behavior", "HarshBrake"))),
+        ("hard stop on the highway", Box::new(data_is("SafetyEvent", "behavior", "HarshBrake"))),
+        ("truck sped off too quickly", Box::new(data_is("SafetyEvent", "behavior", "HarshAcceleration"))),
+        ("sharp cornering by a driver", Box::new(data_is("SafetyEvent", "behavior", "HarshTurn"))),
+        ("too close to the vehicle ahead", Box::new(data_is("SafetyEvent", "behavior", "FollowingDistance"))),
+        ("freight was delivered to the consignee", Box::new(last_status("D1"))),
+        ("the load has been picked up", Box::new(last_status("AF"))),
+        ("truck is on its way", Box::new(last_status("X6"))),
         ("truck left the distribution center", Box::new(kind_is("GeofenceExit"))),
         ("vehicle drove out of the yard", Box::new(kind_is("GeofenceExit"))),
     ];

@@ -398,13 +398,15 @@ impl SamsaraEvent {
             }
             SamsaraData::HosStatusChange { driver, previous_status, current_status, .. } => {
                 format!(
-                    "driver {} {} duty status {previous_status} to {current_status}",
+                    "driver {} {} duty status {} to {}",
                     driver.id,
-                    driver.name.as_deref().unwrap_or("")
+                    driver.name.as_deref().unwrap_or(""),
+                    spoken(previous_status),
+                    spoken(current_status)
                 )
             }
             SamsaraData::SafetyEvent { behavior, severity, .. } => {
-                format!("safety {behavior} severity {}", severity.as_deref().unwrap_or("unknown"))
+                format!("safety {} severity {}", spoken(behavior), severity.as_deref().unwrap_or("unknown"))
             }
             SamsaraData::Geofence { transition, facility_name, address, .. } => format!(
                 "geofence {transition:?} {} {}",
@@ -417,11 +419,31 @@ impl SamsaraEvent {
     }
 }
 
+/// A Samsara label as words for summaries: `HarshBrake` and `offDuty` read
+/// as "harsh brake" and "off duty" to the text route and the embedders.
+fn spoken(label: &str) -> String {
+    let mut words = String::with_capacity(label.len() + 4);
+    for (i, c) in label.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            words.push(' ');
+        }
+        words.extend(c.to_lowercase());
+    }
+    words
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const LOCATION: &str = include_str!("../../tests/fixtures/samples/samsara/vehicle_location.json");
+
+    #[test]
+    fn labels_read_as_words_in_summaries() {
+        assert_eq!(spoken("HarshBrake"), "harsh brake");
+        assert_eq!(spoken("offDuty"), "off duty");
+        assert_eq!(spoken("driving"), "driving");
+    }
 
     #[test]
     fn unknown_event_type_is_kept() {

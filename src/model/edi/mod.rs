@@ -8,6 +8,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+mod codes;
 mod envelope;
 mod segment;
 mod transactions;
@@ -155,11 +156,15 @@ impl EdiTransaction {
         let body = match &self.content {
             EdiContent::ShipmentStatus { pro, bol, statuses, .. } => {
                 let last = statuses.last();
+                let reason = last
+                    .and_then(|s| s.reason_code.as_deref())
+                    .and_then(|r| codes::reason(r).map(|words| format!(" reason {r} {words}")))
+                    .unwrap_or_default();
                 format!(
-                    "shipment status pro {} bol {} status {} at {} {}",
+                    "shipment status pro {} bol {} status {}{reason} at {} {}",
                     pro.as_deref().unwrap_or("-"),
                     bol.as_deref().unwrap_or("-"),
-                    last.map(|s| s.status_code.as_str()).unwrap_or("-"),
+                    last.map(|s| codes::spelled(&s.status_code, codes::status)).unwrap_or_else(|| "-".into()),
                     last.and_then(|s| s.city.as_deref()).unwrap_or(""),
                     last.and_then(|s| s.state.as_deref()).unwrap_or("")
                 )
@@ -173,6 +178,7 @@ impl EdiTransaction {
                 format!("load tender shipment {shipment_id} with {stops} stops")
             }
             EdiContent::TenderResponse { shipment_id, action, .. } => {
+                let action = action.as_deref().map(|a| codes::spelled(a, codes::tender_action));
                 format!("tender response shipment {shipment_id} action {}", action.as_deref().unwrap_or("-"))
             }
             EdiContent::Other { segment_ids } => format!("segments {}", segment_ids.join(" ")),
