@@ -443,3 +443,92 @@ fn shifted(events: &[apex_ingest::model::RawEvent], by: u8) -> Vec<apex_ingest::
         })
         .collect()
 }
+
+/// The dev server's Web UI and the CLI read a batch workflow's compressed
+/// input through `apex-ingest codec`'s endpoint (Temporal's remote codec
+/// protocol): the CLI shows zstd bytes without it and the batch's JSON with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compressed_batch_reads_as_json_through_the_codec_endpoint() {
+    use apex_ingest::orchestrate::temporal::codec_server;
+    let _serial = SERIAL.lock().await;
+    let Setup { config, stores, orchestrator, .. } = &setup("codec").await;
+    assert!(config.temporal.compress_payloads, "the default compresses");
+    let batch = batch(100, nanos() as u64, 0.0);
+    let report = with_worker(config, stores, tokio::time::timeout(WAIT, orchestrator.run_batch(&batch)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.events, 100);
+
+    let ui = "http://127.0.0.1:8233";
+    let router = codec_server::router(&[ui.to_string()], true).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let codec = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let cli = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".state/venv/bin/temporal");
+    assert!(cli.is_file(), "no temporal CLI at {}: run `scripts/services up temporal`", cli.display());
+    let address = config.temporal.url.trim_start_matches("http://").to_owned();
+    let id = apex_ingest::orchestrate::temporal::workflows::batch_workflow_id(&batch);
+    let endpoint = codec.clone();
+    let show = move |with_codec: bool| {
+        let mut c = std::process::Command::new(&cli);
+        c.args(["workflow", "show", "--address", &address, "--workflow-id", &id, "--output", "json"]);
+        if with_codec {
+            c.args(["--codec-endpoint", &endpoint]);
+        }
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let topic = batch.events[0].origin.topic.clone();
+    // The CLI runs its own runtime: ask it off this test's workers.
+    let (plain, decoded) = tokio::task::spawn_blocking(move || (show(false), show(true))).await.unwrap();
+    // The batch as the workflow started with it: the first history event's
+    // input payload, its encoding and its bytes (base64 in the CLI's JSON).
+    let input = |history: &str| {
+        use base64::Engine;
+        let history: serde_json::Value = serde_json::from_str(history).unwrap();
+        let payload =
+            &history["events"][0]["workflowExecutionStartedEventAttributes"]["input"]["payloads"][0];
+        let text = |v: &serde_json::Value| {
+            let bytes =
+                base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap_or_default()).unwrap();
+            String::from_utf8_lossy(&bytes).into_owned()
+        };
+        (text(&payload["metadata"]["encoding"]), text(&payload["data"]))
+    };
+    let ((plain_encoding, plain), (encoding, decoded)) = (input(&plain), input(&decoded));
+    assert_eq!(plain_encoding, "binary/zstd");
+    assert!(!plain.contains(&topic), "readable without the codec: not compressed");
+    assert_eq!(encoding, "json/plain");
+    let batch_json: serde_json::Value = serde_json::from_str(&decoded).unwrap();
+    assert_eq!(batch_json["events"].as_array().map(Vec::len), Some(100), "{decoded:.300}");
+    assert!(decoded.contains(&topic));
+
+    // The UI calls from the browser: its origin passes CORS, another does not.
+    let http = reqwest::Client::new();
+    let preflight = |origin: &'static str| {
+        http.request(reqwest::Method::OPTIONS, format!("{codec}/decode"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type,x-namespace")
+            .send()
+    };
+    let allowed = preflight("http://127.0.0.1:8233").await.unwrap();
+    assert_eq!(allowed.headers().get("access-control-allow-origin").unwrap(), ui);
+    let other = preflight("http://elsewhere.example").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    // A body that is not a Payloads message is refused, saying so.
+    let bad = http
+        .post(format!("{codec}/decode"))
+        .body("{\"payloads\": [{\"data\": \"%%%\"}]}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    assert!(bad.text().await.unwrap().contains("payload 0: data is not base64"));
+    // And the UI itself is served by the dev server the scripts start.
+    let page = http.get(ui).send().await.unwrap_or_else(|e| panic!("no Temporal UI at {ui} ({e}): start it with `scripts/services down temporal && scripts/services up temporal` (older scripts started it headless)"));
+    assert!(page.status().is_success(), "{}", page.status());
+}

@@ -1,5 +1,6 @@
 //! The `apex-ingest` commands, one file each; `main.rs` parses and dispatches.
 
+pub mod codec;
 pub mod demo;
 pub mod dlq;
 pub mod edge;
@@ -21,6 +22,7 @@ use clap::{Parser, Subcommand};
 use crate::config::Config;
 use crate::metrics::{self, Metrics};
 use crate::telemetry;
+use codec::CodecArgs;
 use demo::DemoArgs;
 use dlq::DlqAction;
 use pollers::PollersAction;
@@ -163,11 +165,20 @@ pub enum Command {
     /// the topic/partition/offset it came from, event and ingest time, and the
     /// score of each retriever that found it.
     Query(QueryArgs),
+    /// Serves the Temporal remote codec endpoint (POST /decode, /encode) so the
+    /// Temporal Web UI and CLI show the JSON of zstd-compressed payloads.
+    ///
+    /// Point the UI at it with the dev server's --ui-codec-endpoint (the
+    /// `scripts/services` dev server does) or a cluster's codec setting; the
+    /// CLI with `temporal workflow show --codec-endpoint http://127.0.0.1:8081`.
+    Codec(CodecArgs),
     /// Serves the questions of `query` over HTTP: POST /v1/query on serve.listen,
     /// beside /metrics, /healthz and /readyz.
     ///
     /// The body is JSON: {"question": "...", "as_of": RFC 3339, "ingested_before":
-    /// RFC 3339, "k": 1-1000}, answered with the JSON of `query --json`. Only
+    /// RFC 3339, "k": 1-1000, "filters": {...}}, answered with the JSON of
+    /// `query --json`, kept serve.cache_ttl under a watermark every write moves
+    /// (x-apex-cache: hit or miss). Only
     /// bearers of a serve.tokens token are answered (each "env:VARIABLE" or
     /// "file:/path", files read again every serve.secret_refresh: rotated without
     /// a restart), each token at most serve.requests_per_second (429 beyond).
@@ -221,6 +232,10 @@ pub async fn dispatch(cli: Cli) -> ExitCode {
         Command::Query(args) => {
             telemetry::init("warn,sqlx=error");
             query::query(args).await
+        }
+        Command::Codec(args) => {
+            telemetry::init("info");
+            codec::codec(args).await
         }
         Command::Serve(args) => {
             telemetry::init("info");

@@ -3,7 +3,7 @@
 //! grows with their bytes. Any payload whose encoding says `binary/zstd` is
 //! decoded whether or not this process compresses, so members and workers may
 //! change `temporal.compress_payloads` one at a time. The Temporal UI and CLI
-//! then show compressed bytes (a codec server would decode them; not built).
+//! show what `apex-ingest codec` ([`super::codec_server`]) decodes for them.
 
 use std::collections::HashMap;
 
@@ -41,7 +41,7 @@ fn failed(e: impl std::error::Error + Send + Sync + 'static) -> PayloadConversio
 }
 
 /// A payload as it goes to the server: compressed when asked and large enough.
-fn encode_one(payload: Payload, compress: bool) -> Result<Payload, PayloadConversionError> {
+pub(super) fn encode_one(payload: Payload, compress: bool) -> Result<Payload, PayloadConversionError> {
     if !compress || payload.data.len() < MIN_BYTES {
         return Ok(payload);
     }
@@ -53,7 +53,7 @@ fn encode_one(payload: Payload, compress: bool) -> Result<Payload, PayloadConver
     })
 }
 
-fn decompress(payload: Payload) -> Result<Payload, PayloadConversionError> {
+pub(super) fn decompress(payload: Payload) -> Result<Payload, PayloadConversionError> {
     if payload.metadata.get(ENCODING).map(Vec::as_slice) != Some(ZSTD) {
         return Ok(payload);
     }

@@ -9,6 +9,7 @@
 
 pub mod activities;
 pub mod codec;
+pub mod codec_server;
 pub mod stall;
 pub mod worker;
 pub mod workflows;
