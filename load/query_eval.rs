@@ -192,12 +192,13 @@ fn cases(w: &World) -> Vec<Case> {
             })
             .map(|e| text(e, "/event_id").to_owned())
             .collect();
+        // Other words than the tests use for the same behaviours.
         let words = match behavior.as_str() {
-            "HarshBrake" => "harsh braking",
-            "HarshAcceleration" => "harsh acceleration",
-            "HarshTurn" => "harsh turns",
-            "Speeding" => "speeding",
-            _ => "following distance",
+            "HarshBrake" => "hard braking",
+            "HarshAcceleration" => "harsh accelerations",
+            "HarshTurn" => "harsh cornering",
+            "Speeding" => "trucks speeding",
+            _ => "tailgating",
         };
         let city = hub.split(',').next().unwrap_or(&hub).to_lowercase();
         let relevant = ids.len();
