@@ -153,14 +153,21 @@ async fn postgres_refuses_vectors_of_another_embedder() {
 fn the_demo_on_minilm_answers_by_meaning() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
+    // Pings given no vector, as a deployment on MiniLM would run.
+    let file = dir.path().join("apex.toml");
+    let settings = format!(
+        "[embed]\nmodel_dir = {:?}\nskip_kinds = [\"VehicleLocation\", \"VehicleStats\"]\n",
+        model_dir().display().to_string()
+    );
+    std::fs::write(&file, settings).unwrap();
     let apex = |args: &[&str], kind: &str| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_apex-ingest"))
             .args(args)
             .arg("--data-dir")
             .arg(&data)
+            .arg("--config")
+            .arg(&file)
             .env("APEX_EMBED_KIND", kind)
-            .env("APEX_EMBED_MODEL_DIR", model_dir())
-            .env("APEX_EMBED_SKIP_KINDS", r#"["VehicleLocation","VehicleStats"]"#)
             .output()
             .unwrap();
         let text =
