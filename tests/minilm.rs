@@ -8,7 +8,7 @@ mod support;
 use std::path::PathBuf;
 
 use apex_ingest::app;
-use apex_ingest::config::{CacheKind, Config, EmbedKind, GraphKind, RelationalKind, VectorKind};
+use apex_ingest::config::{Config, EmbedKind};
 use apex_ingest::pipeline::embed::{Embedder, MiniLmEmbedder};
 
 /// Keep in step with SENTENCES in scripts/minilm-reference.py.
@@ -134,12 +134,7 @@ async fn the_embedded_vector_store_refuses_vectors_of_another_embedder() {
 
 #[tokio::test]
 async fn postgres_refuses_vectors_of_another_embedder() {
-    let mut config = support::config();
-    config.postgres.url = support::fresh_database("apex_embedder_test").await;
-    config.stores.relational = RelationalKind::Postgres;
-    config.stores.vector = VectorKind::Pgvector;
-    config.stores.graph = GraphKind::None;
-    config.stores.cache = CacheKind::None;
+    let config = support::postgres_only_config("apex_embedder_test").await;
     app::open_stores(&with_embedder(config.clone(), EmbedKind::Minilm)).await.unwrap();
     app::open_stores(&with_embedder(config.clone(), EmbedKind::Minilm)).await.unwrap();
     let message = refused(&with_embedder(config, EmbedKind::Hashing)).await;

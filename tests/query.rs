@@ -9,7 +9,7 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 
 use apex_ingest::app;
-use apex_ingest::config::{CacheKind, Config, GraphKind, RelationalKind, SourceKind, VectorKind};
+use apex_ingest::config::{Config, SourceKind};
 use apex_ingest::metrics::Metrics;
 use apex_ingest::query::{self, Answer, Entity, Filters, Intent, QueryError, QueryStores, Question};
 use apex_ingest::store::RecordFilter;
@@ -454,12 +454,7 @@ async fn the_embedded_stores_answer_as_the_truth_says() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_answers_as_the_truth_says() {
-    let mut config = support::config();
-    config.postgres.url = support::fresh_database("apex_query_test").await;
-    config.stores.relational = RelationalKind::Postgres;
-    config.stores.vector = VectorKind::Pgvector;
-    config.stores.graph = GraphKind::None;
-    config.stores.cache = CacheKind::None;
+    let config = support::postgres_only_config("apex_query_test").await;
     let w = world(config).await;
     assert_eq!(w.stores.records_store, "relational");
     every_check(&w).await;

@@ -326,14 +326,9 @@ async fn the_in_process_cache_never_hides_a_later_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_redis_cache_over_postgres_never_hides_a_later_write() {
-    use apex_ingest::config::{CacheKind, GraphKind, RelationalKind, VectorKind};
-    let mut config = support::config();
     support::redis_url();
-    config.postgres.url = support::fresh_database("apex_cache_test").await;
-    config.stores.relational = RelationalKind::Postgres;
-    config.stores.vector = VectorKind::Pgvector;
-    config.stores.graph = GraphKind::None;
-    config.stores.cache = CacheKind::Redis;
+    let mut config = support::postgres_only_config("apex_cache_test").await;
+    config.stores.cache = apex_ingest::config::CacheKind::Redis;
     config.stores.redis_prefix = support::unique("query-cache");
     a_cached_answer_never_hides_a_later_write(config).await;
 }

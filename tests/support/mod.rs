@@ -53,7 +53,7 @@ pub fn postgres_url() -> String {
 
 /// A new PostgreSQL database `name` (dropped first if it exists), so a test's
 /// rows and settings are its own; its URL.
-pub async fn fresh_database(name: &str) -> String {
+async fn fresh_database(name: &str) -> String {
     use sqlx::Executor;
     let url = postgres_url();
     let admin = sqlx::PgPool::connect(&url).await.unwrap();
@@ -61,6 +61,19 @@ pub async fn fresh_database(name: &str) -> String {
     admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
     let (base, _) = url.rsplit_once('/').unwrap();
     format!("{base}/{name}")
+}
+
+/// Configuration with records and vectors (pgvector) in a new PostgreSQL
+/// database `name` of their own, no graph and no cache role.
+pub async fn postgres_only_config(name: &str) -> Config {
+    use apex_ingest::config::{CacheKind, GraphKind, RelationalKind, VectorKind};
+    let mut c = config();
+    c.postgres.url = fresh_database(name).await;
+    c.stores.relational = RelationalKind::Postgres;
+    c.stores.vector = VectorKind::Pgvector;
+    c.stores.graph = GraphKind::None;
+    c.stores.cache = CacheKind::None;
+    c
 }
 
 pub fn redis_url() -> String {
