@@ -164,11 +164,7 @@ async fn ask(
     let asked = async {
         match &api.cache {
             Some(cache) => ask_cached(&api.stores, cache.as_ref(), api.settings.cache_ttl, &question).await,
-            None => super::ask(&api.stores, &question).await.map(|answer| CachedAnswer {
-                json: serde_json::to_vec(&answer).expect("an answer serialises"),
-                intent: answer.reading.intent.name(),
-                hit: false,
-            }),
+            None => super::ask(&api.stores, &question).await.map(|answer| CachedAnswer::fresh(&answer)),
         }
     };
     match tokio::time::timeout(api.settings.timeout, asked).await {

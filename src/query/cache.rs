@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::{QueryError, QueryStores, Question, intent};
+use super::{Answer, QueryError, QueryStores, Question, intent};
 use crate::store::StoreError;
 use crate::store::redis::RedisStore;
 
@@ -71,6 +71,17 @@ pub struct CachedAnswer {
     pub hit: bool,
 }
 
+impl CachedAnswer {
+    /// An answer just read from the stores.
+    pub fn fresh(answer: &Answer) -> Self {
+        CachedAnswer {
+            json: serde_json::to_vec(answer).expect("an answer serialises"),
+            intent: answer.reading.intent.name(),
+            hit: false,
+        }
+    }
+}
+
 /// `query::ask` through `cache`: the same answer, kept for `ttl`. A cache
 /// that fails is logged and passed by (the question is answered from the
 /// stores); a failing store is the question's error.
@@ -83,7 +94,6 @@ pub async fn ask_cached(
     super::check(question)?;
     let as_of = question.as_of.unwrap_or_else(chrono::Utc::now);
     let reading = intent::read(&question.text, as_of).map_err(QueryError::BadQuestion)?;
-    let intent = reading.intent.name();
     // Before the stores are asked: a write after this moves it.
     let watermark = stores.records.watermark().await?;
     let plan = json!({
@@ -96,14 +106,13 @@ pub async fn ask_cached(
     });
     let key = hex::encode(Sha256::digest(plan.to_string().as_bytes()));
     match cache.get(&key).await {
-        Ok(Some(json)) => return Ok(CachedAnswer { json, intent, hit: true }),
+        Ok(Some(json)) => return Ok(CachedAnswer { json, intent: reading.intent.name(), hit: true }),
         Ok(None) => {}
         Err(e) => tracing::warn!(error = %e, "answer cache unreadable; asking the stores"),
     }
-    let answer = super::answer_reading(stores, question, as_of, reading).await?;
-    let json = serde_json::to_vec(&answer).expect("an answer serialises");
-    if let Err(e) = cache.put(&key, &json, ttl).await {
+    let answer = CachedAnswer::fresh(&super::answer_reading(stores, question, as_of, reading).await?);
+    if let Err(e) = cache.put(&key, &answer.json, ttl).await {
         tracing::warn!(error = %e, "answer not cached");
     }
-    Ok(CachedAnswer { json, intent, hit: false })
+    Ok(answer)
 }

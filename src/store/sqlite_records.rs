@@ -148,10 +148,6 @@ impl RelationalStore for SqliteRecordStore {
         .execute(&self.pool)
         .await
         .map_err(Self::err)?;
-        sqlx::query("UPDATE write_watermark SET mark = mark + 1")
-            .execute(&self.pool)
-            .await
-            .map_err(Self::err)?;
         Ok(())
     }
 }
@@ -277,10 +273,6 @@ impl PollCursors for SqliteRecordStore {
         .execute(&self.pool)
         .await
         .map_err(Self::err)?;
-        sqlx::query("UPDATE write_watermark SET mark = mark + 1")
-            .execute(&self.pool)
-            .await
-            .map_err(Self::err)?;
         Ok(())
     }
 }
