@@ -11,7 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use apex_ingest::app;
 use apex_ingest::config::{Config, SourceKind};
 use apex_ingest::metrics::Metrics;
-use apex_ingest::query::{self, Answer, Entity, Filters, Intent, QueryError, QueryStores, Question};
+use apex_ingest::query::{
+    self, Answer, Entity, Filters, Intent, QueryError, QueryStores, Question, Retrieval,
+};
 use apex_ingest::store::RecordFilter;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
@@ -65,6 +67,7 @@ impl World {
             ingested_before: None,
             k: 1000,
             filters: Default::default(),
+            retrieval: Default::default(),
         };
         query::ask(&self.stores, &q).await.unwrap_or_else(|e| panic!("{text:?}: {e}"))
     }
@@ -268,6 +271,7 @@ async fn ingest_time_as_of_hides_what_came_later(w: &World) {
         ingested_before: Some(ingested_before),
         k: 10,
         filters: Default::default(),
+        retrieval: Default::default(),
     };
     let before = query::ask(&w.stores, &q(w.written.0 - Duration::seconds(1))).await.unwrap();
     assert!(before.hits.is_empty(), "{} hits ingested before the run", before.hits.len());
@@ -285,6 +289,7 @@ async fn hostile_values_stay_values(w: &World) {
             RecordFilter { shipments: vec![evil.into()], limit: 10, ..RecordFilter::default() },
             RecordFilter { scac: Some(evil.into()), limit: 10, ..RecordFilter::default() },
             RecordFilter { mentions: Some(evil.into()), limit: 10, ..RecordFilter::default() },
+            RecordFilter { words: vec![evil.into()], limit: 10, ..RecordFilter::default() },
             RecordFilter {
                 behavior: Some(evil.into()),
                 kinds: vec![evil.into()],
@@ -297,6 +302,7 @@ async fn hostile_values_stay_values(w: &World) {
         }
         let a = w.ask(&format!("everything about truck 1 {evil}"), None).await;
         assert!(a.hits.iter().all(|h| h.summary.contains("Truck 1")));
+        by(&w.stores, &format!("freight invoice {evil}"), Retrieval::Lexical, 5).await.unwrap();
     }
     let after = w.count().await;
     assert_eq!((before > 10_000, after), (true, before));
@@ -315,6 +321,7 @@ async fn bad_questions_are_refused_with_a_reason(w: &World) {
             ingested_before: None,
             k,
             filters: Default::default(),
+            retrieval: Default::default(),
         };
         match query::ask(&w.stores, &question).await {
             Err(QueryError::BadQuestion(m)) => assert!(m.contains(says), "{text:?}: {m}"),
@@ -334,6 +341,7 @@ async fn by_meaning_in_a_window_fills_k_from_the_window(w: &World) {
         ingested_before: None,
         k: 5,
         filters: Default::default(),
+        retrieval: Default::default(),
     };
     let a = query::ask(&w.stores, &q).await.unwrap();
     assert!(matches!(a.reading.intent, Intent::Semantic { .. }), "{:?}", a.reading.intent);
@@ -368,7 +376,14 @@ async fn by_meaning_in_a_window_fills_k_from_the_window(w: &World) {
 async fn structured_filters_narrow_every_read(w: &World) {
     let until = time(&w.truth["until"]);
     let ask = |text: &str, k: usize, filters: Filters| {
-        let q = Question { text: text.into(), as_of: Some(until), ingested_before: None, k, filters };
+        let q = Question {
+            text: text.into(),
+            as_of: Some(until),
+            ingested_before: None,
+            k,
+            filters,
+            retrieval: Default::default(),
+        };
         async move { query::ask(&w.stores, &q).await }
     };
     let pro = w.truth["shipments"]
@@ -428,6 +443,55 @@ async fn structured_filters_narrow_every_read(w: &World) {
     assert!(matches!(&err, QueryError::BadQuestion(m) if m.contains("filters.from")), "{err}");
 }
 
+async fn by(stores: &QueryStores, text: &str, retrieval: Retrieval, k: usize) -> Result<Answer, QueryError> {
+    let q = Question {
+        text: text.into(),
+        as_of: Some(UNTIL.parse().unwrap()),
+        ingested_before: None,
+        k,
+        filters: Default::default(),
+        retrieval,
+    };
+    query::ask(stores, &q).await
+}
+
+fn retrievers(a: &Answer) -> Vec<&str> {
+    a.routes.iter().map(|r| r.retriever).collect()
+}
+
+/// A question by meaning asked of the full-text index, of the vectors, and
+/// of both fused: each list's hits carry their retriever's score, the
+/// fusion puts first what both found; with no vector store the index alone
+/// answers, and asking for vectors there says why it cannot.
+async fn by_words_and_by_meaning_fused(w: &World) {
+    let text = "freight invoice amount due";
+    let words = by(&w.stores, text, Retrieval::Lexical, 10).await.unwrap();
+    assert_eq!(retrievers(&words), ["lexical"]);
+    assert!(words.hits.iter().all(|h| h.citation.kind == "210" && !h.scores.contains_key("vector")));
+    assert_eq!(words.hits.len(), 10);
+    let nearest = by(&w.stores, text, Retrieval::Vector, 10).await.unwrap();
+    assert_eq!(retrievers(&nearest), ["vector", "records"]);
+    assert!(
+        nearest.hits.iter().all(|h| h.scores.contains_key("vector") && !h.scores.contains_key("lexical"))
+    );
+    let fused = by(&w.stores, text, Retrieval::Hybrid, 10).await.unwrap();
+    assert_eq!(retrievers(&fused), ["vector", "records", "lexical"]);
+    let top = &fused.hits[0];
+    assert!(top.scores.contains_key("vector") && top.scores.contains_key("lexical"), "{:?}", top.scores);
+    assert!(fused.hits.windows(2).all(|p| p[0].scores["fused"] >= p[1].scores["fused"]));
+    assert!(fused.hits.iter().take(5).all(|h| h.citation.kind == "210"), "{:#?}", fused.hits);
+
+    let no_vectors = QueryStores { vectors: None, ..w.stores.clone() };
+    let alone = by(&no_vectors, text, Retrieval::Hybrid, 10).await.unwrap();
+    assert_eq!(retrievers(&alone), ["lexical"]);
+    let ids = |a: &Answer| a.hits.iter().map(|h| h.citation.record_id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&alone), ids(&words));
+    match by(&no_vectors, text, Retrieval::Vector, 10).await {
+        Err(QueryError::BadQuestion(m)) => assert!(m.contains("no vector store"), "{m}"),
+        other => panic!("{:?}", other.map(|a| a.hits.len())),
+    }
+}
+
 async fn every_check(w: &World) {
     positions_are_where_the_truck_was(w).await;
     late_shipments_are_the_truths(w).await;
@@ -438,6 +502,7 @@ async fn every_check(w: &World) {
     bad_questions_are_refused_with_a_reason(w).await;
     by_meaning_in_a_window_fills_k_from_the_window(w).await;
     structured_filters_narrow_every_read(w).await;
+    by_words_and_by_meaning_fused(w).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -449,7 +514,6 @@ async fn the_embedded_stores_answer_as_the_truth_says() {
     assert!(matches!(a.reading.intent, Intent::Semantic { .. }), "{:?}", a.reading.intent);
     let kinds: Vec<&str> = a.hits.iter().take(5).map(|h| h.citation.kind.as_str()).collect();
     assert_eq!(kinds, ["210"; 5]);
-    assert!(a.hits.iter().all(|h| h.scores.contains_key("vector")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -458,4 +522,46 @@ async fn postgres_answers_as_the_truth_says() {
     let w = world(config).await;
     assert_eq!(w.stores.records_store, "relational");
     every_check(&w).await;
+}
+
+/// The full-text index follows every write of a record: found by its words
+/// once written, by its new words (and not its old) once rewritten by a later
+/// offset, and by none once removed.
+async fn the_words_follow_every_write(config: Config) {
+    let stores = app::open_stores(&config).await.unwrap();
+    let records = &stores.relational;
+    let (mut rows, _) = support::processed(&support::generated_batch(20, 2931, 0.0)).await;
+    rows[0].summary = "quokka sighting at the yard".into();
+    let find = |word: &str| RecordFilter { words: vec![word.into()], limit: 10, ..RecordFilter::default() };
+    let found = |rows: Vec<apex_ingest::store::StoredRecord>| {
+        rows.into_iter().map(|r| r.id.to_string()).collect::<Vec<_>>()
+    };
+    let one = vec![rows[0].record.id.to_string()];
+    records.upsert_batch(&rows.iter().collect::<Vec<_>>()).await.unwrap();
+    assert_eq!(found(records.find_records(&find("quokka")).await.unwrap()), one);
+    // Stemmed alike by both stores: "sightings" finds "sighting".
+    assert_eq!(found(records.find_records(&find("sightings")).await.unwrap()), one);
+
+    let mut rewritten = rows[0].clone();
+    rewritten.summary = "wombat crossing at the yard".into();
+    rewritten.record.origin.offset += 1;
+    records.upsert_batch(&[&rewritten]).await.unwrap();
+    assert!(records.find_records(&find("quokka")).await.unwrap().is_empty());
+    assert_eq!(found(records.find_records(&find("wombat")).await.unwrap()), one);
+
+    records.remove_records(&[rewritten.record.id.clone()]).await.unwrap();
+    assert!(records.find_records(&find("wombat")).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_words_follow_every_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = support::config();
+    config.stores.data_dir = dir.path().to_path_buf();
+    the_words_follow_every_write(config).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_postgres_words_follow_every_write() {
+    the_words_follow_every_write(support::postgres_only_config("apex_words_test").await).await;
 }

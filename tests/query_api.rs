@@ -127,6 +127,7 @@ async fn bearers_get_the_query_rooms_answer_and_bad_input_is_refused_by_name() {
         ingested_before: None,
         k: 50,
         filters: Default::default(),
+        retrieval: Default::default(),
     };
     let direct = query::ask(&stores(&config()).await, &question).await.unwrap();
     let direct_ids: Vec<String> = direct.hits.iter().map(|h| h.citation.record_id.clone()).collect();
@@ -149,6 +150,7 @@ async fn bearers_get_the_query_rooms_answer_and_bad_input_is_refused_by_name() {
             "filters.near needs latitude in -90..90",
         ),
         (json!({"question": "late shipments", "filters": {"from": "monday"}}), "filters.from"),
+        (json!({"question": "invoices", "retrieval": "psychic"}), "unknown variant `psychic`"),
     ] {
         let (status, _, error) = post(addr, Some(token), body.to_string()).await;
         assert_eq!(status, 400, "{body}: {error}");
@@ -177,7 +179,7 @@ async fn bearers_get_the_query_rooms_answer_and_bad_input_is_refused_by_name() {
             .map_or(0, |(_, v)| v)
     };
     assert_eq!(series("unauthorized"), 2);
-    assert_eq!(series("bad_request"), 10);
+    assert_eq!(series("bad_request"), 11);
     assert_eq!(series("too_large"), 1);
     assert!(series("answered") >= 2, "{text}");
     drop(metrics);

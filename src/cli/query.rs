@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 
 use crate::app;
 use crate::config::{Config, RelationalKind};
-use crate::query::{self, Filters, QueryStores, Question};
+use crate::query::{self, Filters, QueryStores, Question, Retrieval};
 
 fn parse_filters(text: &str) -> Result<Filters, String> {
     serde_json::from_str(text).map_err(|e| format!("--filters: {e}"))
@@ -41,6 +41,10 @@ pub struct QueryArgs {
     /// '{"vehicle": "Truck 3", "kinds": ["SafetyEvent"]}'.
     #[arg(long, value_parser = parse_filters)]
     pub filters: Option<Filters>,
+    /// Which retrievers answer a question by meaning: both fused, or one
+    /// alone (the full-text index's words, or the vectors' nearest).
+    #[arg(long, value_enum, default_value_t = Retrieval::Hybrid)]
+    pub retrieval: Retrieval,
     /// Print the answer as JSON.
     #[arg(long)]
     pub json: bool,
@@ -71,6 +75,7 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<()> {
         ingested_before: args.ingested_before,
         k: args.k as usize,
         filters: args.filters.unwrap_or_default(),
+        retrieval: args.retrieval,
     };
     let answer = query::ask(&query_stores, &question).await?;
     if args.explain {

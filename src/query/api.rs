@@ -31,7 +31,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::cache::{AnswerCache, CachedAnswer, ask_cached};
-use super::{Filters, QueryError, QueryStores, Question};
+use super::{Filters, QueryError, QueryStores, Question, Retrieval};
 use crate::config::{SecretSource, ServeConfig};
 use crate::metrics::{self, Metrics};
 
@@ -49,6 +49,9 @@ struct QueryRequest {
     /// Structured filters (`query::Filters`); an unknown one is refused by name.
     #[serde(default)]
     filters: Filters,
+    /// `hybrid` (the default), `vector` or `lexical`.
+    #[serde(default)]
+    retrieval: Retrieval,
 }
 
 fn default_k() -> usize {
@@ -160,6 +163,7 @@ async fn ask(
         ingested_before: request.ingested_before,
         k: request.k,
         filters: request.filters,
+        retrieval: request.retrieval,
     };
     let asked = async {
         match &api.cache {

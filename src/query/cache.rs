@@ -102,6 +102,7 @@ pub async fn ask_cached(
         "as_of": question.as_of,
         "ingested_before": question.ingested_before,
         "filters": question.filters,
+        "retrieval": question.retrieval,
         "watermark": watermark,
     });
     let key = hex::encode(Sha256::digest(plan.to_string().as_bytes()));

@@ -20,6 +20,7 @@ use chrono::{DateTime, Utc};
 pub use answer::{Answer, Hit};
 pub use filters::Filters;
 pub use intent::{Entity, Intent, Reading};
+pub use routes::{fuse, lexical_weight};
 
 use crate::pipeline::embed::{EmbedError, Embedder};
 use crate::store::{RecordReads, StoreError, Stores, VectorStore};
@@ -63,6 +64,25 @@ pub struct Question {
     pub k: usize,
     /// What the client narrows every read by, beside what the question says.
     pub filters: Filters,
+    /// Which retrievers answer a question by meaning.
+    pub retrieval: Retrieval,
+}
+
+/// Which retrievers answer a question by meaning (the structured intents are
+/// exact and ignore it): both at once, fused, or one alone to compare.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Retrieval {
+    /// The vector store and the full-text index, fused by weighted
+    /// reciprocal rank; the full-text index alone without a vector store.
+    #[default]
+    Hybrid,
+    /// Nearest vectors only.
+    Vector,
+    /// The full-text index only (the question's words, stemmed).
+    Lexical,
 }
 
 #[derive(Debug, thiserror::Error)]

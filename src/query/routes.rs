@@ -4,6 +4,7 @@
 //! answer the same question.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
@@ -12,9 +13,10 @@ use serde_json::Value;
 use super::answer::{Hit, Route};
 use super::filters::{self, Filters, position};
 use super::intent::{Entity, Intent, Near, Reading};
-use super::{QueryError, QueryStores, Question};
+use super::{QueryError, QueryStores, Question, Retrieval};
+use crate::pipeline::embed::Embedder;
 use crate::places::km_between;
-use crate::store::{GeoBox, RecordFilter, StoredRecord, VectorFilter};
+use crate::store::{GeoBox, RecordFilter, StoredRecord, VectorFilter, VectorStore, words_of};
 
 /// Rows a route reads before its exact cut (radius, lateness); `--explain`
 /// shows when a route read this many, i.e. when the answer may be partial.
@@ -23,6 +25,14 @@ const SCAN_CAP: usize = 5_000;
 const REFS_PER_STATEMENT: usize = 1_000;
 /// The constant of reciprocal-rank fusion (Cormack et al.).
 const RRF_K: f64 = 60.0;
+/// How much the lexical list's ranks count in a question by meaning's
+/// fusion, the vector list's counting 1: a little beside a semantic
+/// embedder's vectors, which find what the words do not; more beside the
+/// hashing embedder's, which are the question's words again, less precisely
+/// (load/query_eval compares weights; load/RESULTS.md has its figures).
+pub fn lexical_weight(embedder: &dyn Embedder) -> f64 {
+    if embedder.of_words() { 2.0 } else { 0.25 }
+}
 
 type Routed = (Vec<Hit>, Vec<Route>);
 
@@ -36,6 +46,7 @@ pub async fn answer(
         from: reading.window.map(|w| w.0),
         to: earliest(reading.window.map(|w| w.1), end),
         written_before: question.ingested_before,
+        current: true,
         newest_first: true,
         limit: question.k,
         ..RecordFilter::default()
@@ -103,12 +114,12 @@ pub async fn answer(
             )?;
             let store = stores.records_store;
             let ranked = |rows: Vec<StoredRecord>| rows.into_iter().map(|r| Hit::of(r, store)).collect();
-            let mut hits = fuse(vec![("exact", ranked(exact)), ("text", ranked(text))], k);
+            let mut hits = fuse(vec![("exact", 1.0, ranked(exact)), ("text", 1.0, ranked(text))], k);
             // An entity's records read as its history.
             hits.sort_by_key(|h| h.citation.event_time);
             Ok((hits, vec![r1, r2]))
         }
-        Intent::Semantic { text } => semantic(stores, text, base, filters).await,
+        Intent::Semantic { text } => semantic(stores, text, base, filters, question.retrieval).await,
     }
 }
 
@@ -225,35 +236,91 @@ async fn late_shipments(
     Ok((hits, routes))
 }
 
-/// Nearest records by meaning, from the vector store, then read whole under
-/// the question's filters.
+/// Records by meaning: the nearest vectors and the full-text index's best
+/// matches, asked at once, each with the kind and event-time window inside
+/// its search, fused by weighted reciprocal rank.
 async fn semantic(
     stores: &QueryStores,
     text: &str,
     base: RecordFilter,
     filters: &Filters,
+    retrieval: Retrieval,
 ) -> Result<Routed, QueryError> {
-    let Some(vectors) = &stores.vectors else {
+    let vectors = match (&stores.vectors, retrieval) {
+        (None, Retrieval::Vector) => {
+            return Err(QueryError::BadQuestion(
+                "this deployment has no vector store ([stores] vector = \"none\"): ask with retrieval \"lexical\" or \"hybrid\"".into(),
+            ));
+        }
+        (_, Retrieval::Lexical) | (None, _) => None,
+        (Some(vectors), _) => Some(vectors),
+    };
+    let words = words_of(text);
+    if words.is_empty() && vectors.is_none() {
         return Err(QueryError::BadQuestion(format!(
             "{text:?} has no structured form (a position, late shipments, events near a place, a PRO or vehicle) \
-             and this deployment has no vector store ([stores] vector = \"none\") to answer it by meaning"
+             and no word a full-text search can look for"
         )));
+    }
+    let k = base.limit;
+    // Each retriever reads deeper than k: the fusion ranks what either found.
+    let depth = (k * 4).max(40);
+    let nearest = async {
+        match vectors {
+            Some(vectors) => nearest(stores, vectors, text, &base, filters, depth).await.map(Some),
+            None => Ok(None),
+        }
     };
+    let lexical = async {
+        if retrieval == Retrieval::Vector || words.is_empty() {
+            return Ok(None);
+        }
+        let f = RecordFilter { words: words.clone(), limit: depth, ..base.clone() };
+        read(stores, "lexical", &f, Some(filters)).await.map(Some)
+    };
+    let (nearest, lexical) = tokio::try_join!(nearest, lexical)?;
+    let mut lists = Vec::new();
+    let mut routes = Vec::new();
+    if let Some((hits, mut read)) = nearest {
+        lists.push(("vector", 1.0, hits));
+        routes.append(&mut read);
+    }
+    if let Some((rows, route)) = lexical {
+        let store = stores.records_store;
+        lists.push((
+            "lexical",
+            lexical_weight(stores.embedder.as_ref()),
+            rows.into_iter().map(|r| Hit::of(r, store)).collect(),
+        ));
+        routes.push(route);
+    }
+    Ok((fuse(lists, k), routes))
+}
+
+/// The `depth` nearest records to the question's vector, then read whole
+/// under the question's filters; each hit scored by its similarity.
+async fn nearest(
+    stores: &QueryStores,
+    vectors: &Arc<dyn VectorStore>,
+    text: &str,
+    base: &RecordFilter,
+    filters: &Filters,
+    depth: usize,
+) -> Result<Routed, QueryError> {
     let started = Instant::now();
     let query = stores.embedder.embed(&[text.to_string()]).await?.pop().unwrap_or_default();
     // Kind and event time are filtered inside the search; more neighbours
     // than asked, as the records' other filters (ingest time) may drop some.
-    let wanted = base.limit * 4;
     let Some(narrowed) = filters.narrow(base.clone()) else {
         return Ok((Vec::new(), Vec::new()));
     };
     let inside = VectorFilter { kinds: narrowed.kinds, from: narrowed.from, to: narrowed.to };
-    let neighbours = vectors.search(&query, wanted, &inside).await?;
+    let neighbours = vectors.search(&query, depth, &inside).await?;
     let vector_route = Route {
         retriever: "vector",
         store: vectors.name(),
         statement: format!(
-            "{wanted} nearest of a {}-dimension query vector, kinds {:?}, event time in [{}, {})",
+            "{depth} nearest of a {}-dimension query vector, kinds {:?}, event time in [{}, {})",
             query.len(),
             inside.kinds,
             inside.from.map_or("-".into(), |t| t.to_rfc3339()),
@@ -274,20 +341,27 @@ async fn semantic(
         .filter_map(|(id, score)| {
             Some(Hit::of(by_id.remove(id.as_str())?, vectors.name()).scored("vector", f64::from(score)))
         })
-        .take(base.limit)
         .collect();
     Ok((hits, vec![vector_route, route]))
 }
 
-/// Weighted-equal reciprocal-rank fusion of ranked lists: a record's `fused`
-/// score is the sum of 1 / (60 + rank) over the lists that found it.
-fn fuse(lists: Vec<(&str, Vec<Hit>)>, k: usize) -> Vec<Hit> {
+/// Weighted reciprocal-rank fusion of ranked lists: a record's `fused` score
+/// is the sum of weight / (60 + rank) over the lists that found it. Each
+/// list's own score is kept where its retriever gave one (a similarity),
+/// else its term of the sum; a record found twice is one hit.
+pub fn fuse(lists: Vec<(&str, f64, Vec<Hit>)>, k: usize) -> Vec<Hit> {
     let mut merged: BTreeMap<String, Hit> = BTreeMap::new();
-    for (retriever, hits) in lists {
+    for (retriever, weight, hits) in lists {
         for (rank, hit) in hits.into_iter().enumerate() {
-            let score = 1.0 / (RRF_K + rank as f64 + 1.0);
-            let entry = merged.entry(hit.citation.record_id.clone()).or_insert(hit);
-            entry.scores.insert(retriever.to_string(), score);
+            let score = weight / (RRF_K + rank as f64 + 1.0);
+            let own = hit.scores.get(retriever).copied();
+            let entry = merged.entry(hit.citation.record_id.clone()).or_insert_with(|| {
+                // A hit from an earlier fusion starts this one afresh.
+                let mut hit = hit;
+                hit.scores.remove("fused");
+                hit
+            });
+            entry.scores.insert(retriever.to_string(), own.unwrap_or(score));
             *entry.scores.entry("fused".into()).or_default() += score;
         }
     }
@@ -319,7 +393,8 @@ mod tests {
 
     #[test]
     fn fusion_ranks_what_both_retrievers_found_first() {
-        let fused = fuse(vec![("exact", vec![hit("a"), hit("b")]), ("text", vec![hit("c"), hit("b")])], 2);
+        let fused =
+            fuse(vec![("exact", 1.0, vec![hit("a"), hit("b")]), ("text", 1.0, vec![hit("c"), hit("b")])], 2);
         let ids: Vec<&str> = fused.iter().map(|h| h.citation.record_id.as_str()).collect();
         assert_eq!(ids, ["b", "a"]);
         assert!((fused[0].scores["fused"] - 2.0 / 62.0).abs() < 1e-12);

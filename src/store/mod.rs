@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{DeadLetter, EntityKey, RecordId, Relation};
 use crate::pipeline::ProcessedRecord;
-pub use record_query::{GeoBox, RecordFilter, StoredRecord};
+pub use record_query::{GeoBox, RecordFilter, StoredRecord, words_of};
 
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{store} store: {message}")]

@@ -49,9 +49,18 @@ pub struct RecordFilter {
     /// Text the record's summary contains as whole words (any case): "Truck 1"
     /// is not in "Truck 10", nor PRO4685909 in PRO46859098.
     pub mentions: Option<String>,
+    /// Any of these words (lower-case letters and digits, stemmed by the
+    /// store) in the summary or the body's text: the lexical retriever.
+    /// Set, the records come best match first (the summary's words weigh
+    /// more), not in time order.
+    pub words: Vec<String>,
     /// Event time in `[from, to)`.
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
+    /// Leave out the marks of what a source took back (a Plaid removal
+    /// `BankTransactionRemoved`, a QuickBooks deletion `Qb<Entity>Deleted`,
+    /// which replace the record they take back): the current state.
+    pub current: bool,
     /// Only what was written before this instant (`as_of` on ingest time).
     pub written_before: Option<DateTime<Utc>>,
     /// Only records whose position falls in this box.
@@ -132,7 +141,23 @@ where
     for<'t> f64: Encode<'t, DB> + Type<DB>,
     for<'t> i64: Encode<'t, DB> + Type<DB>,
 {
-    let mut q = QueryBuilder::<DB>::new(format!("SELECT {columns} FROM records WHERE TRUE"));
+    let mut q = QueryBuilder::<DB>::new(format!("SELECT {columns} FROM records"));
+    let ranked = !f.words.is_empty();
+    if ranked {
+        // The words are bound as one query string of the store's full-text
+        // syntax (see `any_word`).
+        match d {
+            Dialect::Sqlite => q
+                .push(" JOIN (SELECT rowid AS hit, bm25(records_words, 2.0, 1.0) AS rank FROM records_words WHERE records_words MATCH ")
+                .push_bind(any_word(&f.words, d))
+                .push(") m ON m.hit = records.rowid"),
+            Dialect::Postgres => q
+                .push(", to_tsquery('english', ")
+                .push_bind(any_word(&f.words, d))
+                .push(") AS query WHERE words @@ query"),
+        };
+    }
+    q.push(if ranked && d == Dialect::Postgres { "" } else { " WHERE TRUE" });
     for (column, values) in [
         ("id", f.ids.iter().map(RecordId::as_str).collect::<Vec<_>>()),
         ("kind", f.kinds.iter().map(String::as_str).collect()),
@@ -183,6 +208,9 @@ where
             Dialect::Postgres => q.push(" AND lower(summary) ~ ").push_bind(regex_words(text)),
         };
     }
+    if f.current {
+        q.push(" AND kind NOT LIKE '%Removed' AND kind NOT LIKE '%Deleted'");
+    }
     let bounds =
         [(f.from, "occurred_at", ">="), (f.to, "occurred_at", "<"), (f.written_before, "written_at", "<")];
     for (at, column, op) in bounds {
@@ -196,9 +224,47 @@ where
         q.push(format!(" AND {lat} BETWEEN ")).push_bind(b.lat.0).push(" AND ").push_bind(b.lat.1);
         q.push(format!(" AND {lon} BETWEEN ")).push_bind(b.lon.0).push(" AND ").push_bind(b.lon.1);
     }
-    let order = if f.newest_first { "DESC" } else { "ASC" };
-    q.push(format!(" ORDER BY occurred_at {order}, id LIMIT ")).push_bind(f.limit as i64);
+    let order = match (ranked, d, f.newest_first) {
+        (true, Dialect::Sqlite, _) => "m.rank, id",
+        (true, Dialect::Postgres, _) => "ts_rank(words, query) DESC, id",
+        (false, _, true) => "occurred_at DESC, id",
+        (false, _, false) => "occurred_at ASC, id",
+    };
+    q.push(format!(" ORDER BY {order} LIMIT ")).push_bind(f.limit as i64);
     q
+}
+
+/// `words` as one query of the store's full-text syntax matching any of
+/// them, each quoted whole (its quotes, and PostgreSQL's backslashes,
+/// doubled): whatever a word holds, it is one term, never an operator.
+fn any_word(words: &[String], d: Dialect) -> String {
+    let quoted = |w: &String| match d {
+        Dialect::Sqlite => format!("\"{}\"", w.replace('"', "\"\"")),
+        Dialect::Postgres => format!("'{}'", w.replace('\\', "\\\\").replace('\'', "''")),
+    };
+    let or = if d == Dialect::Sqlite { " OR " } else { " | " };
+    words.iter().map(quoted).collect::<Vec<_>>().join(or)
+}
+
+/// Common English words a full-text search gives no weight (PostgreSQL's
+/// `english` configuration drops these and more; FTS5 has no stop list).
+const STOP_WORDS: &[&str] = &[
+    "a", "an", "and", "are", "as", "at", "be", "by", "did", "do", "for", "from", "had", "has", "have", "in",
+    "is", "it", "its", "of", "on", "or", "that", "the", "their", "there", "this", "to", "was", "were",
+    "what", "when", "where", "which", "who", "with",
+];
+
+/// The words of a question as the lexical retriever reads them: lower-case
+/// runs of letters and digits, the common ones dropped, each once.
+pub fn words_of(text: &str) -> Vec<String> {
+    let mut words: Vec<String> = Vec::new();
+    for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+        let word = word.to_lowercase();
+        if !STOP_WORDS.contains(&word.as_str()) && !words.contains(&word) {
+            words.push(word);
+        }
+    }
+    words
 }
 
 /// A GLOB pattern matching `text` as whole words in a lower-cased summary

@@ -1,9 +1,13 @@
 //! Plaid: full and incremental syncs, a mutation during pagination, and members writing
 //! the transactions to every store.
 
+use std::collections::BTreeSet;
+
 use apex_ingest::model::RecordId;
+use apex_ingest::query::Retrieval;
 
 use crate::fake_plaid::*;
+use crate::world::asked;
 
 #[tokio::test]
 async fn plaid_full_sync_over_pages_then_incremental_syncs_follow_adds_modifications_and_removals() {
@@ -106,6 +110,23 @@ async fn members_write_polled_transactions_to_every_store_and_a_removal_marks_th
     assert_eq!(landed.removed, [bank_id("tx-4")].into(), "only tx-4 is marked removed");
     let state = state_of(&world.item);
     assert!(!state.contains_key("tx-4") && state.len() == 5);
+
+    // Asked, the memory answers its current state: the removed transaction
+    // does not come back (its mark says "bank transaction tx-4 removed"), nor
+    // tx-1's superseded "Fuel stop": by words it is not found, by meaning it
+    // reads as it now does.
+    let ids = |names: &[&str]| names.iter().map(|t| bank_id(t).to_string()).collect::<BTreeSet<_>>();
+    let found = |hits: &[(String, String)]| hits.iter().map(|(id, _)| id.clone()).collect::<BTreeSet<_>>();
+    let fuel = asked(dir.path(), "fuel stop", Retrieval::Lexical).await;
+    assert_eq!(found(&fuel), ids(&["tx-0", "tx-2", "tx-3", "tx-5"]), "{fuel:?}");
+    for retrieval in [Retrieval::Lexical, Retrieval::Hybrid] {
+        let all = asked(dir.path(), "bank transaction fuel stop removed", retrieval).await;
+        assert_eq!(found(&all), ids(&["tx-0", "tx-1", "tx-2", "tx-3", "tx-5"]), "{retrieval:?}");
+        let tx1 = all.iter().find(|(id, _)| *id == bank_id("tx-1").to_string()).unwrap();
+        assert!(tx1.1.contains("XPO LOGISTICS"), "{retrieval:?}: {tx1:?}");
+    }
+    let xpo = asked(dir.path(), "xpo logistics", Retrieval::Lexical).await;
+    assert_eq!(xpo.first().map(|(id, _)| id.clone()), Some(bank_id("tx-1").to_string()), "{xpo:?}");
 
     // Read again from the start by a new group: the same stores, nothing doubled.
     let again = member_reads_bank(&world, dir.path()).await;

@@ -5,6 +5,7 @@ use apex_ingest::config::PollConfig;
 use apex_ingest::model::{Format, RecordId};
 use apex_ingest::poll::Provider;
 use apex_ingest::poll::quickbooks::Quickbooks;
+use apex_ingest::query::Retrieval;
 use apex_ingest::store::PollCursors;
 use apex_ingest::store::sqlite_records::SqliteRecordStore;
 use axum::Json;
@@ -261,4 +262,13 @@ async fn quickbooks_syncs_in_full_then_splits_a_truncated_window_misses_nothing_
         .map(|k| RecordId::derive(Format::Financial, &format!("quickbooks:{k}")))
         .collect();
     assert_eq!(landed.removed, deleted);
+
+    // Asked, the memory answers its current state: a deleted invoice's mark
+    // ("QuickBooks Invoice 1499 deleted") does not come back; live ones do.
+    for retrieval in [Retrieval::Lexical, Retrieval::Hybrid] {
+        let hits = asked(dir.path(), "QuickBooks Invoice 1499 deleted", retrieval).await;
+        assert!(hits.iter().any(|(_, summary)| summary.starts_with("QuickBooks Invoice")), "{retrieval:?}");
+        let gone: Vec<_> = hits.iter().filter(|(id, _)| deleted.iter().any(|d| d.as_str() == id)).collect();
+        assert!(gone.is_empty(), "{retrieval:?}: {gone:?}");
+    }
 }

@@ -9,6 +9,7 @@ use apex_ingest::kafka::topics::{self, TopicSpec};
 use apex_ingest::metrics::Metrics;
 use apex_ingest::model::{Format, RecordId};
 use apex_ingest::poll::{Poller, Provider, headers};
+use apex_ingest::query::{self, QueryStores, Question, Retrieval};
 use apex_ingest::store::memory_cache::MemoryCache;
 use apex_ingest::store::sqlite_records::SqliteRecordStore;
 use serde_json::Value;
@@ -125,4 +126,24 @@ pub async fn member_reads(
         .into_iter()
         .collect();
     Landed { ids, removed }
+}
+
+/// What the query room answers from the embedded stores in `dir` to a
+/// question by meaning, by `retrieval`: each hit's record id and summary.
+pub async fn asked(dir: &std::path::Path, text: &str, retrieval: Retrieval) -> Vec<(String, String)> {
+    let mut config = support::config();
+    config.stores.data_dir = dir.to_path_buf();
+    let stores = app::open_stores(&config).await.unwrap();
+    let stores = QueryStores::over(&stores, app::build_embedder(&config).unwrap());
+    let question = Question {
+        text: text.into(),
+        as_of: None,
+        ingested_before: None,
+        k: 1000,
+        filters: Default::default(),
+        retrieval,
+    };
+    let answer = query::ask(&stores, &question).await.unwrap_or_else(|e| panic!("{text:?}: {e}"));
+    assert_eq!(answer.reading.intent.name(), "semantic", "{text:?}");
+    answer.hits.into_iter().map(|h| (h.citation.record_id, h.summary)).collect()
 }

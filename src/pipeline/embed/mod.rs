@@ -40,6 +40,12 @@ impl EmbedError {
 #[async_trait]
 pub trait Embedder: Send + Sync {
     fn dims(&self) -> usize;
+    /// Whether its vectors are of the words themselves (records that share
+    /// words are near, synonyms are not): the query room then leans on the
+    /// full-text index rather than on them.
+    fn of_words(&self) -> bool {
+        false
+    }
     /// One vector per text, in the same order.
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError>;
 }
@@ -135,6 +141,10 @@ impl HashingEmbedder {
 
 #[async_trait]
 impl Embedder for HashingEmbedder {
+    fn of_words(&self) -> bool {
+        true
+    }
+
     fn dims(&self) -> usize {
         self.dims
     }
