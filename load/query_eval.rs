@@ -139,13 +139,18 @@ fn cases(w: &World) -> Vec<Case> {
         });
     }
 
-    // Late shipments: the truth's late deliveries, per carrier and in all.
+    // Late shipments: the truth's late deliveries and the shipments overdue
+    // (appointment past, not delivered) at the end, per carrier and in all.
     let shipments: Vec<&Value> = w.truth["shipments"].as_array().into_iter().flatten().collect();
     let late = |scac: Option<&str>| -> Vec<String> {
+        let delivered = |s: &Value| !s["delivered_at"].is_null() && time(&s["delivered_at"]) <= until;
         shipments
             .iter()
-            .filter(|s| !s["late_by_minutes"].is_null() && scac.is_none_or(|c| s["scac"] == c))
-            .filter(|s| time(&s["delivered_at"]) <= until)
+            .filter(|s| scac.is_none_or(|c| s["scac"] == c))
+            .filter(|s| {
+                let late = delivered(s) && !s["late_by_minutes"].is_null();
+                late || (!delivered(s) && time(&s["appointment"]) < until)
+            })
             // Tendered before the world began: its 204, and so its
             // appointment, was never sent; the memory cannot know it late.
             .filter(|s| time(&s["tendered_at"]) >= time(&w.truth["from"]))
@@ -162,8 +167,11 @@ fn cases(w: &World) -> Vec<Case> {
             Some(c) => format!("which of carrier {c}'s shipments are late"),
             None => "which shipments are late".into(),
         };
-        let judge = move |h: &Hit| {
-            h.citation.kind == "214" && pros.iter().any(|p| text(&h.body, "/content/pro") == p)
+        // A late delivery's 214, or an overdue shipment's 204.
+        let judge = move |h: &Hit| match h.citation.kind.as_str() {
+            "214" => pros.iter().any(|p| text(&h.body, "/content/pro") == p),
+            "204" => pros.iter().any(|p| text(&h.body, "/content/shipment_id") == p),
+            _ => false,
         };
         cases.push(Case {
             intent: "late_shipments",
@@ -468,7 +476,7 @@ async fn evaluate(name: &str, w: &World, misses: bool) -> anyhow::Result<BTreeMa
         let read = answer.reading.intent.name();
         let judge = |hits: &[Hit]| hits.iter().map(|h| (case.judge)(h)).collect::<Vec<bool>>();
         if case.intent == "about" {
-            for retriever in ["exact", "text", "fused"] {
+            for retriever in ["exact", "text", "graph", "fused"] {
                 let hits = by_retriever(&answer, retriever);
                 scores.entry(format!("about ({retriever})")).or_default().add(&judge(&hits), case.relevant);
             }

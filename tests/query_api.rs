@@ -144,7 +144,7 @@ async fn bearers_get_the_query_rooms_answer_and_bad_input_is_refused_by_name() {
         (json!({"question": "late shipments", "k": 0}), "k must be between 1 and 1000"),
         (json!({"question": "harsh braking near Atlantis"}), "unknown place \"Atlantis\""),
         (json!({"k": 5}), "missing field `question`"),
-        (json!({"question": "late shipments", "filters": {"driver": "Casey"}}), "unknown field `driver`"),
+        (json!({"question": "late shipments", "filters": {"trailer": "TRL1"}}), "unknown field `trailer`"),
         (
             json!({"question": "late shipments", "filters": {"near": {"latitude": 100, "longitude": 0, "radius_km": 5}}}),
             "filters.near needs latitude in -90..90",
@@ -333,4 +333,47 @@ async fn the_redis_cache_over_postgres_never_hides_a_later_write() {
     config.stores.cache = apex_ingest::config::CacheKind::Redis;
     config.stores.redis_prefix = support::unique("query-cache");
     a_cached_answer_never_hides_a_later_write(config).await;
+}
+
+/// A client that accepts NDJSON gets a line per store call as it returns
+/// (its route and the records it read), then the answer the plain API gives;
+/// a question it cannot read is still a 400, before any line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streaming_client_gets_each_store_calls_records_then_the_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "stream-token";
+    let settings = ServeConfig {
+        tokens: vec![SecretSource::File(token_file(dir.path(), "t", token))],
+        ..ServeConfig::default()
+    };
+    let (addr, _metrics) = start(settings).await;
+    let streamed = |body: Value| {
+        reqwest::Client::new()
+            .post(format!("http://{addr}/v1/query"))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .header("accept", "application/x-ndjson")
+            .body(body.to_string())
+            .send()
+    };
+    let question = json!({"question": "freight invoice amount due", "as_of": UNTIL, "k": 5});
+    let response = streamed(question.clone()).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/x-ndjson");
+    let text = response.text().await.unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let (last, partials) = lines.split_last().unwrap();
+    let retrievers: BTreeSet<&str> =
+        partials.iter().map(|p| p["partial"]["route"]["retriever"].as_str().unwrap()).collect();
+    assert_eq!(retrievers, ["lexical", "records", "vector"].into(), "{text}");
+    let read: BTreeSet<String> = partials.iter().flat_map(|p| record_ids(&p["partial"])).collect();
+    let answer = &last["answer"];
+    assert_eq!(record_ids(answer).len(), 5, "{last}");
+    assert!(record_ids(answer).iter().all(|id| read.contains(id)), "every hit was in a partial line");
+    let (_, _, plain) = post(addr, Some(token), question.to_string()).await;
+    assert_eq!(record_ids(answer), record_ids(&plain));
+
+    let unreadable = streamed(json!({"question": "harsh braking near Atlantis"})).await.unwrap();
+    assert_eq!(unreadable.status(), 400);
+    assert!(unreadable.text().await.unwrap().contains("unknown place"));
 }

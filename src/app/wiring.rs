@@ -24,7 +24,7 @@ use crate::source::file::FileSource;
 use crate::source::generator::{GeneratorSettings, GeneratorSource};
 use crate::source::kafka::KafkaSource;
 use crate::store::{
-    BatchStore, Coordinator, RelationalStore, StoreError, Stores, VectorStore, embedded_graph,
+    BatchStore, Coordinator, GraphReads, RelationalStore, StoreError, Stores, VectorStore, embedded_graph,
     embedded_records, embedded_vectors, memory_cache, neo4j, postgres, qdrant, redis,
 };
 
@@ -86,14 +86,22 @@ pub async fn build_answer_cache(config: &Config) -> Result<Option<Arc<dyn Answer
     }))
 }
 
+/// A graph store in its two roles: written by the saga, read by the query room.
+type GraphRoles = (Option<Arc<dyn BatchStore>>, Option<Arc<dyn GraphReads>>);
+
+fn graph_roles<G: BatchStore + GraphReads + 'static>(graph: G) -> GraphRoles {
+    let graph = Arc::new(graph);
+    (Some(graph.clone()), Some(graph))
+}
+
 /// The stores as `[stores]` names them: each role embedded, on its real
 /// service, or off (the wiring from configuration to stores).
 pub async fn open_stores(config: &Config) -> Result<Stores, StoreError> {
     let s = &config.stores;
-    let graph: Option<Arc<dyn BatchStore>> = match s.graph {
-        GraphKind::Embedded => Some(Arc::new(embedded_graph(&s.data_dir).await?)),
-        GraphKind::Neo4j => Some(Arc::new(neo4j::Neo4jStore::connect(&config.neo4j).await?)),
-        GraphKind::None => None,
+    let (graph, graph_reads) = match s.graph {
+        GraphKind::Embedded => graph_roles(embedded_graph(&s.data_dir).await?),
+        GraphKind::Neo4j => graph_roles(neo4j::Neo4jStore::connect(&config.neo4j).await?),
+        GraphKind::None => (None, None),
     };
     let postgres = match s.relational {
         RelationalKind::Postgres => {
@@ -138,7 +146,7 @@ pub async fn open_stores(config: &Config) -> Result<Stores, StoreError> {
         // Locks and idempotency records still exist, in this process only.
         CacheKind::None => (None, Arc::new(memory_cache::MemoryCache::new())),
     };
-    Ok(Stores { graph, relational, vector, cache, coordinator })
+    Ok(Stores { graph, graph_reads, relational, vector, cache, coordinator })
 }
 
 /// The configured stores and the orchestrator `run` uses over them: direct,

@@ -36,6 +36,7 @@ pub struct QueryArgs {
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=query::MAX_K as u64))]
     pub k: u64,
     /// Structured filters narrowing every read, as JSON: any of "vehicle",
+    /// "driver", "facility" (a geofence, or an EDI party by name),
     /// "shipment", "scac", "kinds" (a list), "from" and "to" (RFC 3339),
     /// "near" ({"latitude", "longitude", "radius_km"}); e.g.
     /// '{"vehicle": "Truck 3", "kinds": ["SafetyEvent"]}'.

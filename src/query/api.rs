@@ -9,7 +9,9 @@
 //! 401; over the token's rate 429 with Retry-After; a body over
 //! `serve.max_body_bytes` 413; a store that fails, or a question not answered
 //! within `serve.timeout`, 503. A client that goes away drops its question,
-//! and with it the store calls in progress.
+//! and with it the store calls in progress. A client that accepts
+//! `application/x-ndjson` gets each store call's records as it returns
+//! ([`super::stream`]).
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -165,6 +167,23 @@ async fn ask(
         filters: request.filters,
         retrieval: request.retrieval,
     };
+    let streamed = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/x-ndjson"));
+    if streamed {
+        // A question that cannot be read is a 400 still, before any line.
+        if let Err(e) = super::read(&question, question.as_of.unwrap_or_else(Utc::now)) {
+            return refuse(&api, StatusCode::BAD_REQUEST, "bad_request", &e.to_string());
+        }
+        return super::stream::answer(
+            &api.stores,
+            question,
+            api.settings.timeout,
+            api.metrics.clone(),
+            started,
+        );
+    }
     let asked = async {
         match &api.cache {
             Some(cache) => ask_cached(&api.stores, cache.as_ref(), api.settings.cache_ttl, &question).await,

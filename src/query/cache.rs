@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::{Answer, QueryError, QueryStores, Question, intent};
+use super::{Answer, QueryError, QueryStores, Question};
 use crate::store::StoreError;
 use crate::store::redis::RedisStore;
 
@@ -91,9 +91,8 @@ pub async fn ask_cached(
     ttl: Duration,
     question: &Question,
 ) -> Result<CachedAnswer, QueryError> {
-    super::check(question)?;
     let as_of = question.as_of.unwrap_or_else(chrono::Utc::now);
-    let reading = intent::read(&question.text, as_of).map_err(QueryError::BadQuestion)?;
+    let reading = super::read(question, as_of)?;
     // Before the stores are asked: a write after this moves it.
     let watermark = stores.records.watermark().await?;
     let plan = json!({

@@ -17,6 +17,13 @@ pub struct Filters {
     /// A vehicle by its id or its name (any case).
     #[serde(default)]
     pub vehicle: Option<String>,
+    /// A driver by id or name (any case): Samsara records naming them.
+    #[serde(default)]
+    pub driver: Option<String>,
+    /// A facility: a geofence's id or name, or a party of an EDI document
+    /// (shipper, consignee, stop) by name (any case).
+    #[serde(default)]
+    pub facility: Option<String>,
     /// A shipment by its PRO, BOL or shipment id.
     #[serde(default)]
     pub shipment: Option<String>,
@@ -79,7 +86,13 @@ impl Filters {
                 _ => true,
             }
         }
-        if !both(&mut f.vehicle, &self.vehicle) || !both(&mut f.scac, &self.scac) {
+        let pairs = [
+            (&mut f.vehicle, &self.vehicle),
+            (&mut f.scac, &self.scac),
+            (&mut f.driver, &self.driver),
+            (&mut f.facility, &self.facility),
+        ];
+        if !pairs.into_iter().all(|(asked, filter)| both(asked, filter)) {
             return None;
         }
         if let Some(s) = &self.shipment {

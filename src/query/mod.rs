@@ -11,19 +11,20 @@ pub mod cache;
 pub mod filters;
 pub mod intent;
 mod routes;
+pub mod stream;
 pub mod when;
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-pub use answer::{Answer, Hit};
+pub use answer::{Answer, Hit, Route};
 pub use filters::Filters;
 pub use intent::{Entity, Intent, Reading};
 pub use routes::{fuse, lexical_weight};
 
 use crate::pipeline::embed::{EmbedError, Embedder};
-use crate::store::{RecordReads, StoreError, Stores, VectorStore};
+use crate::store::{GraphReads, RecordReads, StoreError, Stores, VectorStore};
 
 /// The most hits a question may ask for.
 pub const MAX_K: usize = 1000;
@@ -35,7 +36,12 @@ pub struct QueryStores {
     pub records: Arc<dyn RecordReads>,
     pub records_store: &'static str,
     pub vectors: Option<Arc<dyn VectorStore>>,
+    /// The graph, for an entity's neighbourhood; `None` where no graph is kept.
+    pub graph: Option<Arc<dyn GraphReads>>,
+    pub graph_store: &'static str,
     pub embedder: Arc<dyn Embedder>,
+    /// Where each store call's result goes as it returns (a streamed answer).
+    pub progress: Option<stream::Progress>,
 }
 
 impl QueryStores {
@@ -46,7 +52,18 @@ impl QueryStores {
             records,
             records_store: stores.relational.name(),
             vectors: stores.vector.clone(),
+            graph: stores.graph_reads.clone(),
+            graph_store: stores.graph.as_ref().map_or("graph", |g| g.name()),
             embedder,
+            progress: None,
+        }
+    }
+
+    /// Sends a store call's result to a streamed answer, if this is one.
+    fn report(&self, route: &Route, hits: impl FnOnce() -> Vec<Hit>) {
+        if let Some(progress) = &self.progress {
+            // A client gone: the question's task is being aborted.
+            let _ = progress.send(stream::Partial { route: route.clone(), hits: hits() });
         }
     }
 }
@@ -98,10 +115,15 @@ pub enum QueryError {
 
 /// Reads the question, asks the stores, returns the hits with citations.
 pub async fn ask(stores: &QueryStores, question: &Question) -> Result<Answer, QueryError> {
-    check(question)?;
     let as_of = question.as_of.unwrap_or_else(Utc::now);
-    let reading = intent::read(&question.text, as_of).map_err(QueryError::BadQuestion)?;
+    let reading = read(question, as_of)?;
     answer_reading(stores, question, as_of, reading).await
+}
+
+/// The question checked and read, before any store is asked.
+pub fn read(question: &Question, as_of: DateTime<Utc>) -> Result<Reading, QueryError> {
+    check(question)?;
+    intent::read(&question.text, as_of).map_err(QueryError::BadQuestion)
 }
 
 /// What is out of bounds in a question before it is read: `k`, the filters.

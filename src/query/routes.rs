@@ -14,15 +14,21 @@ use super::answer::{Hit, Route};
 use super::filters::{self, Filters, position};
 use super::intent::{Entity, Intent, Near, Reading};
 use super::{QueryError, QueryStores, Question, Retrieval};
+use crate::model::{Label, RecordId};
 use crate::pipeline::embed::Embedder;
 use crate::places::km_between;
-use crate::store::{GeoBox, RecordFilter, StoredRecord, VectorFilter, VectorStore, words_of};
+use crate::store::{
+    EventWindow, GeoBox, GraphReads, RecordFilter, StoredRecord, VectorFilter, VectorStore, words_of,
+};
 
 /// Rows a route reads before its exact cut (radius, lateness); `--explain`
 /// shows when a route read this many, i.e. when the answer may be partial.
 const SCAN_CAP: usize = 5_000;
 /// References per statement when a route looks up many shipments at once.
 const REFS_PER_STATEMENT: usize = 1_000;
+/// Shipments per statement when their 214s and 990s are read (several
+/// documents each, under the scan cap).
+const SETTLING_REFS_PER_STATEMENT: usize = 200;
 /// The constant of reciprocal-rank fusion (Cormack et al.).
 const RRF_K: f64 = 60.0;
 /// How much the lexical list's ranks count in a question by meaning's
@@ -98,26 +104,42 @@ pub async fn answer(
             Ok((hits, vec![route]))
         }
         Intent::About { entity } => {
-            let (exact, text) = match entity {
+            let (label, named, exact, text) = match entity {
                 Entity::Shipment { reference } => (
+                    Label::Shipment,
+                    reference,
                     RecordFilter { shipments: vec![reference.clone()], ..base.clone() },
-                    RecordFilter { mentions: Some(reference.clone()), ..base },
+                    RecordFilter { mentions: Some(reference.clone()), ..base.clone() },
                 ),
                 Entity::Vehicle { vehicle } => (
+                    Label::Vehicle,
+                    vehicle,
                     RecordFilter { vehicle: Some(vehicle.clone()), ..base.clone() },
-                    RecordFilter { mentions: Some(vehicle.clone()), ..base },
+                    RecordFilter { mentions: Some(vehicle.clone()), ..base.clone() },
                 ),
             };
-            let ((exact, r1), (text, r2)) = tokio::try_join!(
+            let graph = async {
+                match &stores.graph {
+                    Some(graph) => related(stores, graph, label, named, &base, filters).await,
+                    None => Ok((Vec::new(), Vec::new())),
+                }
+            };
+            let ((exact, r1), (text, r2), (related, mut r3)) = tokio::try_join!(
                 read(stores, "exact", &exact, Some(filters)),
-                read(stores, "text", &text, Some(filters))
+                read(stores, "text", &text, Some(filters)),
+                graph
             )?;
             let store = stores.records_store;
             let ranked = |rows: Vec<StoredRecord>| rows.into_iter().map(|r| Hit::of(r, store)).collect();
-            let mut hits = fuse(vec![("exact", 1.0, ranked(exact)), ("text", 1.0, ranked(text))], k);
+            let mut hits = fuse(
+                vec![("exact", 1.0, ranked(exact)), ("text", 1.0, ranked(text)), ("graph", 1.0, related)],
+                k,
+            );
             // An entity's records read as its history.
             hits.sort_by_key(|h| h.citation.event_time);
-            Ok((hits, vec![r1, r2]))
+            let mut routes = vec![r1, r2];
+            routes.append(&mut r3);
+            Ok((hits, routes))
         }
         Intent::Semantic { text } => semantic(stores, text, base, filters, question.retrieval).await,
     }
@@ -162,6 +184,7 @@ async fn read(
         rows: rows.len(),
         millis: started.elapsed().as_secs_f64() * 1e3,
     };
+    stores.report(&route, || rows.iter().map(|r| Hit::of(r.clone(), stores.records_store)).collect());
     Ok((rows, route))
 }
 
@@ -173,8 +196,25 @@ fn time_at(body: &Value, pointer: &str) -> Option<DateTime<Utc>> {
     body.pointer(pointer)?.as_str()?.parse().ok()
 }
 
-/// Deliveries (214 D1) after the appointment of their tender (204 G62).
+/// Late shipments: deliveries after their appointment, then shipments
+/// overdue (the appointment passed, not delivered); at most k.
 async fn late_shipments(
+    stores: &QueryStores,
+    scac: Option<String>,
+    base: RecordFilter,
+    filters: &Filters,
+) -> Result<Routed, QueryError> {
+    let k = base.limit;
+    let (mut hits, mut routes) = late_deliveries(stores, scac.clone(), base.clone(), filters).await?;
+    let (overdue, more) = overdue(stores, scac, base, filters).await?;
+    hits.extend(overdue);
+    hits.truncate(k);
+    routes.extend(more);
+    Ok((hits, routes))
+}
+
+/// Deliveries (214 D1) after the appointment of their tender (204 G62).
+async fn late_deliveries(
     stores: &QueryStores,
     scac: Option<String>,
     base: RecordFilter,
@@ -232,6 +272,71 @@ async fn late_shipments(
             })
         })
         .take(k)
+        .collect();
+    Ok((hits, routes))
+}
+
+/// Tenders (204) whose appointment passed inside the window with no delivery
+/// (a 214 D1) by its end — or by `as_of`, or now — and no refusal (a 990
+/// declining it): shipments overdue, not yet delivered.
+async fn overdue(
+    stores: &QueryStores,
+    scac: Option<String>,
+    base: RecordFilter,
+    filters: &Filters,
+) -> Result<Routed, QueryError> {
+    let at = base.to.unwrap_or_else(Utc::now);
+    let tenders = RecordFilter {
+        kinds: vec!["204".into()],
+        scac: scac.clone(),
+        // Tendered at any time before the end: the appointment is what the window holds.
+        from: None,
+        limit: SCAN_CAP,
+        ..base.clone()
+    };
+    let (tenders, route) = read(stores, "tenders due", &tenders, Some(filters)).await?;
+    let mut routes = vec![route];
+    let due: Vec<(String, DateTime<Utc>, StoredRecord)> = tenders
+        .into_iter()
+        .filter_map(|t| {
+            let pro = t.body.pointer("/content/shipment_id")?.as_str()?.to_string();
+            let by = time_at(&t.body, "/content/deliver_by")?;
+            (by < at && base.from.is_none_or(|from| by >= from)).then_some((pro, by, t))
+        })
+        .collect();
+    let mut settled = std::collections::BTreeSet::new();
+    for chunk in due.chunks(SETTLING_REFS_PER_STATEMENT) {
+        let closing = RecordFilter {
+            kinds: vec!["214".into(), "990".into()],
+            scac: scac.clone(),
+            shipments: chunk.iter().map(|(pro, ..)| pro.clone()).collect(),
+            from: None,
+            limit: SCAN_CAP,
+            ..base.clone()
+        };
+        let (rows, route) = read(stores, "deliveries or refusals", &closing, None).await?;
+        routes.push(route);
+        for r in rows {
+            let content = |key: &str| r.body.pointer(&format!("/content/{key}")).and_then(Value::as_str);
+            let statuses = r.body.pointer("/content/statuses").and_then(Value::as_array);
+            let closes = match r.kind.as_str() {
+                "990" => content("action") == Some("D"),
+                _ => statuses.is_some_and(|s| s.iter().any(|s| s["status_code"] == "D1")),
+            };
+            if let (true, Some(pro)) = (closes, content("pro").or(content("shipment_id"))) {
+                settled.insert(pro.to_string());
+            }
+        }
+    }
+    let hits = due
+        .into_iter()
+        .filter(|(pro, ..)| !settled.contains(pro))
+        .map(|(_, by, t)| {
+            let past = (at - by).num_minutes();
+            let note =
+                format!("not delivered, {past} min past its appointment ({})", by.format("%Y-%m-%d %H:%M"));
+            Hit::of(t, stores.records_store).noted(note)
+        })
         .collect();
     Ok((hits, routes))
 }
@@ -299,6 +404,46 @@ async fn semantic(
 
 /// The `depth` nearest records to the question's vector, then read whole
 /// under the question's filters; each hit scored by its similarity.
+/// The graph's neighbourhood of an entity in the question's window: the
+/// events one hop from its node, then two hops through a node that is not
+/// an event (a shipment's facilities' arrivals, a vehicle's drivers' other
+/// events), read back as records under the question's filters, nearest
+/// first, then newest.
+async fn related(
+    stores: &QueryStores,
+    graph: &Arc<dyn GraphReads>,
+    label: Label,
+    named: &str,
+    base: &RecordFilter,
+    filters: &Filters,
+) -> Result<Routed, QueryError> {
+    let started = Instant::now();
+    let window = EventWindow { from: base.from, to: base.to };
+    let near = graph.events_near(label, named, window, SCAN_CAP).await?;
+    let graph_route = Route {
+        retriever: "graph",
+        store: stores.graph_store,
+        statement: graph.events_near_statement(label),
+        rows: near.len(),
+        millis: started.elapsed().as_secs_f64() * 1e3,
+    };
+    stores.report(&graph_route, Vec::new);
+    let (mut by_id, route) = records_of(stores, near.iter().map(|(id, _)| id), base, filters).await?;
+    let what = label.as_str().to_lowercase();
+    let hits = near
+        .into_iter()
+        .filter_map(|(id, hops)| {
+            let via = if hops == 1 { "" } else { " through a neighbour" };
+            let note = format!(
+                "{hops} hop{} from {what} {named} in the graph{via}",
+                if hops == 1 { "" } else { "s" }
+            );
+            Some(Hit::of(by_id.remove(id.as_str())?, stores.records_store).noted(note))
+        })
+        .collect();
+    Ok((hits, vec![graph_route, route]))
+}
+
 async fn nearest(
     stores: &QueryStores,
     vectors: &Arc<dyn VectorStore>,
@@ -329,13 +474,8 @@ async fn nearest(
         rows: neighbours.len(),
         millis: started.elapsed().as_secs_f64() * 1e3,
     };
-    let f = RecordFilter {
-        ids: neighbours.iter().map(|(id, _)| id.clone()).collect(),
-        limit: neighbours.len(),
-        ..base.clone()
-    };
-    let (rows, route) = read(stores, "records", &f, Some(filters)).await?;
-    let mut by_id: BTreeMap<String, StoredRecord> = rows.into_iter().map(|r| (r.id.to_string(), r)).collect();
+    stores.report(&vector_route, Vec::new);
+    let (mut by_id, route) = records_of(stores, neighbours.iter().map(|(id, _)| id), base, filters).await?;
     let hits = neighbours
         .into_iter()
         .filter_map(|(id, score)| {
@@ -343,6 +483,19 @@ async fn nearest(
         })
         .collect();
     Ok((hits, vec![vector_route, route]))
+}
+
+/// The records of ids another store found (the graph, the vectors), under
+/// the question's filters, by id: those the filters drop are absent.
+async fn records_of<'a>(
+    stores: &QueryStores,
+    ids: impl ExactSizeIterator<Item = &'a RecordId>,
+    base: &RecordFilter,
+    filters: &Filters,
+) -> Result<(BTreeMap<String, StoredRecord>, Route), QueryError> {
+    let f = RecordFilter { limit: ids.len(), ids: ids.cloned().collect(), ..base.clone() };
+    let (rows, route) = read(stores, "records", &f, Some(filters)).await?;
+    Ok((rows.into_iter().map(|r| (r.id.to_string(), r)).collect(), route))
 }
 
 /// Weighted reciprocal-rank fusion of ranked lists: a record's `fused` score

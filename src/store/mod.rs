@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{DeadLetter, EntityKey, RecordId, Relation};
+use crate::model::{DeadLetter, EntityKey, Label, RecordId, Relation};
 use crate::pipeline::ProcessedRecord;
 pub use record_query::{GeoBox, RecordFilter, StoredRecord, words_of};
 
@@ -138,6 +138,43 @@ pub trait RecordReads: Send + Sync {
 
 /// Where each poller is in its provider's change feed, saved once a poll's
 /// records are produced.
+/// The graph read back for the query room: the events around an entity.
+#[async_trait]
+pub trait GraphReads: Send + Sync {
+    /// Event records one hop from the `label` node whose key, or name (any
+    /// case), is `named`, then two hops through a node that is not an event
+    /// (a vehicle's drivers' events, a shipment's facilities' events), that
+    /// happened in `[from, to)`: nearest first, then newest, at most
+    /// `limit`, each with its hops.
+    async fn events_near(
+        &self,
+        label: Label,
+        named: &str,
+        window: EventWindow,
+        limit: usize,
+    ) -> Result<Vec<(RecordId, u32)>, StoreError>;
+    /// The statement `events_near` sends, for `--explain`.
+    fn events_near_statement(&self, label: Label) -> String;
+}
+
+/// An event-time window, either end open.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EventWindow {
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+impl EventWindow {
+    /// The bounds as the graph keeps event times (RFC 3339 in UTC, which
+    /// sort as text as they do as instants); open ends as the lowest and
+    /// highest text.
+    pub fn as_text(&self) -> (String, String) {
+        let from = self.from.map_or(String::new(), |t| t.to_rfc3339());
+        let to = self.to.map_or("~".to_string(), |t| t.to_rfc3339());
+        (from, to)
+    }
+}
+
 #[async_trait]
 pub trait PollCursors: Send + Sync {
     /// A poller's saved cursor and when it was saved; `None` before its first full sync.
@@ -431,6 +468,8 @@ pub async fn embedded_vectors(
 #[derive(Clone)]
 pub struct Stores {
     pub graph: Option<Arc<dyn BatchStore>>,
+    /// The same graph store, read by the query room.
+    pub graph_reads: Option<Arc<dyn GraphReads>>,
     pub relational: Arc<dyn RelationalStore>,
     pub vector: Option<Arc<dyn VectorStore>>,
     pub cache: Option<Arc<dyn BatchStore>>,
@@ -442,8 +481,10 @@ impl Stores {
     /// vectors, and the in-process cache and coordinator.
     pub async fn open_embedded(dir: &std::path::Path, dims: usize) -> Result<Self, StoreError> {
         let cache = Arc::new(memory_cache::MemoryCache::new());
+        let graph = Arc::new(embedded_graph(dir).await?);
         Ok(Stores {
-            graph: Some(Arc::new(embedded_graph(dir).await?)),
+            graph: Some(graph.clone()),
+            graph_reads: Some(graph),
             relational: Arc::new(embedded_records(dir).await?),
             vector: Some(Arc::new(embedded_vectors(dir, dims).await?)),
             cache: Some(cache.clone()),

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use neo4rs::{BoltType, ConfigBuilder, Graph, query};
 use secrecy::ExposeSecret;
 
-use super::{BatchStore, StoreError, merge_graph_batch};
+use super::{BatchStore, EventWindow, GraphReads, StoreError, merge_graph_batch};
 use crate::config::Neo4jConfig;
 use crate::model::{Label, RecordId, RelType};
 use crate::pipeline::ProcessedRecord;
@@ -223,5 +223,55 @@ impl BatchStore for Neo4jStore {
 
     async fn count_records(&self) -> Result<u64, StoreError> {
         Ok(self.count("MATCH (e:Event) RETURN count(e) AS n", vec![]).await? as u64)
+    }
+}
+
+/// Events one hop from the start node, and two hops through a node that is
+/// not an event, in the window by their `occurred_at` text (RFC 3339 in UTC
+/// sorts as its instants); the label is one of [`Label`]'s, never a
+/// question's text.
+fn events_near(label: Label) -> String {
+    // Anchored on the start node by its key constraint (or its name), and
+    // the two hops spelled out: a variable-length pattern let the planner
+    // over a filled graph ran out of transaction memory.
+    format!(
+        "MATCH (n:{}) WHERE n.key = $named OR toLower(n.name) = toLower($named) \
+         CALL (n) {{ MATCH (n)--(e:Event) RETURN e, 1 AS hops \
+             UNION MATCH (n)--(m)--(e:Event) WHERE NOT m:Event RETURN e, 2 AS hops }} \
+         WITH e, min(hops) AS hops WHERE e.occurred_at >= $from AND e.occurred_at < $to \
+         RETURN e.key AS key, hops ORDER BY hops, e.occurred_at DESC, key LIMIT $limit",
+        label.as_str()
+    )
+}
+
+#[async_trait]
+impl GraphReads for Neo4jStore {
+    async fn events_near(
+        &self,
+        label: Label,
+        named: &str,
+        window: EventWindow,
+        limit: usize,
+    ) -> Result<Vec<(RecordId, u32)>, StoreError> {
+        let (from, to) = window.as_text();
+        let q = query(&events_near(label))
+            .param("named", named)
+            .param("from", from)
+            .param("to", to)
+            .param("limit", limit as i64);
+        let mut rows = self.graph.execute(q).await.map_err(err)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().await.map_err(err)? {
+            let read =
+                |e: neo4rs::DeError| StoreError { store: NAME, message: e.to_string(), transient: false };
+            let key: String = row.get("key").map_err(read)?;
+            let hops: i64 = row.get("hops").map_err(read)?;
+            out.push((RecordId::from_stored(key), hops as u32));
+        }
+        Ok(out)
+    }
+
+    fn events_near_statement(&self, label: Label) -> String {
+        events_near(label)
     }
 }

@@ -38,6 +38,11 @@ pub struct RecordFilter {
     pub kinds: Vec<String>,
     /// A vehicle by its id or its name (any case).
     pub vehicle: Option<String>,
+    /// A driver by their id or name (any case): Samsara records naming them.
+    pub driver: Option<String>,
+    /// A facility: a geofence's id or name, or the name of a party of an EDI
+    /// document (any case).
+    pub facility: Option<String>,
     /// Shipments by their PRO, BOL or shipment id (EDI); empty means any.
     pub shipments: Vec<String>,
     /// A carrier's SCAC (EDI).
@@ -122,6 +127,21 @@ impl Dialect {
         }
     }
 
+    /// Whether a party of the EDI document has a name, lower-cased, equal to
+    /// the lower-cased bound value that follows (closed by the caller's `))`).
+    fn party_named(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => {
+                "EXISTS (SELECT 1 FROM json_each(body, '$.content.parties') \
+                 WHERE lower(json_extract(value, '$.name')) = lower("
+            }
+            Dialect::Postgres => {
+                "EXISTS (SELECT 1 FROM jsonb_array_elements(CASE WHEN jsonb_typeof(body #> '{content,parties}') = 'array' \
+                 THEN body #> '{content,parties}' ELSE '[]'::jsonb END) AS party WHERE lower(party ->> 'name') = lower("
+            }
+        }
+    }
+
     /// A bound RFC 3339 text as a time: SQLite keeps times as RFC 3339 text
     /// in UTC, which orders as time does.
     fn bound_time(self) -> &'static str {
@@ -171,10 +191,18 @@ where
             q.push(")");
         }
     }
-    if let Some(v) = &f.vehicle {
-        q.push(format!(" AND ({} = ", d.text(&["data", "vehicle", "id"]))).push_bind(v.clone());
-        q.push(format!(" OR lower({}) = lower(", d.text(&["data", "vehicle", "name"])));
-        q.push_bind(v.clone()).push("))");
+    for (named, v) in [("vehicle", &f.vehicle), ("driver", &f.driver)] {
+        if let Some(v) = v {
+            q.push(format!(" AND ({} = ", d.text(&["data", named, "id"]))).push_bind(v.clone());
+            q.push(format!(" OR lower({}) = lower(", d.text(&["data", named, "name"])));
+            q.push_bind(v.clone()).push("))");
+        }
+    }
+    if let Some(v) = &f.facility {
+        q.push(format!(" AND ({} = ", d.text(&["data", "facility_id"]))).push_bind(v.clone());
+        q.push(format!(" OR lower({}) = lower(", d.text(&["data", "facility_name"])));
+        q.push_bind(v.clone()).push(format!(") OR {}", d.party_named()));
+        q.push_bind(v.clone()).push(")))");
     }
     if !f.shipments.is_empty() {
         let mut any = " AND (";

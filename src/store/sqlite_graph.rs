@@ -5,7 +5,7 @@ use std::path::Path;
 use async_trait::async_trait;
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
-use super::{BatchStore, StoreError, merge_graph_batch, open_sqlite};
+use super::{BatchStore, EventWindow, GraphReads, StoreError, merge_graph_batch, open_sqlite};
 use crate::model::{Label, RecordId};
 use crate::pipeline::ProcessedRecord;
 
@@ -111,5 +111,51 @@ impl BatchStore for SqliteGraphStore {
 
     async fn count_records(&self) -> Result<u64, StoreError> {
         self.count_label(Label::Event).await
+    }
+}
+
+/// Events one hop from the start node, and two hops through a node that is
+/// not an event, by the edges' two indexes (from, to); in the window by
+/// their `occurred_at` text (RFC 3339 in UTC sorts as its instants).
+const EVENTS_NEAR: &str = "WITH start AS (SELECT label, key FROM nodes WHERE label = ?1 \
+     AND (key = ?2 OR lower(json_extract(props, '$.name')) = lower(?2))), \
+ near (label, key) AS ( \
+     SELECT e.to_label, e.to_key FROM edges e JOIN start s ON e.from_label = s.label AND e.from_key = s.key \
+     UNION SELECT e.from_label, e.from_key FROM edges e JOIN start s ON e.to_label = s.label AND e.to_key = s.key), \
+ far (label, key) AS ( \
+     SELECT e.to_label, e.to_key FROM edges e JOIN near n ON e.from_label = n.label AND e.from_key = n.key \
+         WHERE n.label <> 'Event' \
+     UNION SELECT e.from_label, e.from_key FROM edges e JOIN near n ON e.to_label = n.label AND e.to_key = n.key \
+         WHERE n.label <> 'Event'), \
+ found (key, hops) AS (SELECT key, min(hops) FROM (SELECT key, 1 AS hops FROM near WHERE label = 'Event' \
+     UNION ALL SELECT key, 2 FROM far WHERE label = 'Event') GROUP BY key) \
+ SELECT f.key, f.hops FROM found f JOIN nodes n ON n.label = 'Event' AND n.key = f.key \
+ WHERE json_extract(n.props, '$.occurred_at') >= ?3 AND json_extract(n.props, '$.occurred_at') < ?4 \
+ ORDER BY f.hops, json_extract(n.props, '$.occurred_at') DESC, f.key LIMIT ?5";
+
+#[async_trait]
+impl GraphReads for SqliteGraphStore {
+    async fn events_near(
+        &self,
+        label: Label,
+        named: &str,
+        window: EventWindow,
+        limit: usize,
+    ) -> Result<Vec<(RecordId, u32)>, StoreError> {
+        let (from, to) = window.as_text();
+        let rows: Vec<(String, i64)> = sqlx::query_as(EVENTS_NEAR)
+            .bind(label.as_str())
+            .bind(named)
+            .bind(from)
+            .bind(to)
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Self::err)?;
+        Ok(rows.into_iter().map(|(key, hops)| (RecordId::from_stored(key), hops as u32)).collect())
+    }
+
+    fn events_near_statement(&self, _label: Label) -> String {
+        EVENTS_NEAR.to_string()
     }
 }

@@ -1,0 +1,87 @@
+//! NDJSON answers (`POST /v1/query` with `Accept: application/x-ndjson`): a
+//! line per store call as it returns — its route (store, statement, rows,
+//! milliseconds) and the records it read — then the whole answer, or the
+//! error, as the last line. So a client shows the fast stores' records while a
+//! slow one is still asked. Never from the cache. A client that goes away
+//! drops the stream, and with it the question's task and its store calls.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::answer::{Hit, Route};
+use super::{QueryStores, Question};
+use crate::metrics::Metrics;
+
+/// One store call's result, before the answer is merged.
+#[derive(Debug, Clone, Serialize)]
+pub struct Partial {
+    pub route: Route,
+    /// The records it read (none for a vector search: its ids are read next).
+    pub hits: Vec<Hit>,
+}
+
+/// Where the routes send each store call's result as it returns.
+pub type Progress = mpsc::UnboundedSender<Partial>;
+
+/// Aborts the question's task when the response is dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn line(value: &serde_json::Value) -> Result<Bytes, std::convert::Infallible> {
+    let mut text = value.to_string();
+    text.push('\n');
+    Ok(Bytes::from(text))
+}
+
+/// The streamed answer to a question already checked; `timeout` bounds the
+/// whole of it (the last line then says so).
+pub fn answer(
+    stores: &QueryStores,
+    question: Question,
+    timeout: Duration,
+    metrics: Arc<Metrics>,
+    started: Instant,
+) -> Response {
+    let (progress, partials) = mpsc::unbounded_channel();
+    let stores = QueryStores { progress: Some(progress), ..stores.clone() };
+    let task = tokio::spawn(async move {
+        match tokio::time::timeout(timeout, super::ask(&stores, &question)).await {
+            Ok(answer) => answer.map_err(|e| ("store_failed", e.to_string())),
+            Err(_) => Err(("timed_out", format!("no answer within serve.timeout ({timeout:?})"))),
+        }
+    });
+    let running = AbortOnDrop(task.abort_handle());
+    let partials = futures::stream::unfold(partials, |mut partials| async move {
+        let partial = partials.recv().await?;
+        Some((line(&json!({"partial": partial})), partials))
+    });
+    let last = futures::stream::once(async move {
+        let _running = running;
+        match task.await {
+            Ok(Ok(answer)) => {
+                metrics.query.answered(answer.reading.intent.name(), started.elapsed());
+                line(&json!({"answer": answer}))
+            }
+            Ok(Err((outcome, message))) => {
+                metrics.query.refused(outcome);
+                line(&json!({"error": message}))
+            }
+            Err(e) => line(&json!({"error": format!("the question's task ended: {e}")})),
+        }
+    });
+    ([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(partials.chain(last)))
+        .into_response()
+}
