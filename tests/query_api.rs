@@ -17,8 +17,11 @@ use std::time::Duration;
 use apex_ingest::app;
 use apex_ingest::config::{Config, SecretSource, ServeConfig};
 use apex_ingest::metrics::Metrics;
+use apex_ingest::model::RecordId;
 use apex_ingest::query::api::{self, QueryApi};
 use apex_ingest::query::{self, QueryStores, Question};
+use apex_ingest::store::{RecordFilter, RecordReads, StoreError, StoredRecord};
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 const UNTIL: &str = "2026-11-20T06:00:00Z";
@@ -376,4 +379,100 @@ async fn a_streaming_client_gets_each_store_calls_records_then_the_answer() {
     let unreadable = streamed(json!({"question": "harsh braking near Atlantis"})).await.unwrap();
     assert_eq!(unreadable.status(), 400);
     assert!(unreadable.text().await.unwrap().contains("unknown place"));
+}
+
+/// The records store as the demo wrote it, but a full-text read never
+/// returns (a store gone slow): it says when that read is given up.
+struct StuckWords {
+    inner: std::sync::Arc<dyn RecordReads>,
+    given_up: std::sync::Arc<tokio::sync::Notify>,
+}
+
+/// Wakes its waiter when the read that holds it is dropped.
+struct OnDrop(std::sync::Arc<tokio::sync::Notify>);
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        self.0.notify_one();
+    }
+}
+
+#[async_trait::async_trait]
+impl RecordReads for StuckWords {
+    async fn record_ids_of_kinds(&self, kinds: &[String]) -> Result<Vec<RecordId>, StoreError> {
+        self.inner.record_ids_of_kinds(kinds).await
+    }
+    async fn record_ids_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<RecordId>, StoreError> {
+        self.inner.record_ids_between(from, to).await
+    }
+    async fn find_records(&self, filter: &RecordFilter) -> Result<Vec<StoredRecord>, StoreError> {
+        if !filter.words.is_empty() {
+            let _held = OnDrop(self.given_up.clone());
+            std::future::pending::<()>().await;
+        }
+        self.inner.find_records(filter).await
+    }
+    fn statement(&self, filter: &RecordFilter) -> String {
+        self.inner.statement(filter)
+    }
+    async fn watermark(&self) -> Result<i64, StoreError> {
+        self.inner.watermark().await
+    }
+}
+
+/// A streaming client that goes away before the answer cancels the store
+/// call still running (the full-text read, stuck here) and is counted
+/// abandoned, not answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streaming_client_that_goes_away_cancels_the_store_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "gone-token";
+    let settings = ServeConfig {
+        tokens: vec![SecretSource::File(token_file(dir.path(), "t", token))],
+        timeout: Duration::from_secs(600),
+        ..ServeConfig::default()
+    };
+    let config = config();
+    let demo = stores(&config).await;
+    let given_up = std::sync::Arc::new(tokio::sync::Notify::new());
+    let stuck = QueryStores {
+        records: std::sync::Arc::new(StuckWords { inner: demo.records.clone(), given_up: given_up.clone() }),
+        ..demo
+    };
+    let metrics = Metrics::new();
+    let api =
+        QueryApi::start(&settings, stuck, app::build_answer_cache(&config).await.unwrap(), metrics.clone())
+            .unwrap();
+    let listener = api::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(api::serve(api, listener, std::future::pending()));
+
+    let mut response = reqwest::Client::new()
+        .post(format!("http://{addr}/v1/query"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/x-ndjson")
+        .body(json!({"question": "freight invoice amount due", "as_of": UNTIL, "k": 5}).to_string())
+        .send()
+        .await
+        .unwrap();
+    // The vectors' lines arrive while the full-text read is stuck.
+    let mut first = Vec::new();
+    while !first.contains(&b'\n') {
+        first.extend_from_slice(&response.chunk().await.unwrap().expect("a partial line before the answer"));
+    }
+    let line: Value = serde_json::from_slice(first.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    assert!(line["partial"]["route"]["retriever"].is_string(), "{line}");
+    drop(response);
+    tokio::time::timeout(Duration::from_secs(10), given_up.notified())
+        .await
+        .expect("the stuck full-text read was not cancelled within 10 s of the client going away");
+    let outcomes = support::metric_series(&metrics.render(), "apex_query_requests_total");
+    let count =
+        |outcome: &str| outcomes.iter().find(|(l, _)| l.contains(&format!("\"{outcome}\""))).unwrap().1;
+    assert_eq!((count("abandoned"), count("answered")), (1, 0), "{outcomes:?}");
 }

@@ -8,8 +8,16 @@ use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Registry};
 use super::{counter_vec, registered};
 
 /// The outcomes of a question (`apex_query_requests_total`).
-const OUTCOMES: [&str; 7] =
-    ["answered", "bad_request", "unauthorized", "rate_limited", "too_large", "store_failed", "timed_out"];
+const OUTCOMES: [&str; 8] = [
+    "answered",
+    "bad_request",
+    "unauthorized",
+    "rate_limited",
+    "too_large",
+    "store_failed",
+    "timed_out",
+    "abandoned",
+];
 /// The intents a question is read into (`Intent::name`).
 const INTENTS: [&str; 5] = ["position", "late_shipments", "events", "about", "semantic"];
 
@@ -31,7 +39,8 @@ impl QueryMetrics {
                 registry,
                 "apex_query_requests_total",
                 "Questions to POST /v1/query, by outcome (answered, bad_request, unauthorized, \
-                 rate_limited, too_large, store_failed, timed_out)",
+                 rate_limited, too_large, store_failed, timed_out; abandoned: a streaming client went away \
+                 before the answer and its store calls were cancelled)",
                 &["outcome"],
             ),
             latency: registered(

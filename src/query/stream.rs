@@ -31,12 +31,19 @@ pub struct Partial {
 /// Where the routes send each store call's result as it returns.
 pub type Progress = mpsc::UnboundedSender<Partial>;
 
-/// Aborts the question's task when the response is dropped.
-struct AbortOnDrop(tokio::task::AbortHandle);
+/// Aborts the question's task when the response is dropped, counting the
+/// question abandoned if it was still being answered.
+struct AbortOnDrop {
+    task: tokio::task::AbortHandle,
+    metrics: Arc<Metrics>,
+}
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
-        self.0.abort();
+        if !self.task.is_finished() {
+            self.task.abort();
+            self.metrics.query.refused("abandoned");
+        }
     }
 }
 
@@ -63,7 +70,7 @@ pub fn answer(
             Err(_) => Err(("timed_out", format!("no answer within serve.timeout ({timeout:?})"))),
         }
     });
-    let running = AbortOnDrop(task.abort_handle());
+    let running = AbortOnDrop { task: task.abort_handle(), metrics: metrics.clone() };
     let partials = futures::stream::unfold(partials, |mut partials| async move {
         let partial = partials.recv().await?;
         Some((line(&json!({"partial": partial})), partials))

@@ -136,8 +136,6 @@ pub trait RecordReads: Send + Sync {
     async fn watermark(&self) -> Result<i64, StoreError>;
 }
 
-/// Where each poller is in its provider's change feed, saved once a poll's
-/// records are produced.
 /// The graph read back for the query room: the events around an entity.
 #[async_trait]
 pub trait GraphReads: Send + Sync {
@@ -175,6 +173,8 @@ impl EventWindow {
     }
 }
 
+/// Where each poller is in its provider's change feed, saved once a poll's
+/// records are produced.
 #[async_trait]
 pub trait PollCursors: Send + Sync {
     /// A poller's saved cursor and when it was saved; `None` before its first full sync.
