@@ -15,7 +15,6 @@
 //! Needs `scripts/services up kafka redis` (and postgres neo4j for `--stores`).
 
 use std::collections::HashSet;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -30,6 +29,9 @@ use apex_ingest::model::Format;
 use apex_ingest::pipeline::parse::parse;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
+
+#[path = "k6_install.rs"]
+mod k6_install;
 
 const SAMSARA_SECRET: &str = "bG9hZC1zYW1zYXJhLXNlY3JldA==";
 const FRONT_SECRET: &str = "load-front-secret";
@@ -82,9 +84,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     apex_ingest::telemetry::init("warn,sqlx::query=error");
     let repo = env!("CARGO_MANIFEST_DIR");
-    let k6 = Command::new(format!("{repo}/load/k6/install")).output().context("running load/k6/install")?;
-    anyhow::ensure!(k6.status.success(), "load/k6/install failed: {}", String::from_utf8_lossy(&k6.stderr));
-    let k6 = String::from_utf8(k6.stdout)?.trim().to_owned();
+    let k6 = k6_install::k6()?;
 
     let mut config = Config::load(None)?;
     let brokers = config.kafka.brokers.clone();

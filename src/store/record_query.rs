@@ -233,7 +233,14 @@ where
             Dialect::Sqlite => {
                 q.push(" AND (' ' || lower(summary) || ' ') GLOB ").push_bind(glob_words(text))
             }
-            Dialect::Postgres => q.push(" AND lower(summary) ~ ").push_bind(regex_words(text)),
+            Dialect::Postgres => {
+                // A reference (it has a digit, never a stop word) is looked up in
+                // the full-text index first; the pattern then keeps whole words.
+                if text.chars().any(|c| c.is_ascii_digit()) {
+                    q.push(" AND words @@ phraseto_tsquery('english', ").push_bind(text.clone()).push(")");
+                }
+                q.push(" AND lower(summary) ~ ").push_bind(regex_words(text))
+            }
         };
     }
     if f.current {
