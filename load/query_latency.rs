@@ -93,6 +93,7 @@ struct Summary {
     cache_hits: u64,
     cache_misses: u64,
     empty_answers: u64,
+    shed: u64,
     requests: u64,
     rate: f64,
     failed_rate: f64,
@@ -207,7 +208,7 @@ async fn main() -> anyhow::Result<()> {
             Some(l) => format!("{:.1} / {:.1} / {:.1} ms ({:.0})", l.med, l.p95, l.p99, l.count),
             None => "—".into(),
         };
-        println!("| {name}: median / p95 / p99 (answers) | {} | {} |", cell(a), cell(b));
+        println!("| {name}: median / p95 / p99 of answered (count) | {} | {} |", cell(a), cell(b));
     };
     row("structured, all four", &busy.structured, &quiet.structured);
     row("  position", &busy.position, &quiet.position);
@@ -223,6 +224,7 @@ async fn main() -> anyhow::Result<()> {
             format!("{} / {}", quiet.cache_hits, quiet.cache_misses),
         ),
         ("questions answered with no hit", busy.empty_answers.to_string(), quiet.empty_answers.to_string()),
+        ("refused at once, overloaded (503)", busy.shed.to_string(), quiet.shed.to_string()),
         (
             "requests, queries/s",
             format!("{} at {:.1}/s", busy.requests, busy.rate),

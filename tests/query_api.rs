@@ -385,6 +385,13 @@ async fn a_streaming_client_gets_each_store_calls_records_then_the_answer() {
 /// returns (a store gone slow): it says when that read is given up.
 struct StuckWords {
     inner: std::sync::Arc<dyn RecordReads>,
+    stuck: Stuck,
+}
+
+/// Says when a full-text read got stuck, and when it was given up.
+#[derive(Clone, Default)]
+struct Stuck {
+    reached: std::sync::Arc<tokio::sync::Notify>,
     given_up: std::sync::Arc<tokio::sync::Notify>,
 }
 
@@ -411,7 +418,8 @@ impl RecordReads for StuckWords {
     }
     async fn find_records(&self, filter: &RecordFilter) -> Result<Vec<StoredRecord>, StoreError> {
         if !filter.words.is_empty() {
-            let _held = OnDrop(self.given_up.clone());
+            let _held = OnDrop(self.stuck.given_up.clone());
+            self.stuck.reached.notify_one();
             std::future::pending::<()>().await;
         }
         self.inner.find_records(filter).await
@@ -422,6 +430,66 @@ impl RecordReads for StuckWords {
     async fn watermark(&self) -> Result<i64, StoreError> {
         self.inner.watermark().await
     }
+}
+
+/// The API over the demo's stores with the full-text reads stuck.
+async fn start_stuck(settings: ServeConfig) -> (SocketAddr, std::sync::Arc<Metrics>, Stuck) {
+    let config = config();
+    let demo = stores(&config).await;
+    let signals = Stuck::default();
+    let stuck = QueryStores {
+        records: std::sync::Arc::new(StuckWords { inner: demo.records.clone(), stuck: signals.clone() }),
+        ..demo
+    };
+    let metrics = Metrics::new();
+    let api =
+        QueryApi::start(&settings, stuck, app::build_answer_cache(&config).await.unwrap(), metrics.clone())
+            .unwrap();
+    let listener = api::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(api::serve(api, listener, std::future::pending()));
+    (addr, metrics, signals)
+}
+
+/// With serve.max_in_flight questions being answered, one more is refused at
+/// once (503, Retry-After, counted overloaded) instead of waiting behind
+/// them; once the stuck one is given up (its timeout), its place is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_question_beyond_max_in_flight_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "busy-token";
+    let settings = ServeConfig {
+        tokens: vec![SecretSource::File(token_file(dir.path(), "t", token))],
+        max_in_flight: 1,
+        timeout: Duration::from_secs(2),
+        cache_ttl: Duration::ZERO,
+        ..ServeConfig::default()
+    };
+    let (addr, metrics, signals) = start_stuck(settings).await;
+    // By meaning: its full-text read sticks, holding the only place.
+    let stuck =
+        tokio::spawn(post(addr, Some(token), json!({"question": "freight invoice amount due"}).to_string()));
+    tokio::time::timeout(Duration::from_secs(10), signals.reached.notified())
+        .await
+        .expect("the read got stuck");
+    // About a PRO reads no full text: it would be answered, but has no place.
+    let other = json!({"question": "everything about PRO 12345678", "as_of": UNTIL}).to_string();
+    let (status, headers, body) = post(addr, Some(token), other.clone()).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(headers["retry-after"], "1");
+    assert!(body["error"].as_str().unwrap().contains("serve.max_in_flight (1)"), "{body}");
+    let (status, _, body) = stuck.await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("serve.timeout"), "{body}");
+    tokio::time::timeout(Duration::from_secs(5), signals.given_up.notified())
+        .await
+        .expect("the stuck read was dropped");
+    let (status, _, body) = post(addr, Some(token), other).await;
+    assert_eq!(status, 200, "the place is free again: {body}");
+    let outcomes = support::metric_series(&metrics.render(), "apex_query_requests_total");
+    let count =
+        |outcome: &str| outcomes.iter().find(|(l, _)| l.contains(&format!("\"{outcome}\""))).unwrap().1;
+    assert_eq!((count("overloaded"), count("timed_out"), count("answered")), (1, 1, 1), "{outcomes:?}");
 }
 
 /// A streaming client that goes away before the answer cancels the store
@@ -436,20 +504,7 @@ async fn a_streaming_client_that_goes_away_cancels_the_store_calls() {
         timeout: Duration::from_secs(600),
         ..ServeConfig::default()
     };
-    let config = config();
-    let demo = stores(&config).await;
-    let given_up = std::sync::Arc::new(tokio::sync::Notify::new());
-    let stuck = QueryStores {
-        records: std::sync::Arc::new(StuckWords { inner: demo.records.clone(), given_up: given_up.clone() }),
-        ..demo
-    };
-    let metrics = Metrics::new();
-    let api =
-        QueryApi::start(&settings, stuck, app::build_answer_cache(&config).await.unwrap(), metrics.clone())
-            .unwrap();
-    let listener = api::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(api::serve(api, listener, std::future::pending()));
+    let (addr, metrics, signals) = start_stuck(settings).await;
 
     let mut response = reqwest::Client::new()
         .post(format!("http://{addr}/v1/query"))
@@ -468,7 +523,7 @@ async fn a_streaming_client_that_goes_away_cancels_the_store_calls() {
     let line: Value = serde_json::from_slice(first.split(|b| *b == b'\n').next().unwrap()).unwrap();
     assert!(line["partial"]["route"]["retriever"].is_string(), "{line}");
     drop(response);
-    tokio::time::timeout(Duration::from_secs(10), given_up.notified())
+    tokio::time::timeout(Duration::from_secs(10), signals.given_up.notified())
         .await
         .expect("the stuck full-text read was not cancelled within 10 s of the client going away");
     let outcomes = support::metric_series(&metrics.render(), "apex_query_requests_total");

@@ -7,6 +7,8 @@
 //   hybrid      questions by meaning (vector and full-text, fused)
 //   cached      one question asked again and again; only the answers the
 //               cache held (`x-apex-cache: hit`) count in cache_hit_ms
+// Latencies are of answered questions (200); those refused at once as
+// overloaded (503, serve.max_in_flight) are counted as shed.
 // Environment: API_URL, TOKEN, AS_OF (every question is asked as of it),
 // TRUCKS (how many trucks the fleet has), PROS, HOLD, STRUCTURED_RATE,
 // HYBRID_RATE, CACHED_RATE, SCENARIOS, SUMMARY (path of the JSON summary).
@@ -31,6 +33,7 @@ const cacheHit = new Trend('cache_hit_ms', true);
 const cacheHits = new Counter('cache_hits');
 const cacheMisses = new Counter('cache_misses');
 const empty = new Counter('empty_answers');
+const shed = new Counter('shed');
 
 const MEANINGS = [
   'freight invoice amount due',
@@ -85,10 +88,16 @@ function pick(list) {
   return list[Math.floor(Math.random() * list.length)];
 }
 
+// The answered question's response, or null: refused at once as overloaded
+// (serve.max_in_flight), counted as shed, or failed (http_req_failed).
 function ask(question) {
   const res = http.post(url, JSON.stringify({ question, as_of: asOf, k: 10 }), { headers });
   const ok = check(res, { 'answered 200': (r) => r.status === 200 });
-  if (ok && res.json('hits').length === 0) empty.add(1);
+  if (!ok) {
+    if (res.status === 503 && String(res.json('error')).includes('max_in_flight')) shed.add(1);
+    return null;
+  }
+  if (res.json('hits').length === 0) empty.add(1);
   return res;
 }
 
@@ -102,15 +111,17 @@ export function structuredQuestion() {
   ];
   const intent = Math.floor(Math.random() * questions.length);
   const res = ask(questions[intent]);
-  structured.add(res.timings.duration, { intent: ['position', 'late', 'events', 'about'][intent] });
+  if (res) structured.add(res.timings.duration, { intent: ['position', 'late', 'events', 'about'][intent] });
 }
 
 export function hybridQuestion() {
-  hybrid.add(ask(pick(MEANINGS)).timings.duration);
+  const res = ask(pick(MEANINGS));
+  if (res) hybrid.add(res.timings.duration);
 }
 
 export function cachedQuestion() {
   const res = ask('freight invoice amount due');
+  if (!res) return;
   if (res.headers['X-Apex-Cache'] === 'hit') {
     cacheHits.add(1);
     cacheHit.add(res.timings.duration);
@@ -141,6 +152,7 @@ export function handleSummary(data) {
     cache_hits: count(data, 'cache_hits'),
     cache_misses: count(data, 'cache_misses'),
     empty_answers: count(data, 'empty_answers'),
+    shed: count(data, 'shed'),
     requests: count(data, 'http_reqs'),
     rate: data.metrics.http_reqs ? data.metrics.http_reqs.values.rate : 0,
     failed_rate: data.metrics.http_req_failed ? data.metrics.http_req_failed.values.rate : 0,

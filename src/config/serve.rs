@@ -34,6 +34,10 @@ pub struct ServeConfig {
     /// Answers kept in this process at most (`stores.cache = "redis"` keeps
     /// them in Redis instead, shared by every replica).
     pub cache_capacity: usize,
+    /// Questions answered at once; one more is refused at once, 503 with
+    /// Retry-After, rather than queued behind the others until every one of
+    /// them times out.
+    pub max_in_flight: usize,
 }
 
 impl Default for ServeConfig {
@@ -47,6 +51,7 @@ impl Default for ServeConfig {
             timeout: Duration::from_secs(30),
             cache_ttl: Duration::from_secs(60),
             cache_capacity: 10_000,
+            max_in_flight: 16,
         }
     }
 }
@@ -58,6 +63,7 @@ pub(super) fn validate(c: &Config) -> anyhow::Result<()> {
         (c.serve.requests_per_second > 0, "serve.requests_per_second", "must be at least 1"),
         (c.serve.max_body_bytes >= 256, "serve.max_body_bytes", "must be at least 256"),
         (!c.serve.timeout.is_zero(), "serve.timeout", "must be longer than 0 s"),
+        (c.serve.max_in_flight > 0, "serve.max_in_flight", "must be at least 1"),
         (c.serve.cache_capacity > 0, "serve.cache_capacity", "must be at least 1"),
         (
             c.serve.secret_refresh >= Duration::from_millis(100),

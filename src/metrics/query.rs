@@ -8,7 +8,7 @@ use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Registry};
 use super::{counter_vec, registered};
 
 /// The outcomes of a question (`apex_query_requests_total`).
-const OUTCOMES: [&str; 8] = [
+const OUTCOMES: [&str; 9] = [
     "answered",
     "bad_request",
     "unauthorized",
@@ -17,6 +17,7 @@ const OUTCOMES: [&str; 8] = [
     "store_failed",
     "timed_out",
     "abandoned",
+    "overloaded",
 ];
 /// The intents a question is read into (`Intent::name`).
 const INTENTS: [&str; 5] = ["position", "late_shipments", "events", "about", "semantic"];
@@ -40,7 +41,8 @@ impl QueryMetrics {
                 "apex_query_requests_total",
                 "Questions to POST /v1/query, by outcome (answered, bad_request, unauthorized, \
                  rate_limited, too_large, store_failed, timed_out; abandoned: a streaming client went away \
-                 before the answer and its store calls were cancelled)",
+                 before the answer and its store calls were cancelled; overloaded: serve.max_in_flight \
+                 questions were being answered)",
                 &["outcome"],
             ),
             latency: registered(

@@ -8,7 +8,9 @@
 //! time, an absurd k, a place the gazetteer lacks); a missing or unknown token
 //! 401; over the token's rate 429 with Retry-After; a body over
 //! `serve.max_body_bytes` 413; a store that fails, or a question not answered
-//! within `serve.timeout`, 503. A client that goes away drops its question,
+//! within `serve.timeout`, 503; a question beyond `serve.max_in_flight`
+//! answered at once, 503 with Retry-After at once (queued, they would all
+//! time out together: load/results/2026-12-07-query-latency.md). A client that goes away drops its question,
 //! and with it the store calls in progress. A client that accepts
 //! `application/x-ndjson` gets each store call's records as it returns
 //! ([`super::stream`]).
@@ -66,6 +68,8 @@ pub struct QueryApi {
     cache: Option<Arc<dyn AnswerCache>>,
     tokens: Tokens,
     limiter: DefaultKeyedRateLimiter<usize>,
+    /// A permit per question being answered (`serve.max_in_flight`).
+    in_flight: Arc<tokio::sync::Semaphore>,
     settings: ServeConfig,
     metrics: Arc<Metrics>,
 }
@@ -90,6 +94,7 @@ impl QueryApi {
             cache,
             tokens: Tokens::read(&settings.tokens)?,
             limiter: RateLimiter::keyed(Quota::per_second(per_second)),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(settings.max_in_flight)),
             settings: settings.clone(),
             metrics,
         });
@@ -159,6 +164,17 @@ async fn ask(
         }
         Err(e) => return refuse(&api, StatusCode::BAD_REQUEST, "bad_request", &e.body_text()),
     };
+    let Ok(permit) = api.in_flight.clone().try_acquire_owned() else {
+        let max = api.settings.max_in_flight;
+        let mut answer = refuse(
+            &api,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            &format!("serve.max_in_flight ({max}) questions are being answered; ask again shortly"),
+        );
+        answer.headers_mut().insert(header::RETRY_AFTER, "1".parse().expect("a header value"));
+        return answer;
+    };
     let question = Question {
         text: request.question,
         as_of: request.as_of,
@@ -182,6 +198,7 @@ async fn ask(
             api.settings.timeout,
             api.metrics.clone(),
             started,
+            permit,
         );
     }
     let asked = async {
@@ -190,7 +207,9 @@ async fn ask(
             None => super::ask(&api.stores, &question).await.map(|answer| CachedAnswer::fresh(&answer)),
         }
     };
-    match tokio::time::timeout(api.settings.timeout, asked).await {
+    let outcome = tokio::time::timeout(api.settings.timeout, asked).await;
+    drop(permit);
+    match outcome {
         Ok(Ok(answer)) => answered(&api, answer, started.elapsed()),
         Ok(Err(QueryError::BadQuestion(message))) => {
             refuse(&api, StatusCode::BAD_REQUEST, "bad_request", &message)

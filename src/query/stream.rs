@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::json;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use super::answer::{Hit, Route};
 use super::{QueryStores, Question};
@@ -54,17 +54,20 @@ fn line(value: &serde_json::Value) -> Result<Bytes, std::convert::Infallible> {
 }
 
 /// The streamed answer to a question already checked; `timeout` bounds the
-/// whole of it (the last line then says so).
+/// whole of it (the last line then says so). The permit of its place among
+/// the questions in flight is held until the question's task ends.
 pub fn answer(
     stores: &QueryStores,
     question: Question,
     timeout: Duration,
     metrics: Arc<Metrics>,
     started: Instant,
+    permit: OwnedSemaphorePermit,
 ) -> Response {
     let (progress, partials) = mpsc::unbounded_channel();
     let stores = QueryStores { progress: Some(progress), ..stores.clone() };
     let task = tokio::spawn(async move {
+        let _permit = permit;
         match tokio::time::timeout(timeout, super::ask(&stores, &question)).await {
             Ok(answer) => answer.map_err(|e| ("store_failed", e.to_string())),
             Err(_) => Err(("timed_out", format!("no answer within serve.timeout ({timeout:?})"))),
