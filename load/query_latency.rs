@@ -123,7 +123,7 @@ async fn main() -> anyhow::Result<()> {
     let stores = app::open_stores(&config).await?;
     let stored = stores.relational.count_records().await?;
     if stored < args.records {
-        // About 1,800 events per truck and day: enough days to hold the records.
+        // About 1,800 events per truck and day; counting 1,500 leaves days to spare.
         config.source.events = args.records - stored;
         config.source.days = (args.records as f64 / (args.vehicles as f64 * 1_500.0)).ceil();
         config.source.seed = 1;
@@ -148,6 +148,7 @@ async fn main() -> anyhow::Result<()> {
     live.source.days = 30.0;
     live.source.events = 0;
     let ingesting = {
+        // Connections of its own, as a member's process beside `serve` has.
         let (stores, stop) = (app::open_stores(&live).await?, beside.clone());
         tokio::spawn(async move { ingest(&live, &stores, stop).await })
     };

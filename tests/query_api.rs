@@ -62,6 +62,22 @@ fn token_file(dir: &Path, name: &str, token: &str) -> PathBuf {
     path
 }
 
+/// Settings of an API answering only `token`, kept in a file under `dir`.
+fn answering(dir: &Path, token: &str) -> ServeConfig {
+    ServeConfig {
+        tokens: vec![SecretSource::File(token_file(dir, "token", token))],
+        ..ServeConfig::default()
+    }
+}
+
+/// Questions of `outcome` in the metrics' text (`apex_query_requests_total`).
+fn questions(metrics: &str, outcome: &str) -> i64 {
+    support::metric_series(metrics, "apex_query_requests_total")
+        .into_iter()
+        .find(|(labels, _)| labels.contains(&format!("\"{outcome}\"")))
+        .map_or(0, |(_, v)| v)
+}
+
 /// The API over the demo's stores on a free port of this runtime; its metrics.
 async fn start(settings: ServeConfig) -> (SocketAddr, std::sync::Arc<Metrics>) {
     start_over(&config(), settings).await
@@ -109,10 +125,7 @@ fn record_ids(answer: &Value) -> Vec<String> {
 async fn bearers_get_the_query_rooms_answer_and_bad_input_is_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let token = "query-token-one";
-    let settings = ServeConfig {
-        tokens: vec![SecretSource::File(token_file(dir.path(), "t1", token))],
-        ..ServeConfig::default()
-    };
+    let settings = answering(dir.path(), token);
     let (addr, metrics) = start(settings).await;
 
     let late = json!({"question": "which shipments are late", "as_of": UNTIL, "k": 50}).to_string();
@@ -175,12 +188,7 @@ async fn bearers_get_the_query_rooms_answer_and_bad_input_is_refused_by_name() {
     assert_eq!(record_ids(&post(addr, Some(token), late).await.2), direct_ids);
 
     let text = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
-    let series = |outcome: &str| {
-        support::metric_series(&text, "apex_query_requests_total")
-            .into_iter()
-            .find(|(labels, _)| labels.contains(&format!("\"{outcome}\"")))
-            .map_or(0, |(_, v)| v)
-    };
+    let series = |outcome: &str| questions(&text, outcome);
     assert_eq!(series("unauthorized"), 2);
     assert_eq!(series("bad_request"), 11);
     assert_eq!(series("too_large"), 1);
@@ -345,10 +353,7 @@ async fn the_redis_cache_over_postgres_never_hides_a_later_write() {
 async fn a_streaming_client_gets_each_store_calls_records_then_the_answer() {
     let dir = tempfile::tempdir().unwrap();
     let token = "stream-token";
-    let settings = ServeConfig {
-        tokens: vec![SecretSource::File(token_file(dir.path(), "t", token))],
-        ..ServeConfig::default()
-    };
+    let settings = answering(dir.path(), token);
     let (addr, _metrics) = start(settings).await;
     let streamed = |body: Value| {
         reqwest::Client::new()
@@ -459,11 +464,10 @@ async fn a_question_beyond_max_in_flight_is_refused_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let token = "busy-token";
     let settings = ServeConfig {
-        tokens: vec![SecretSource::File(token_file(dir.path(), "t", token))],
         max_in_flight: 1,
         timeout: Duration::from_secs(2),
         cache_ttl: Duration::ZERO,
-        ..ServeConfig::default()
+        ..answering(dir.path(), token)
     };
     let (addr, metrics, signals) = start_stuck(settings).await;
     // By meaning: its full-text read sticks, holding the only place.
@@ -486,10 +490,9 @@ async fn a_question_beyond_max_in_flight_is_refused_at_once() {
         .expect("the stuck read was dropped");
     let (status, _, body) = post(addr, Some(token), other).await;
     assert_eq!(status, 200, "the place is free again: {body}");
-    let outcomes = support::metric_series(&metrics.render(), "apex_query_requests_total");
-    let count =
-        |outcome: &str| outcomes.iter().find(|(l, _)| l.contains(&format!("\"{outcome}\""))).unwrap().1;
-    assert_eq!((count("overloaded"), count("timed_out"), count("answered")), (1, 1, 1), "{outcomes:?}");
+    let text = metrics.render();
+    let count = |outcome: &str| questions(&text, outcome);
+    assert_eq!((count("overloaded"), count("timed_out"), count("answered")), (1, 1, 1), "{text}");
 }
 
 /// A streaming client that goes away before the answer cancels the store
@@ -499,11 +502,7 @@ async fn a_question_beyond_max_in_flight_is_refused_at_once() {
 async fn a_streaming_client_that_goes_away_cancels_the_store_calls() {
     let dir = tempfile::tempdir().unwrap();
     let token = "gone-token";
-    let settings = ServeConfig {
-        tokens: vec![SecretSource::File(token_file(dir.path(), "t", token))],
-        timeout: Duration::from_secs(600),
-        ..ServeConfig::default()
-    };
+    let settings = ServeConfig { timeout: Duration::from_secs(600), ..answering(dir.path(), token) };
     let (addr, metrics, signals) = start_stuck(settings).await;
 
     let mut response = reqwest::Client::new()
@@ -526,8 +525,7 @@ async fn a_streaming_client_that_goes_away_cancels_the_store_calls() {
     tokio::time::timeout(Duration::from_secs(10), signals.given_up.notified())
         .await
         .expect("the stuck full-text read was not cancelled within 10 s of the client going away");
-    let outcomes = support::metric_series(&metrics.render(), "apex_query_requests_total");
-    let count =
-        |outcome: &str| outcomes.iter().find(|(l, _)| l.contains(&format!("\"{outcome}\""))).unwrap().1;
-    assert_eq!((count("abandoned"), count("answered")), (1, 0), "{outcomes:?}");
+    let text = metrics.render();
+    let count = |outcome: &str| questions(&text, outcome);
+    assert_eq!((count("abandoned"), count("answered")), (1, 0), "{text}");
 }

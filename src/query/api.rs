@@ -10,8 +10,9 @@
 //! `serve.max_body_bytes` 413; a store that fails, or a question not answered
 //! within `serve.timeout`, 503; a question beyond `serve.max_in_flight`
 //! answered at once, 503 with Retry-After at once (queued, they would all
-//! time out together: load/results/2026-12-07-query-latency.md). A client that goes away drops its question,
-//! and with it the store calls in progress. A client that accepts
+//! time out together: load/results/2026-12-07-query-latency.md). A client
+//! that goes away drops its question, and with it the store calls in
+//! progress. A client that accepts
 //! `application/x-ndjson` gets each store call's records as it returns
 //! ([`super::stream`]).
 
@@ -188,18 +189,19 @@ async fn ask(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/x-ndjson"));
     if streamed {
-        // A question that cannot be read is a 400 still, before any line.
-        if let Err(e) = super::read(&question, question.as_of.unwrap_or_else(Utc::now)) {
-            return refuse(&api, StatusCode::BAD_REQUEST, "bad_request", &e.to_string());
-        }
-        return super::stream::answer(
+        let timeout = api.settings.timeout;
+        return match super::stream::answer(
             &api.stores,
             question,
-            api.settings.timeout,
+            timeout,
             api.metrics.clone(),
             started,
             permit,
-        );
+        ) {
+            Ok(stream) => stream,
+            // A question that cannot be read is a 400 still, before any line.
+            Err(e) => refuse(&api, StatusCode::BAD_REQUEST, "bad_request", &e.to_string()),
+        };
     }
     let asked = async {
         match &api.cache {

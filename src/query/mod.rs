@@ -38,7 +38,6 @@ pub struct QueryStores {
     pub vectors: Option<Arc<dyn VectorStore>>,
     /// The graph, for an entity's neighbourhood; `None` where no graph is kept.
     pub graph: Option<Arc<dyn GraphReads>>,
-    pub graph_store: &'static str,
     pub embedder: Arc<dyn Embedder>,
     /// Where each store call's result goes as it returns (a streamed answer).
     pub progress: Option<stream::Progress>,
@@ -53,7 +52,6 @@ impl QueryStores {
             records_store: stores.relational.name(),
             vectors: stores.vector.clone(),
             graph: stores.graph_reads.clone(),
-            graph_store: stores.graph.as_ref().map_or("graph", |g| g.name()),
             embedder,
             progress: None,
         }
@@ -121,7 +119,7 @@ pub async fn ask(stores: &QueryStores, question: &Question) -> Result<Answer, Qu
 }
 
 /// The question checked and read, before any store is asked.
-pub fn read(question: &Question, as_of: DateTime<Utc>) -> Result<Reading, QueryError> {
+pub(crate) fn read(question: &Question, as_of: DateTime<Utc>) -> Result<Reading, QueryError> {
     check(question)?;
     intent::read(&question.text, as_of).map_err(QueryError::BadQuestion)
 }
@@ -136,7 +134,7 @@ fn check(question: &Question) -> Result<(), QueryError> {
 }
 
 /// The stores asked for a question already read.
-async fn answer_reading(
+pub(crate) async fn answer_reading(
     stores: &QueryStores,
     question: &Question,
     as_of: DateTime<Utc>,

@@ -402,8 +402,6 @@ async fn semantic(
     Ok((fuse(lists, k), routes))
 }
 
-/// The `depth` nearest records to the question's vector, then read whole
-/// under the question's filters; each hit scored by its similarity.
 /// The graph's neighbourhood of an entity in the question's window: the
 /// events one hop from its node, then two hops through a node that is not
 /// an event (a shipment's facilities' arrivals, a vehicle's drivers' other
@@ -422,7 +420,8 @@ async fn related(
     let near = graph.events_near(label, named, window, SCAN_CAP).await?;
     let graph_route = Route {
         retriever: "graph",
-        store: stores.graph_store,
+        // The graph role's name, as the saga's writes report it.
+        store: "graph",
         statement: graph.events_near_statement(label),
         rows: near.len(),
         millis: started.elapsed().as_secs_f64() * 1e3,
@@ -444,6 +443,8 @@ async fn related(
     Ok((hits, vec![graph_route, route]))
 }
 
+/// The `depth` nearest records to the question's vector, then read whole
+/// under the question's filters; each hit scored by its similarity.
 async fn nearest(
     stores: &QueryStores,
     vectors: &Arc<dyn VectorStore>,

@@ -11,13 +11,14 @@ use std::time::{Duration, Instant};
 use axum::body::{Body, Bytes};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use chrono::Utc;
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::json;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use super::answer::{Hit, Route};
-use super::{QueryStores, Question};
+use super::{QueryError, QueryStores, Question};
 use crate::metrics::Metrics;
 
 /// One store call's result, before the answer is merged.
@@ -53,7 +54,8 @@ fn line(value: &serde_json::Value) -> Result<Bytes, std::convert::Infallible> {
     Ok(Bytes::from(text))
 }
 
-/// The streamed answer to a question already checked; `timeout` bounds the
+/// The streamed answer to a question, once it is read (a question that
+/// cannot be read is the error, before any line); `timeout` bounds the
 /// whole of it (the last line then says so). The permit of its place among
 /// the questions in flight is held until the question's task ends.
 pub fn answer(
@@ -63,12 +65,15 @@ pub fn answer(
     metrics: Arc<Metrics>,
     started: Instant,
     permit: OwnedSemaphorePermit,
-) -> Response {
+) -> Result<Response, QueryError> {
+    let as_of = question.as_of.unwrap_or_else(Utc::now);
+    let reading = super::read(&question, as_of)?;
     let (progress, partials) = mpsc::unbounded_channel();
     let stores = QueryStores { progress: Some(progress), ..stores.clone() };
     let task = tokio::spawn(async move {
         let _permit = permit;
-        match tokio::time::timeout(timeout, super::ask(&stores, &question)).await {
+        let answer = super::answer_reading(&stores, &question, as_of, reading);
+        match tokio::time::timeout(timeout, answer).await {
             Ok(answer) => answer.map_err(|e| ("store_failed", e.to_string())),
             Err(_) => Err(("timed_out", format!("no answer within serve.timeout ({timeout:?})"))),
         }
@@ -92,6 +97,6 @@ pub fn answer(
             Err(e) => line(&json!({"error": format!("the question's task ended: {e}")})),
         }
     });
-    ([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(partials.chain(last)))
-        .into_response()
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(partials.chain(last)))
+        .into_response())
 }

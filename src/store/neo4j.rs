@@ -232,8 +232,8 @@ impl BatchStore for Neo4jStore {
 /// question's text.
 fn events_near(label: Label) -> String {
     // Anchored on the start node by its key constraint (or its name), and
-    // the two hops spelled out: a variable-length pattern let the planner
-    // over a filled graph ran out of transaction memory.
+    // the two hops spelled out: a variable-length pattern over a filled
+    // graph ran out of transaction memory.
     format!(
         "MATCH (n:{}) WHERE n.key = $named OR toLower(n.name) = toLower($named) \
          CALL (n) {{ MATCH (n)--(e:Event) RETURN e, 1 AS hops \
@@ -260,10 +260,9 @@ impl GraphReads for Neo4jStore {
             .param("to", to)
             .param("limit", limit as i64);
         let mut rows = self.graph.execute(q).await.map_err(err)?;
+        let read = |e: neo4rs::DeError| StoreError { store: NAME, message: e.to_string(), transient: false };
         let mut out = Vec::new();
         while let Some(row) = rows.next().await.map_err(err)? {
-            let read =
-                |e: neo4rs::DeError| StoreError { store: NAME, message: e.to_string(), transient: false };
             let key: String = row.get("key").map_err(read)?;
             let hops: i64 = row.get("hops").map_err(read)?;
             out.push((RecordId::from_stored(key), hops as u32));

@@ -12,7 +12,9 @@ use crate::support;
 /// The full-text index follows every write of a record: found by its words
 /// once written, by its new words (and not its old) once rewritten by a later
 /// offset, and by none once removed.
-async fn the_words_follow_every_write(config: Config) {
+async fn the_words_follow_every_write(mut config: Config) {
+    let dir = tempfile::tempdir().unwrap();
+    config.stores.data_dir = dir.path().to_path_buf();
     let stores = app::open_stores(&config).await.unwrap();
     let records = &stores.relational;
     let (mut rows, _) = support::processed(&support::generated_batch(20, 2931, 0.0)).await;
@@ -40,10 +42,7 @@ async fn the_words_follow_every_write(config: Config) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_embedded_words_follow_every_write() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = support::config();
-    config.stores.data_dir = dir.path().to_path_buf();
-    the_words_follow_every_write(config).await;
+    the_words_follow_every_write(support::config()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,8 +55,10 @@ async fn the_postgres_words_follow_every_write() {
 /// through D (no column of that record names A), and not the other
 /// driver's, three hops away; the question's window is cut in the graph's
 /// own statement.
-async fn the_graph_finds_a_vehicles_neighbourhood(config: Config) {
+async fn the_graph_finds_a_vehicles_neighbourhood(mut config: Config) {
     use apex_ingest::model::{Format, Origin, RawEvent};
+    let dir = tempfile::tempdir().unwrap();
+    config.stores.data_dir = dir.path().to_path_buf();
     let stores = app::open_stores(&config).await.unwrap();
     let tag = format!("{:09}", rand::random::<u32>() % 1_000_000_000);
     let (a, b, relay) = (format!("7{tag}1"), format!("7{tag}2"), format!("relay-{tag}"));
@@ -123,18 +124,13 @@ async fn the_graph_finds_a_vehicles_neighbourhood(config: Config) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_embedded_graph_finds_a_vehicles_neighbourhood() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = support::config();
-    config.stores.data_dir = dir.path().to_path_buf();
-    the_graph_finds_a_vehicles_neighbourhood(config).await;
+    the_graph_finds_a_vehicles_neighbourhood(support::config()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn neo4j_finds_a_vehicles_neighbourhood() {
-    let dir = tempfile::tempdir().unwrap();
     let mut config = support::config();
     config.neo4j = support::neo4j();
     config.stores.graph = apex_ingest::config::GraphKind::Neo4j;
-    config.stores.data_dir = dir.path().to_path_buf();
     the_graph_finds_a_vehicles_neighbourhood(config).await;
 }
