@@ -117,7 +117,7 @@ fn check(specs: &[TopicSpec]) -> anyhow::Result<()> {
 pub fn render_strimzi(specs: &[TopicSpec], cluster: &str, source: &str) -> anyhow::Result<String> {
     let mut out = format!(
         "# Rendered from {source} by `apex-ingest topics render --format strimzi --cluster {cluster}`.\n\
-         # Do not edit: change {source} and render again (tests/deploy.rs checks they agree).\n"
+         # Do not edit: change {source} and render again (tests/deploy/monitoring.rs checks they agree).\n"
     );
     let mut names = BTreeSet::new();
     for s in specs {
