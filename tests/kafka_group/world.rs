@@ -6,6 +6,7 @@ use apex_ingest::model::{Format, Origin, RawEvent, RecordId};
 use apex_ingest::source::produce::{ProduceSettings, produce};
 use apex_ingest::store::{DeadLetterFilter, Stores};
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -126,7 +127,18 @@ pub fn committed(brokers: &str, group: &str, topics: &[&str]) -> BTreeMap<Tp, i6
             tpl.add_partition(t, p);
         }
     }
-    let offsets = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+    // The group's coordinator may be moving or loading (NotCoordinator): ask again.
+    let mut attempts = 0;
+    let offsets = loop {
+        match c.committed_offsets(tpl.clone(), Duration::from_secs(10)) {
+            Ok(offsets) => break offsets,
+            Err(e) if attempts < 20 && coordinator_moving(&e) => {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => panic!("reading the committed offsets of {group}: {e}"),
+        }
+    };
     offsets
         .elements()
         .iter()
@@ -135,6 +147,14 @@ pub fn committed(brokers: &str, group: &str, topics: &[&str]) -> BTreeMap<Tp, i6
             _ => None,
         })
         .collect()
+}
+
+fn coordinator_moving(e: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode::*;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(NotCoordinator | CoordinatorLoadInProgress | CoordinatorNotAvailable)
+    )
 }
 
 pub fn committed_total(brokers: &str, names: &Names) -> i64 {
