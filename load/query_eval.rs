@@ -12,10 +12,11 @@
 //! full-text index, the same on both worlds) against their hybrid fusion.
 //!
 //! Relevance is judged on each hit by what the truth says (a shipment's PRO
-//! and lateness, a safety event's id and distance to a hub, a record kind
+//! and lateness, a safety event's id and distance to a hub, a facility's
+//! visits and mean dwell for a carrier, a record kind
 //! and its words for questions by meaning), never by the route's statement.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use anyhow::Context;
@@ -247,6 +248,35 @@ fn cases(w: &World) -> Vec<Case> {
             group: "about",
             text: format!("everything about {}", text(s, "/pro")),
             judge: Box::new(move |h| judge_record(h, &names)),
+            relevant,
+        });
+    }
+
+    // Dwell per facility, a carrier at a time: a facility is an answer when
+    // its visits and mean minutes are the truth's (the 214s say minutes).
+    let scacs: BTreeSet<&str> = shipments.iter().map(|s| text(s, "/scac")).collect();
+    for scac in scacs {
+        let mut visits: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for s in shipments.iter().filter(|s| text(s, "/scac") == scac) {
+            for (party, stop) in [("/shipper", "pickup"), ("/consignee", "delivery")] {
+                if let Some(minutes) = s[format!("{stop}_dwell_minutes")].as_f64() {
+                    visits.entry(format!("{} ({stop})", text(s, party))).or_default().push(minutes);
+                }
+            }
+        }
+        let relevant = visits.len();
+        let judge = move |h: &Hit| {
+            let Some(m) = &h.measured else { return false };
+            visits.get(&m.group).is_some_and(|minutes| {
+                let mean = minutes.iter().sum::<f64>() / minutes.len() as f64;
+                m.values["visits"] == minutes.len() as f64 && (m.values["mean_minutes"] - mean).abs() < 1.0
+            })
+        };
+        cases.push(Case {
+            intent: "dwell",
+            group: "dwell",
+            text: format!("dwell time per facility for carrier {scac} in the last 30 days"),
+            judge: Box::new(judge),
             relevant,
         });
     }

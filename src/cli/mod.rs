@@ -86,7 +86,10 @@ pub enum Command {
     /// their child workflows and the activities (parse, extract_entities, embed,
     /// process, write_batch) against the configured stores. With
     /// poll.on_temporal = true it also runs the pollers' PollingWorkflows and
-    /// their poll_step activity for the sources whose credentials it has.
+    /// their poll_step activity for the sources whose credentials it has. It
+    /// answers questions asked with `query --via temporal` (QueryWorkflow,
+    /// ComplexQueryWorkflow) from the same stores, caching answers as `serve`
+    /// does ([serve] cache_ttl).
     ///
     /// Concurrency: temporal.max_concurrent_workflow_tasks and
     /// temporal.max_concurrent_activities; reports temporal.build_id. At SIGTERM /

@@ -3,10 +3,13 @@
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
 
 use crate::app;
 use crate::config::{Config, RelationalKind};
-use crate::query::{self, Filters, QueryStores, Question, Retrieval};
+use crate::orchestrate::temporal::connect;
+use crate::query::workflow::{ask_via_temporal, query_workflow_id};
+use crate::query::{self, Answer, Filters, QueryStores, Question, Retrieval};
 
 fn parse_filters(text: &str) -> Result<Filters, String> {
     serde_json::from_str(text).map_err(|e| format!("--filters: {e}"))
@@ -53,6 +56,19 @@ pub struct QueryArgs {
     /// statement sent with its row count and time.
     #[arg(long)]
     pub explain: bool,
+    /// Where the question is answered: in this process (the fast default),
+    /// or on Temporal ([temporal] in the config; an `apex-ingest worker`
+    /// reads the stores and caches the answer): a QueryWorkflow, or for a
+    /// dwell analysis a ComplexQueryWorkflow, whose progress is logged and
+    /// which Ctrl-C cancels.
+    #[arg(long, value_enum, default_value_t = Via::Process)]
+    pub via: Via,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Via {
+    Process,
+    Temporal,
 }
 
 pub async fn query(args: QueryArgs) -> anyhow::Result<()> {
@@ -60,16 +76,6 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<()> {
     if let Some(dir) = args.data_dir {
         config.stores.data_dir = dir;
     }
-    if config.stores.relational == RelationalKind::Embedded {
-        let file = config.stores.data_dir.join("records.db");
-        anyhow::ensure!(
-            file.exists(),
-            "no embedded stores in {}: run `apex-ingest demo --data-dir {0}` first, or name real stores with --config",
-            config.stores.data_dir.display()
-        );
-    }
-    let stores = app::open_stores(&config).await?;
-    let query_stores = QueryStores::over(&stores, app::build_embedder(&config)?);
     let question = Question {
         text: args.question,
         as_of: args.as_of,
@@ -78,7 +84,17 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<()> {
         filters: args.filters.unwrap_or_default(),
         retrieval: args.retrieval,
     };
-    let answer = query::ask(&query_stores, &question).await?;
+    let answer = match args.via {
+        Via::Process => ask_here(&config, &question).await?,
+        Via::Temporal => {
+            let client = connect(&config.temporal).await?;
+            // Ctrl-C / SIGTERM cancels the workflow, and so its store work.
+            let stop = CancellationToken::new();
+            app::cancel_on_signal(stop.clone());
+            ask_via_temporal(&client, &config.temporal.task_queue, &query_workflow_id(), question, stop)
+                .await?
+        }
+    };
     if args.explain {
         print!("{}", answer.explain());
     }
@@ -88,4 +104,19 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<()> {
         print!("{}", answer.table());
     }
     Ok(())
+}
+
+/// The question answered from the stores by this process.
+async fn ask_here(config: &Config, question: &Question) -> anyhow::Result<Answer> {
+    if config.stores.relational == RelationalKind::Embedded {
+        let file = config.stores.data_dir.join("records.db");
+        anyhow::ensure!(
+            file.exists(),
+            "no embedded stores in {}: run `apex-ingest demo --data-dir {0}` first, or name real stores with --config",
+            config.stores.data_dir.display()
+        );
+    }
+    let stores = app::open_stores(config).await?;
+    let query_stores = QueryStores::over(&stores, app::build_embedder(config)?);
+    Ok(query::ask(&query_stores, question).await?)
 }

@@ -20,7 +20,7 @@ const OUTCOMES: [&str; 9] = [
     "overloaded",
 ];
 /// The intents a question is read into (`Intent::name`).
-const INTENTS: [&str; 5] = ["position", "late_shipments", "events", "about", "semantic"];
+const INTENTS: [&str; 6] = ["position", "late_shipments", "events", "about", "dwell", "semantic"];
 
 #[derive(Clone)]
 pub struct QueryMetrics {

@@ -21,7 +21,6 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use temporalio_client::{Client, WorkflowIdConflictPolicy, WorkflowStartOptions};
-use temporalio_common::RetryPolicy;
 use temporalio_macros::{activities, workflow, workflow_methods};
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use temporalio_sdk::{
@@ -34,6 +33,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::orchestrate::temporal::activities::heartbeating;
 use crate::orchestrate::temporal::worker::Extra;
+use crate::orchestrate::temporal::workflows::retries;
 use crate::store::PollCursors;
 
 /// Attempts of one `poll_step` activity.
@@ -141,13 +141,7 @@ impl PollActivities {
 fn step_options() -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(Duration::from_secs(600))
         .heartbeat_timeout(Duration::from_secs(30))
-        .retry_policy(
-            RetryPolicy::builder()
-                .maximum_attempts(STEP_ATTEMPTS)
-                .initial_interval(Duration::from_secs(1))
-                .backoff_coefficient(2.0)
-                .build(),
-        )
+        .retry_policy(retries(STEP_ATTEMPTS, Duration::from_secs(1), 2.0))
         .build()
 }
 

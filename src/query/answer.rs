@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::intent::Reading;
@@ -14,28 +14,34 @@ use crate::model::Origin;
 use crate::store::StoredRecord;
 
 /// Where a hit lives and how the source names it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Citation {
     /// The store the record was read from.
-    pub store: &'static str,
+    pub store: String,
     pub record_id: String,
     pub kind: String,
     /// The source's own ids: Samsara event id, EDI control numbers, ...
-    pub source_ids: BTreeMap<&'static str, String>,
+    pub source_ids: BTreeMap<String, String>,
     /// The Kafka topic, partition and offset it came from.
     pub origin: Origin,
     pub event_time: DateTime<Utc>,
     pub ingest_time: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Hit {
     pub summary: String,
     /// What makes it an answer: "late by 95 min", "12.4 km from DALLAS, TX".
     pub note: Option<String>,
     /// Each retriever's score (rank fusion is `fused`).
     pub scores: BTreeMap<String, f64>,
+    /// What an analysis measured of the group this hit stands for; `None`
+    /// for a retrieved record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured: Option<Measured>,
     pub citation: Citation,
+    /// The record whole, for the caller's own reading; not sent (the API's
+    /// answer and a workflow's result carry the citation).
     #[serde(skip)]
     pub body: Value,
 }
@@ -57,18 +63,19 @@ impl Hit {
         };
         for (name, key) in named {
             if let Some(v) = text(key) {
-                source_ids.insert(*name, v);
+                source_ids.insert(name.to_string(), v);
             }
         }
         if source_ids.is_empty() {
-            source_ids.insert("natural_key", record.natural_key.clone());
+            source_ids.insert("natural_key".into(), record.natural_key.clone());
         }
         Hit {
             summary: record.summary,
             note: None,
             scores: BTreeMap::new(),
+            measured: None,
             citation: Citation {
-                store,
+                store: store.to_string(),
                 record_id: record.id.to_string(),
                 kind: record.kind,
                 source_ids,
@@ -91,17 +98,25 @@ impl Hit {
     }
 }
 
+/// A group an analysis measured ("OZARK FOODS (pickup)") and its figures
+/// (`visits`, `mean_minutes`, `longest_minutes`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Measured {
+    pub group: String,
+    pub values: BTreeMap<String, f64>,
+}
+
 /// One store call of the plan, for `--explain`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Route {
-    pub retriever: &'static str,
-    pub store: &'static str,
+    pub retriever: String,
+    pub store: String,
     pub statement: String,
     pub rows: usize,
     pub millis: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Answer {
     pub question: String,
     /// The instant the question was read at (its `as_of`, else the clock).

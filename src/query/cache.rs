@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::{Answer, QueryError, QueryStores, Question};
+use super::{Answer, QueryError, QueryStores, Question, Reading};
 use crate::store::StoreError;
 use crate::store::redis::RedisStore;
 
@@ -82,6 +82,27 @@ impl CachedAnswer {
     }
 }
 
+/// The key of a question's answer: the question as read, its bounds, and
+/// the write watermark, read before the stores are asked (a write after this
+/// moves it).
+pub(crate) async fn key_of(
+    stores: &QueryStores,
+    question: &Question,
+    reading: &Reading,
+) -> Result<String, QueryError> {
+    let watermark = stores.records.watermark().await?;
+    let plan = json!({
+        "reading": reading,
+        "k": question.k,
+        "as_of": question.as_of,
+        "ingested_before": question.ingested_before,
+        "filters": question.filters,
+        "retrieval": question.retrieval,
+        "watermark": watermark,
+    });
+    Ok(hex::encode(Sha256::digest(plan.to_string().as_bytes())))
+}
+
 /// `query::ask` through `cache`: the same answer, kept for `ttl`. A cache
 /// that fails is logged and passed by (the question is answered from the
 /// stores); a failing store is the question's error.
@@ -93,26 +114,26 @@ pub async fn ask_cached(
 ) -> Result<CachedAnswer, QueryError> {
     let as_of = question.as_of.unwrap_or_else(chrono::Utc::now);
     let reading = super::read(question, as_of)?;
-    // Before the stores are asked: a write after this moves it.
-    let watermark = stores.records.watermark().await?;
-    let plan = json!({
-        "reading": reading,
-        "k": question.k,
-        "as_of": question.as_of,
-        "ingested_before": question.ingested_before,
-        "filters": question.filters,
-        "retrieval": question.retrieval,
-        "watermark": watermark,
-    });
-    let key = hex::encode(Sha256::digest(plan.to_string().as_bytes()));
-    match cache.get(&key).await {
-        Ok(Some(json)) => return Ok(CachedAnswer { json, intent: reading.intent.name(), hit: true }),
-        Ok(None) => {}
-        Err(e) => tracing::warn!(error = %e, "answer cache unreadable; asking the stores"),
+    let key = key_of(stores, question, &reading).await?;
+    if let Some(json) = lookup(cache, &key).await {
+        return Ok(CachedAnswer { json, intent: reading.intent.name(), hit: true });
     }
     let answer = CachedAnswer::fresh(&super::answer_reading(stores, question, as_of, reading).await?);
-    if let Err(e) = cache.put(&key, &answer.json, ttl).await {
+    keep(cache, &key, &answer.json, ttl).await;
+    Ok(answer)
+}
+
+/// The answer kept under `key`; a cache that fails is logged and passed by.
+pub(crate) async fn lookup(cache: &dyn AnswerCache, key: &str) -> Option<Vec<u8>> {
+    cache.get(key).await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "answer cache unreadable; asking the stores");
+        None
+    })
+}
+
+/// Keeps an answer for `ttl`; a cache that fails is logged and passed by.
+pub(crate) async fn keep(cache: &dyn AnswerCache, key: &str, json: &[u8], ttl: Duration) {
+    if let Err(e) = cache.put(key, json, ttl).await {
         tracing::warn!(error = %e, "answer not cached");
     }
-    Ok(answer)
 }

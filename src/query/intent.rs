@@ -3,7 +3,7 @@
 //! phrases, and from them one intent with a typed plan.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::when::{self, When};
 use crate::places::find_place;
@@ -33,11 +33,14 @@ const KINDS: &[(&str, &[&str])] = &[
 /// Capitalised words that are never a SCAC.
 const NOT_SCAC: &[&str] = &["PRO", "BOL", "EDI", "HOS", "UTC", "ETA", "GPS", "USA", "DC"];
 
+/// The window of a dwell analysis when the question gives none.
+pub const DEFAULT_DWELL_DAYS: i64 = 30;
+
 /// Radius of "near <place>" when the question gives none.
 pub const DEFAULT_RADIUS_KM: f64 = 50.0;
 
 /// The entity a question is about.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Entity {
     /// A PRO, BOL or shipment id.
@@ -47,7 +50,7 @@ pub enum Entity {
 }
 
 /// Events near a place.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Near {
     pub place: String,
     pub latitude: f64,
@@ -56,7 +59,7 @@ pub struct Near {
 }
 
 /// The question's intent; each structured one has its typed plan.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "intent", rename_all = "snake_case")]
 pub enum Intent {
     /// Where a vehicle was at an instant (its last position at or before it).
@@ -67,6 +70,9 @@ pub enum Intent {
     Events { kinds: Vec<String>, behavior: Option<String>, near: Option<Near> },
     /// Every record about one entity.
     About { entity: Entity },
+    /// How long trucks stood at each facility (of one carrier), over the
+    /// window: the long analysis.
+    Dwell { scac: Option<String> },
     /// Anything else: answered by similarity of meaning.
     Semantic { text: String },
 }
@@ -79,13 +85,14 @@ impl Intent {
             Intent::LateShipments { .. } => "late_shipments",
             Intent::Events { .. } => "events",
             Intent::About { .. } => "about",
+            Intent::Dwell { .. } => "dwell",
             Intent::Semantic { .. } => "semantic",
         }
     }
 }
 
 /// A question read: its intent and the event-time window it is limited to.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reading {
     #[serde(flatten)]
     pub intent: Intent,
@@ -105,7 +112,12 @@ pub fn read(text: &str, now: DateTime<Utc>) -> Result<Reading, String> {
     let said = |options: &[&str]| words.iter().any(|w| options.contains(&w.to_lowercase().as_str()));
     let shipment = reference(&words);
     let vehicle = vehicle(&words);
-    let intent = if said(&["where", "position", "location"]) && vehicle.is_some() {
+    let mut window = window;
+    let intent = if said(&["dwell", "dwelled", "dwelling"]) {
+        // An analysis over everything stored would never end: 30 days unless said.
+        window = window.or(Some((now - chrono::Duration::days(DEFAULT_DWELL_DAYS), now)));
+        Intent::Dwell { scac: scac(&words) }
+    } else if said(&["where", "position", "location"]) && vehicle.is_some() {
         Intent::Position { vehicle: vehicle.unwrap_or_default(), at: at.unwrap_or(now) }
     } else if said(&["late", "overdue"]) || lower.contains("missed appointment") {
         Intent::LateShipments { scac: scac(&words) }

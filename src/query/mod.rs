@@ -2,17 +2,22 @@
 //! [`when`]), the stores asked over typed, parameterised filters
 //! ([`routes`]), and the hits returned with their citations ([`answer`]);
 //! in process (`apex-ingest query`) or over HTTP ([`api`], `apex-ingest serve`,
-//! answers kept under the write watermark by [`cache`]).
+//! answers kept under the write watermark by [`cache`]), or on Temporal
+//! ([`workflow`], `apex-ingest query --via temporal`).
 //! It reads what the pipeline wrote and writes nothing.
 
 pub mod answer;
 pub mod api;
 pub mod cache;
+pub mod dwell;
 pub mod filters;
 pub mod intent;
+mod parts;
 mod routes;
+mod store_call;
 pub mod stream;
 pub mod when;
+pub mod workflow;
 
 use std::sync::Arc;
 
@@ -21,7 +26,7 @@ use chrono::{DateTime, Utc};
 pub use answer::{Answer, Hit, Route};
 pub use filters::Filters;
 pub use intent::{Entity, Intent, Reading};
-pub use routes::{fuse, lexical_weight};
+pub use parts::{Part, PartAnswer, Ranked, fuse, lexical_weight};
 
 use crate::pipeline::embed::{EmbedError, Embedder};
 use crate::store::{GraphReads, RecordReads, StoreError, Stores, VectorStore};
@@ -67,7 +72,7 @@ impl QueryStores {
 }
 
 /// A question and how to read it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Question {
     pub text: String,
     /// Answer as the memory stood at this event time (and read "yesterday"
@@ -109,6 +114,17 @@ pub enum QueryError {
     Store(#[from] StoreError),
     #[error("embedding the question: {0}")]
     Embed(#[from] EmbedError),
+}
+
+impl QueryError {
+    /// Whether asking again may answer: a store's outage, an embedder's.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            QueryError::BadQuestion(_) => false,
+            QueryError::Store(e) => e.transient,
+            QueryError::Embed(e) => e.is_transient(),
+        }
+    }
 }
 
 /// Reads the question, asks the stores, returns the hits with citations.

@@ -1,7 +1,6 @@
-//! Each intent's route through the stores: typed filters pushed into the
-//! store (kind, entity, time window, a box around a radius), the exact cut
-//! made here (the radius, lateness), and rank fusion where two retrievers
-//! answer the same question.
+//! Each intent's route through the stores, part by part (`parts`): typed
+//! filters pushed into the store (kind, entity, time window, a box around a
+//! radius) and the exact cut made here (the radius, lateness).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,11 +10,13 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
 
 use super::answer::{Hit, Route};
+use super::dwell::{self, DwellTally};
 use super::filters::{self, Filters, position};
 use super::intent::{Entity, Intent, Near, Reading};
-use super::{QueryError, QueryStores, Question, Retrieval};
+use super::parts::{Part, PartAnswer, Ranked, Routed, lexical_weight, merge, parts};
+use super::store_call::{earliest, event_window, read};
+use super::{QueryError, QueryStores, Question};
 use crate::model::{Label, RecordId};
-use crate::pipeline::embed::Embedder;
 use crate::places::km_between;
 use crate::store::{
     EventWindow, GeoBox, GraphReads, RecordFilter, StoredRecord, VectorFilter, VectorStore, words_of,
@@ -29,28 +30,32 @@ const REFS_PER_STATEMENT: usize = 1_000;
 /// Shipments per statement when their 214s and 990s are read (several
 /// documents each, under the scan cap).
 const SETTLING_REFS_PER_STATEMENT: usize = 200;
-/// The constant of reciprocal-rank fusion (Cormack et al.).
-const RRF_K: f64 = 60.0;
-/// How much the lexical list's ranks count in a question by meaning's
-/// fusion, the vector list's counting 1: a little beside a semantic
-/// embedder's vectors, which find what the words do not; more beside the
-/// hashing embedder's, which are the question's words again, less precisely
-/// (load/query_eval compares weights; load/RESULTS.md has its figures).
-pub fn lexical_weight(embedder: &dyn Embedder) -> f64 {
-    if embedder.of_words() { 2.0 } else { 0.25 }
-}
-
-type Routed = (Vec<Hit>, Vec<Route>);
-
+/// Every part of the question, asked at once, merged.
 pub async fn answer(
     stores: &QueryStores,
     question: &Question,
     reading: &Reading,
 ) -> Result<Routed, QueryError> {
+    let parts = parts(stores, question, reading)?;
+    let found = futures::future::try_join_all(
+        parts.into_iter().map(|part| answer_part(stores, question, reading, part)),
+    )
+    .await?;
+    Ok(merge(reading, question.k, found))
+}
+
+/// One part of the question's answer.
+pub async fn answer_part(
+    stores: &QueryStores,
+    question: &Question,
+    reading: &Reading,
+    part: Part,
+) -> Result<PartAnswer, QueryError> {
     let end = question.as_of.map(|t| t + Duration::milliseconds(1));
+    let (from, to) = event_window(question, reading);
     let base = RecordFilter {
-        from: reading.window.map(|w| w.0),
-        to: earliest(reading.window.map(|w| w.1), end),
+        from,
+        to,
         written_before: question.ingested_before,
         current: true,
         newest_first: true,
@@ -59,8 +64,8 @@ pub async fn answer(
     };
     let k = question.k;
     let filters = &question.filters;
-    match &reading.intent {
-        Intent::Position { vehicle, at } => {
+    match (&reading.intent, part) {
+        (Intent::Position { vehicle, at }, Part::Records) => {
             let f = RecordFilter {
                 kinds: vec!["VehicleLocation".into()],
                 vehicle: Some(vehicle.clone()),
@@ -76,10 +81,12 @@ pub async fn answer(
                         .noted(format!("{before} s before {}", at.format("%H:%M:%S")))
                 })
                 .collect();
-            Ok((hits, vec![route]))
+            Ok(PartAnswer::one("position", (hits, vec![route])))
         }
-        Intent::LateShipments { scac } => late_shipments(stores, scac.clone(), base, filters).await,
-        Intent::Events { kinds, behavior, near } => {
+        (Intent::LateShipments { scac }, Part::Records) => {
+            Ok(PartAnswer::one("late", late_shipments(stores, scac.clone(), base, filters).await?))
+        }
+        (Intent::Events { kinds, behavior, near }, Part::Records) => {
             let f = RecordFilter {
                 kinds: kinds.clone(),
                 behavior: behavior.clone(),
@@ -101,9 +108,9 @@ pub async fn answer(
                 })
                 .take(k)
                 .collect();
-            Ok((hits, vec![route]))
+            Ok(PartAnswer::one("events", (hits, vec![route])))
         }
-        Intent::About { entity } => {
+        (Intent::About { entity }, part) => {
             let (label, named, exact, text) = match entity {
                 Entity::Shipment { reference } => (
                     Label::Shipment,
@@ -118,74 +125,74 @@ pub async fn answer(
                     RecordFilter { mentions: Some(vehicle.clone()), ..base.clone() },
                 ),
             };
-            let graph = async {
-                match &stores.graph {
-                    Some(graph) => related(stores, graph, label, named, &base, filters).await,
-                    None => Ok((Vec::new(), Vec::new())),
+            match (part, &stores.graph) {
+                (Part::Records, _) => {
+                    let ((exact, r1), (text, r2)) = tokio::try_join!(
+                        read(stores, "exact", &exact, Some(filters)),
+                        read(stores, "text", &text, Some(filters)),
+                    )?;
+                    let store = stores.records_store;
+                    let ranked = |retriever: &str, rows: Vec<StoredRecord>| Ranked {
+                        retriever: retriever.into(),
+                        weight: 1.0,
+                        hits: rows.into_iter().map(|r| Hit::of(r, store)).collect(),
+                    };
+                    Ok(PartAnswer {
+                        lists: vec![ranked("exact", exact), ranked("text", text)],
+                        routes: vec![r1, r2],
+                    })
                 }
-            };
-            let ((exact, r1), (text, r2), (related, mut r3)) = tokio::try_join!(
-                read(stores, "exact", &exact, Some(filters)),
-                read(stores, "text", &text, Some(filters)),
-                graph
-            )?;
-            let store = stores.records_store;
-            let ranked = |rows: Vec<StoredRecord>| rows.into_iter().map(|r| Hit::of(r, store)).collect();
-            let mut hits = fuse(
-                vec![("exact", 1.0, ranked(exact)), ("text", 1.0, ranked(text)), ("graph", 1.0, related)],
-                k,
-            );
-            // An entity's records read as its history.
-            hits.sort_by_key(|h| h.citation.event_time);
-            let mut routes = vec![r1, r2];
-            routes.append(&mut r3);
-            Ok((hits, routes))
+                (Part::Graph, Some(graph)) => {
+                    Ok(PartAnswer::one("graph", related(stores, graph, label, named, &base, filters).await?))
+                }
+                (part, _) => Err(unasked(part, reading)),
+            }
         }
-        Intent::Semantic { text } => semantic(stores, text, base, filters, question.retrieval).await,
+        (Intent::Dwell { scac }, Part::Records) => {
+            let mut tally = DwellTally::default();
+            let mut routes = Vec::new();
+            for slice in dwell::slices_of(question, reading)? {
+                routes
+                    .extend(dwell::tally_slice(stores, question, scac.as_deref(), slice, &mut tally).await?);
+            }
+            Ok(PartAnswer::one("dwell", (tally.hits(k), routes)))
+        }
+        (Intent::Semantic { text }, Part::Vectors) => match &stores.vectors {
+            Some(vectors) => {
+                Ok(PartAnswer::one("vector", nearest(stores, vectors, text, &base, filters, depth(k)).await?))
+            }
+            None => Err(unasked(part, reading)),
+        },
+        (Intent::Semantic { text }, Part::Records) => {
+            let f = RecordFilter { words: words_of(text), limit: depth(k), ..base };
+            let (rows, route) = read(stores, "lexical", &f, Some(filters)).await?;
+            let store = stores.records_store;
+            Ok(PartAnswer {
+                lists: vec![Ranked {
+                    retriever: "lexical".into(),
+                    weight: lexical_weight(stores.embedder.as_ref()),
+                    hits: rows.into_iter().map(|r| Hit::of(r, store)).collect(),
+                }],
+                routes: vec![route],
+            })
+        }
+        (_, part) => Err(unasked(part, reading)),
     }
 }
 
-fn earliest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
+/// A part the question's reading does not ask, or this deployment lacks (a
+/// worker configured unlike the member that planned the question).
+fn unasked(part: Part, reading: &Reading) -> QueryError {
+    QueryError::BadQuestion(format!(
+        "a {} question has no {part:?} part here (is this worker configured with the same stores as the planner?)",
+        reading.intent.name()
+    ))
 }
 
-/// One store call, timed, with the statement it sent; narrowed by the
-/// client's structured filters where given (a read of the answer's records,
-/// not a lookup beside them).
-async fn read(
-    stores: &QueryStores,
-    retriever: &'static str,
-    filter: &RecordFilter,
-    filters: Option<&Filters>,
-) -> Result<(Vec<StoredRecord>, Route), QueryError> {
-    let started = Instant::now();
-    let narrowed = match filters {
-        Some(filters) => filters.narrow(filter.clone()),
-        None => Some(filter.clone()),
-    };
-    let Some(filter) = narrowed else {
-        let statement = "none: the filters and the question exclude each other".to_string();
-        return Ok((
-            Vec::new(),
-            Route { retriever, store: stores.records_store, statement, rows: 0, millis: 0.0 },
-        ));
-    };
-    let mut rows = stores.records.find_records(&filter).await?;
-    if let Some(filters) = filters {
-        rows.retain(|r| filters.keeps(&r.body));
-    }
-    let route = Route {
-        retriever,
-        store: stores.records_store,
-        statement: stores.records.statement(&filter),
-        rows: rows.len(),
-        millis: started.elapsed().as_secs_f64() * 1e3,
-    };
-    stores.report(&route, || rows.iter().map(|r| Hit::of(r.clone(), stores.records_store)).collect());
-    Ok((rows, route))
+/// Each retriever of a question by meaning reads deeper than k: the fusion
+/// ranks what either found.
+fn depth(k: usize) -> usize {
+    (k * 4).max(40)
 }
 
 fn geo_box(n: &Near) -> GeoBox {
@@ -341,67 +348,6 @@ async fn overdue(
     Ok((hits, routes))
 }
 
-/// Records by meaning: the nearest vectors and the full-text index's best
-/// matches, asked at once, each with the kind and event-time window inside
-/// its search, fused by weighted reciprocal rank.
-async fn semantic(
-    stores: &QueryStores,
-    text: &str,
-    base: RecordFilter,
-    filters: &Filters,
-    retrieval: Retrieval,
-) -> Result<Routed, QueryError> {
-    let vectors = match (&stores.vectors, retrieval) {
-        (None, Retrieval::Vector) => {
-            return Err(QueryError::BadQuestion(
-                "this deployment has no vector store ([stores] vector = \"none\"): ask with retrieval \"lexical\" or \"hybrid\"".into(),
-            ));
-        }
-        (_, Retrieval::Lexical) | (None, _) => None,
-        (Some(vectors), _) => Some(vectors),
-    };
-    let words = words_of(text);
-    if words.is_empty() && vectors.is_none() {
-        return Err(QueryError::BadQuestion(format!(
-            "{text:?} has no structured form (a position, late shipments, events near a place, a PRO or vehicle) \
-             and no word a full-text search can look for"
-        )));
-    }
-    let k = base.limit;
-    // Each retriever reads deeper than k: the fusion ranks what either found.
-    let depth = (k * 4).max(40);
-    let nearest = async {
-        match vectors {
-            Some(vectors) => nearest(stores, vectors, text, &base, filters, depth).await.map(Some),
-            None => Ok(None),
-        }
-    };
-    let lexical = async {
-        if retrieval == Retrieval::Vector || words.is_empty() {
-            return Ok(None);
-        }
-        let f = RecordFilter { words: words.clone(), limit: depth, ..base.clone() };
-        read(stores, "lexical", &f, Some(filters)).await.map(Some)
-    };
-    let (nearest, lexical) = tokio::try_join!(nearest, lexical)?;
-    let mut lists = Vec::new();
-    let mut routes = Vec::new();
-    if let Some((hits, mut read)) = nearest {
-        lists.push(("vector", 1.0, hits));
-        routes.append(&mut read);
-    }
-    if let Some((rows, route)) = lexical {
-        let store = stores.records_store;
-        lists.push((
-            "lexical",
-            lexical_weight(stores.embedder.as_ref()),
-            rows.into_iter().map(|r| Hit::of(r, store)).collect(),
-        ));
-        routes.push(route);
-    }
-    Ok((fuse(lists, k), routes))
-}
-
 /// The graph's neighbourhood of an entity in the question's window: the
 /// events one hop from its node, then two hops through a node that is not
 /// an event (a shipment's facilities' arrivals, a vehicle's drivers' other
@@ -419,9 +365,9 @@ async fn related(
     let window = EventWindow { from: base.from, to: base.to };
     let near = graph.events_near(label, named, window, SCAN_CAP).await?;
     let graph_route = Route {
-        retriever: "graph",
+        retriever: "graph".into(),
         // The graph role's name, as the saga's writes report it.
-        store: "graph",
+        store: "graph".into(),
         statement: graph.events_near_statement(label),
         rows: near.len(),
         millis: started.elapsed().as_secs_f64() * 1e3,
@@ -463,8 +409,8 @@ async fn nearest(
     let inside = VectorFilter { kinds: narrowed.kinds, from: narrowed.from, to: narrowed.to };
     let neighbours = vectors.search(&query, depth, &inside).await?;
     let vector_route = Route {
-        retriever: "vector",
-        store: vectors.name(),
+        retriever: "vector".into(),
+        store: vectors.name().into(),
         statement: format!(
             "{depth} nearest of a {}-dimension query vector, kinds {:?}, event time in [{}, {})",
             query.len(),
@@ -499,61 +445,9 @@ async fn records_of<'a>(
     Ok((rows.into_iter().map(|r| (r.id.to_string(), r)).collect(), route))
 }
 
-/// Weighted reciprocal-rank fusion of ranked lists: a record's `fused` score
-/// is the sum of weight / (60 + rank) over the lists that found it. Each
-/// list's own score is kept where its retriever gave one (a similarity),
-/// else its term of the sum; a record found twice is one hit.
-pub fn fuse(lists: Vec<(&str, f64, Vec<Hit>)>, k: usize) -> Vec<Hit> {
-    let mut merged: BTreeMap<String, Hit> = BTreeMap::new();
-    for (retriever, weight, hits) in lists {
-        for (rank, hit) in hits.into_iter().enumerate() {
-            let score = weight / (RRF_K + rank as f64 + 1.0);
-            let own = hit.scores.get(retriever).copied();
-            let entry = merged.entry(hit.citation.record_id.clone()).or_insert_with(|| {
-                // A hit from an earlier fusion starts this one afresh.
-                let mut hit = hit;
-                hit.scores.remove("fused");
-                hit
-            });
-            entry.scores.insert(retriever.to_string(), own.unwrap_or(score));
-            *entry.scores.entry("fused".into()).or_default() += score;
-        }
-    }
-    let mut hits: Vec<Hit> = merged.into_values().collect();
-    hits.sort_by(|a, b| b.scores["fused"].total_cmp(&a.scores["fused"]));
-    hits.truncate(k);
-    hits
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Origin, RecordId};
-
-    fn hit(id: &str) -> Hit {
-        let record = StoredRecord {
-            id: RecordId::from_stored(id.into()),
-            format: "edi".into(),
-            kind: "214".into(),
-            natural_key: id.into(),
-            occurred_at: Utc::now(),
-            written_at: Utc::now(),
-            summary: id.into(),
-            body: Value::Null,
-            origin: Origin { topic: "t".into(), partition: 0, offset: 0 },
-        };
-        Hit::of(record, "relational")
-    }
-
-    #[test]
-    fn fusion_ranks_what_both_retrievers_found_first() {
-        let fused =
-            fuse(vec![("exact", 1.0, vec![hit("a"), hit("b")]), ("text", 1.0, vec![hit("c"), hit("b")])], 2);
-        let ids: Vec<&str> = fused.iter().map(|h| h.citation.record_id.as_str()).collect();
-        assert_eq!(ids, ["b", "a"]);
-        assert!((fused[0].scores["fused"] - 2.0 / 62.0).abs() < 1e-12);
-        assert_eq!(fused[0].scores.len(), 3);
-    }
 
     #[test]
     fn the_box_holds_the_whole_radius() {

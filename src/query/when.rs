@@ -35,6 +35,12 @@ pub fn read(text: &str, now: DateTime<Utc>) -> Result<(When, Vec<usize>), String
                 let monday = today - Duration::days(i64::from(today.weekday().num_days_from_monday()));
                 Some((2, (midnight(monday), now)))
             }
+            ("this", Some("month")) => Some((2, (midnight(today.with_day(1).unwrap_or(today)), now))),
+            ("this", Some("quarter")) => {
+                let first_month = (today.month0() / 3) * 3 + 1;
+                let start = NaiveDate::from_ymd_opt(today.year(), first_month, 1).unwrap_or(today);
+                Some((2, (midnight(start), now)))
+            }
             ("last" | "past", Some(unit)) if span(unit, 1).is_some() => {
                 Some((2, (now - span(unit, 1).unwrap_or_default(), now)))
             }
@@ -133,6 +139,10 @@ mod tests {
         assert_eq!(w.window, Some((t("2026-11-20T00:00:00Z"), now())));
         let (w, _) = read("events on 2026-11-02", now()).unwrap();
         assert_eq!(w.window, Some((t("2026-11-02T00:00:00Z"), t("2026-11-03T00:00:00Z"))));
+        let (w, _) = read("dwell time this quarter", now()).unwrap();
+        assert_eq!(w.window, Some((t("2026-10-01T00:00:00Z"), now())));
+        let (w, _) = read("dwell time this month", now()).unwrap();
+        assert_eq!(w.window, Some((t("2026-11-01T00:00:00Z"), now())));
     }
 
     #[test]

@@ -123,13 +123,7 @@ async fn events_near_a_hub_are_those_within_the_radius(w: &World) {
 }
 
 async fn everything_about_a_pro_is_its_story(w: &World) {
-    let shipment = w.truth["shipments"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| !s["delivered_at"].is_null() && time(&s["tendered_at"]) >= time(&w.truth["from"]))
-        .unwrap();
-    let pro = shipment["pro"].as_str().unwrap();
+    let pro = w.delivered_pro();
     let a = w.ask(&format!("everything about PRO {}", &pro[3..]), None).await;
     let kinds: BTreeSet<&str> = a.hits.iter().map(|h| h.citation.kind.as_str()).collect();
     for kind in ["204", "990", "214"] {
@@ -149,7 +143,7 @@ async fn everything_about_a_pro_is_its_story(w: &World) {
         "a story in time order"
     );
     assert!(a.hits.iter().all(|h| h.scores.contains_key("fused") && h.scores.contains_key("exact")));
-    let retrievers: Vec<&str> = a.routes.iter().map(|r| r.retriever).collect();
+    let retrievers: Vec<&str> = a.routes.iter().map(|r| r.retriever.as_str()).collect();
     if w.stores.graph.is_some() {
         // Each document of the story is one hop from the shipment in the graph too.
         assert!(a.hits.iter().all(|h| h.scores.contains_key("graph")), "{pro}");
@@ -400,7 +394,7 @@ async fn by(stores: &QueryStores, text: &str, retrieval: Retrieval, k: usize) ->
 }
 
 fn retrievers(a: &Answer) -> Vec<&str> {
-    a.routes.iter().map(|r| r.retriever).collect()
+    a.routes.iter().map(|r| r.retriever.as_str()).collect()
 }
 
 /// A question by meaning asked of the full-text index, of the vectors, and
@@ -456,4 +450,40 @@ pub async fn every_check(w: &World) {
     by_meaning_in_a_window_fills_k_from_the_window(w).await;
     structured_filters_narrow_every_read(w).await;
     by_words_and_by_meaning_fused(w).await;
+    dwell_at_each_facility_is_the_truths(w).await;
+}
+
+/// The analysis: per facility of one carrier, the visits and their mean
+/// dwell as the truth has them (the 214s say minutes, the truth seconds:
+/// each visit within a minute), longest mean first.
+async fn dwell_at_each_facility_is_the_truths(w: &World) {
+    let scac = w.truth["shipments"][0]["scac"].as_str().unwrap();
+    let a = w.ask(&format!("dwell time per facility for carrier {scac} in the last 3 days"), None).await;
+    assert_eq!(a.reading.intent, Intent::Dwell { scac: Some(scac.into()) });
+    let truth = w.dwell(scac);
+    assert!(truth.len() >= 2, "the world should give {scac} several facilities: {truth:?}");
+    let found: BTreeMap<String, (f64, f64)> = a
+        .hits
+        .iter()
+        .map(|h| {
+            let m = h.measured.as_ref().expect("an analysis' hit is measured");
+            (m.group.clone(), (m.values["visits"], m.values["mean_minutes"]))
+        })
+        .collect();
+    assert_eq!(found.keys().collect::<Vec<_>>(), truth.keys().collect::<Vec<_>>());
+    for (group, minutes) in &truth {
+        let (visits, mean) = found[group];
+        let expected = minutes.iter().sum::<f64>() / minutes.len() as f64;
+        assert_eq!(visits, minutes.len() as f64, "{group}");
+        assert!((mean - expected).abs() < 1.0, "{group}: mean {mean} min, the truth's {expected}");
+    }
+    let means: Vec<f64> =
+        a.hits.iter().map(|h| h.measured.as_ref().unwrap().values["mean_minutes"]).collect();
+    assert!(means.windows(2).all(|p| p[0] >= p[1]), "{means:?}");
+    // Each cites the 214 that closed its longest visit.
+    assert!(
+        a.hits
+            .iter()
+            .all(|h| h.citation.kind == "214" && h.citation.source_ids.contains_key("st02_transaction"))
+    );
 }

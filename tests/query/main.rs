@@ -3,7 +3,8 @@
 //! by the code under test), on the embedded stores and on the real
 //! PostgreSQL; `as_of` on event and ingest time; hostile values as bound
 //! parameters; bad questions refused with what is wrong. Beside it, what
-//! each store's reads must keep true on their own (`stores`).
+//! each store's reads must keep true on their own (`stores`), and the same
+//! questions as a workflow on Temporal (`temporal`).
 //! `world` builds the world and reads its truth; `intents` holds the checks.
 
 #[path = "../support/mod.rs"]
@@ -11,6 +12,7 @@ mod support;
 
 mod intents;
 mod stores;
+mod temporal;
 mod world;
 
 use apex_ingest::query::Intent;

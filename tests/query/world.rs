@@ -1,13 +1,13 @@
 //! Two days of a generated fleet through the pipeline into the stores, and
 //! what its truth file says (positions, late shipments, hubs).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use apex_ingest::app;
 use apex_ingest::config::{Config, SourceKind};
 use apex_ingest::metrics::Metrics;
 use apex_ingest::query::{self, Answer, QueryStores, Question};
-use apex_ingest::store::RecordFilter;
+use apex_ingest::store::{RecordFilter, Stores};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -17,6 +17,9 @@ pub const UNTIL: &str = "2026-11-20T06:00:00Z";
 pub struct World {
     pub truth: Value,
     pub stores: QueryStores,
+    /// The settings and the stores the world was written with (a worker's).
+    pub config: Config,
+    pub opened: Stores,
     pub written: (DateTime<Utc>, DateTime<Utc>),
     _dir: tempfile::TempDir,
 }
@@ -44,8 +47,9 @@ pub async fn world(mut config: Config) -> World {
     app::run_pipeline(&config, source, orchestrator, metrics, shutdown, |_| {}).await.unwrap();
     let written = (started, Utc::now());
     let truth: Value = serde_json::from_slice(&std::fs::read(&truth).unwrap()).unwrap();
-    let stores = QueryStores::over(&stores, app::build_embedder(&config).unwrap());
-    World { truth, stores, written, _dir: dir }
+    let opened = stores;
+    let stores = QueryStores::over(&opened, app::build_embedder(&config).unwrap());
+    World { truth, stores, config, opened, written, _dir: dir }
 }
 
 pub fn time(v: &Value) -> DateTime<Utc> {
@@ -53,15 +57,20 @@ pub fn time(v: &Value) -> DateTime<Utc> {
 }
 
 impl World {
-    pub async fn ask(&self, text: &str, as_of: Option<DateTime<Utc>>) -> Answer {
-        let q = Question {
+    /// `text` asked at `as_of`, else at the world's end, for every hit.
+    pub fn question(&self, text: &str, as_of: Option<DateTime<Utc>>) -> Question {
+        Question {
             text: text.into(),
             as_of: as_of.or(Some(time(&self.truth["until"]))),
             ingested_before: None,
             k: 1000,
             filters: Default::default(),
             retrieval: Default::default(),
-        };
+        }
+    }
+
+    pub async fn ask(&self, text: &str, as_of: Option<DateTime<Utc>>) -> Answer {
+        let q = self.question(text, as_of);
         query::ask(&self.stores, &q).await.unwrap_or_else(|e| panic!("{text:?}: {e}"))
     }
 
@@ -118,6 +127,30 @@ impl World {
             })
             .map(|s| s["pro"].as_str().unwrap().to_string())
             .collect()
+    }
+}
+
+impl World {
+    /// The PRO of the first shipment tendered in the span and delivered.
+    pub fn delivered_pro(&self) -> &str {
+        let from = time(&self.truth["from"]);
+        let shipments = self.truth["shipments"].as_array().unwrap();
+        let s = shipments.iter().find(|s| !s["delivered_at"].is_null() && time(&s["tendered_at"]) >= from);
+        s.expect("a delivered shipment")["pro"].as_str().unwrap()
+    }
+
+    /// By facility ("OZARK FOODS (pickup)"), the dwell minutes of each visit
+    /// of `scac`'s trucks the truth saw whole inside the span.
+    pub fn dwell(&self, scac: &str) -> BTreeMap<String, Vec<f64>> {
+        let mut out: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for s in self.truth["shipments"].as_array().unwrap().iter().filter(|s| s["scac"] == scac) {
+            for (party, stop) in [("shipper", "pickup"), ("consignee", "delivery")] {
+                if let Some(minutes) = s[format!("{stop}_dwell_minutes")].as_f64() {
+                    out.entry(format!("{} ({stop})", s[party].as_str().unwrap())).or_default().push(minutes);
+                }
+            }
+        }
+        out
     }
 }
 

@@ -154,7 +154,8 @@ fn seconds(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
-fn retries(attempts: u32, first: Duration, backoff: f64) -> RetryPolicy {
+/// A retry policy of `attempts` attempts, the first retry after `first`.
+pub fn retries(attempts: u32, first: Duration, backoff: f64) -> RetryPolicy {
     RetryPolicy::builder()
         .maximum_attempts(attempts)
         .initial_interval(first)

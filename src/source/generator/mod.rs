@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use self::truth::Truth;
 use self::truth::{GeofenceTruth, SafetyTruth, Sent};
-use self::world::{DutyStatus, Happening, Status, World};
+use self::world::{DutyStatus, Happening, World};
 use super::Source;
 use crate::config::{EDI_TOPIC, SAMSARA_TOPIC};
 use crate::model::{Format, Origin, RawEvent};
@@ -193,10 +193,10 @@ impl Fleet {
                 }
             }
             Happening::DutyChange { truck, to, .. } => self.world.trucks[truck].duty = to,
-            Happening::Status { trip, status: Status::Delivered } => {
-                self.sent.delivered.resize(self.world.shipments.len(), None);
+            Happening::Status { trip, status } => {
+                self.sent.statuses.resize(self.world.shipments.len(), Default::default());
                 for &s in &self.world.trips[trip].shipments {
-                    self.sent.delivered[s] = Some(at);
+                    self.sent.statuses[s].insert(status.code(), at);
                 }
             }
             _ => {}

@@ -3,6 +3,8 @@
 //! the safety events and geofence crossings it sent), written as one JSON
 //! file so an evaluation reads answers the code under test did not compute.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -16,8 +18,8 @@ pub struct Sent {
     pub until: Option<DateTime<Utc>>,
     pub safety_events: Vec<SafetyTruth>,
     pub geofences: Vec<GeofenceTruth>,
-    /// Per shipment (by index), when its D1 status happened.
-    pub delivered: Vec<Option<DateTime<Utc>>>,
+    /// Per shipment (by index), when each of its 214 statuses happened, by code.
+    pub statuses: Vec<BTreeMap<&'static str, DateTime<Utc>>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -81,6 +83,11 @@ pub struct ShipmentTruth {
     pub tendered_at: DateTime<Utc>,
     pub appointment: DateTime<Utc>,
     pub picked_up_at: DateTime<Utc>,
+    /// Minutes the truck stood at the shipper (its X3 arrived → AF picked
+    /// up) and at the consignee (X1 arrived → D1 delivered), where both
+    /// statuses were sent inside the span.
+    pub pickup_dwell_minutes: Option<f64>,
+    pub delivery_dwell_minutes: Option<f64>,
     /// When its D1 (delivered) status was sent; `None` if the run ended first.
     pub delivered_at: Option<DateTime<Utc>>,
     /// Minutes past the appointment, for a delivered shipment that was late.
@@ -168,7 +175,12 @@ impl Truth {
             .enumerate()
             .filter(|(_, s)| started(s.tendered_at))
             .map(|(i, s)| {
-                let delivered_at = sent.delivered.get(i).copied().flatten();
+                let sent_at = |code: &str| sent.statuses.get(i).and_then(|s| s.get(code)).copied();
+                let delivered_at = sent_at("D1");
+                let dwell = |arrived: &str, left: &str| match (sent_at(arrived), sent_at(left)) {
+                    (Some(a), Some(l)) if a >= span.0 => Some((l - a).num_seconds() as f64 / 60.0),
+                    _ => None,
+                };
                 ShipmentTruth {
                     pro: s.pro.clone(),
                     bol: s.bol.clone(),
@@ -181,6 +193,8 @@ impl Truth {
                     tendered_at: s.tendered_at,
                     appointment: s.appointment,
                     picked_up_at: s.picked_up_at,
+                    pickup_dwell_minutes: dwell("X3", "AF"),
+                    delivery_dwell_minutes: dwell("X1", "D1"),
                     delivered_at,
                     late_by_minutes: delivered_at
                         .filter(|d| *d > s.appointment)
