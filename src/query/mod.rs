@@ -26,7 +26,7 @@ use chrono::{DateTime, Utc};
 pub use answer::{Answer, Hit, Route};
 pub use filters::Filters;
 pub use intent::{Entity, Intent, Reading};
-pub use parts::{Part, PartAnswer, Ranked, fuse, lexical_weight};
+pub use parts::{Part, PartAnswer, Ranked, distinct, fuse, lexical_weight};
 
 use crate::pipeline::embed::{EmbedError, Embedder};
 use crate::store::{GraphReads, RecordReads, StoreError, Stores, VectorStore};

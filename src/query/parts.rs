@@ -3,7 +3,7 @@
 //! activities merged in the workflow (`workflow`). The merge fuses ranked
 //! lists by weighted reciprocal rank.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -99,9 +99,16 @@ pub fn parts(stores: &QueryStores, question: &Question, reading: &Reading) -> Re
     })
 }
 
+/// Summaries sharing this share of their words, of records of one kind
+/// within [`SAME_MOMENT`], are one fact: by meaning, only the best ranked of
+/// them is answered.
+const NEAR_DUPLICATE: f64 = 0.9;
+const SAME_MOMENT: chrono::Duration = chrono::Duration::minutes(1);
+
 /// One answer of the parts' lists: an entity's and a question by meaning's
 /// fused by weighted reciprocal rank (an entity's read as its history, oldest
-/// first), a structured intent's one list as it is; at most `k` hits.
+/// first; a question by meaning's thinned of near-duplicates), a structured
+/// intent's one list as it is; at most `k` hits.
 pub fn merge(reading: &Reading, k: usize, found: Vec<PartAnswer>) -> Routed {
     let mut lists = Vec::new();
     let mut routes = Vec::new();
@@ -109,16 +116,14 @@ pub fn merge(reading: &Reading, k: usize, found: Vec<PartAnswer>) -> Routed {
         lists.extend(part.lists);
         routes.extend(part.routes);
     }
+    let fused = |k| fuse(lists.iter().map(|l| (l.retriever.as_str(), l.weight, l.hits.clone())).collect(), k);
     let hits = match &reading.intent {
         Intent::About { .. } => {
-            let mut hits =
-                fuse(lists.iter().map(|l| (l.retriever.as_str(), l.weight, l.hits.clone())).collect(), k);
+            let mut hits = fused(k);
             hits.sort_by_key(|h| h.citation.event_time);
             hits
         }
-        Intent::Semantic { .. } => {
-            fuse(lists.iter().map(|l| (l.retriever.as_str(), l.weight, l.hits.clone())).collect(), k)
-        }
+        Intent::Semantic { .. } => distinct(fused(usize::MAX), k),
         _ => {
             let mut hits: Vec<Hit> = lists.into_iter().flat_map(|l| l.hits).collect();
             hits.truncate(k);
@@ -154,6 +159,41 @@ pub fn fuse(lists: Vec<(&str, f64, Vec<Hit>)>, k: usize) -> Vec<Hit> {
     hits
 }
 
+/// The first `k` hits of a ranked list that are not near-duplicates of a
+/// better ranked one: of the same kind, within [`SAME_MOMENT`] of its event
+/// time, its summary sharing at least [`NEAR_DUPLICATE`] of its words
+/// (Jaccard). The same fact under two record ids (a webhook retried with a
+/// new id, a document sent again) answers once and leaves room for another;
+/// a driver's shift ending on two days, or invoices of two PROs, stay two.
+pub fn distinct(hits: Vec<Hit>, k: usize) -> Vec<Hit> {
+    let words = |h: &Hit| -> BTreeSet<String> {
+        h.summary
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect()
+    };
+    let mut kept: Vec<(Hit, BTreeSet<String>)> = Vec::new();
+    for hit in hits {
+        if kept.len() == k {
+            break;
+        }
+        let mine = words(&hit);
+        let alike = |(other, theirs): &(Hit, BTreeSet<String>)| {
+            let (a, b) = (&hit.citation, &other.citation);
+            let shared = mine.intersection(theirs).count();
+            let union = (mine.len() + theirs.len() - shared).max(1);
+            a.kind == b.kind
+                && (a.event_time - b.event_time).abs() <= SAME_MOMENT
+                && shared as f64 / union as f64 >= NEAR_DUPLICATE
+        };
+        if !kept.iter().any(alike) {
+            kept.push((hit, mine));
+        }
+    }
+    kept.into_iter().map(|(hit, _)| hit).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::Utc;
@@ -186,5 +226,24 @@ mod tests {
         assert_eq!(ids, ["b", "a"]);
         assert!((fused[0].scores["fused"] - 2.0 / 62.0).abs() < 1e-12);
         assert_eq!(fused[0].scores.len(), 3);
+    }
+
+    #[test]
+    fn a_near_duplicate_answers_once_and_leaves_room_for_another() {
+        let said = |id: &str, summary: &str| Hit { summary: summary.into(), ..hit(id) };
+        let ranked = vec![
+            said("a", "edi 990 from SAIA tender response shipment PRO25106295 action A accepted"),
+            said("b", "edi 990 from SAIA tender response shipment PRO25106295 action A accepted"),
+            said("c", "edi 990 from SAIA tender response shipment PRO25106296 action A accepted"),
+            said("d", "edi 210 from SAIA freight invoice INV1 pro PRO25106295 amount due 668.40 USD"),
+        ];
+        let ids = |hits: &[Hit]| hits.iter().map(|h| h.citation.record_id.clone()).collect::<Vec<_>>();
+        // b says what a says; c names another shipment, a fact of its own.
+        assert_eq!(ids(&distinct(ranked.clone(), 3)), ["a", "c", "d"]);
+        assert_eq!(ids(&distinct(ranked.clone(), 1)), ["a"]);
+        // The same words a day later are another event.
+        let mut later = ranked;
+        later[1].citation.event_time += chrono::Duration::days(1);
+        assert_eq!(ids(&distinct(later, 3)), ["a", "b", "c"]);
     }
 }

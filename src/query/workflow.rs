@@ -187,8 +187,8 @@ impl QueryActivities {
     /// The answer kept under its key; a cache that fails is logged and passed by.
     #[activity(name = "query_keep")]
     pub async fn keep(self: Arc<Self>, _ctx: ActivityContext, input: KeepInput) -> Result<(), ActivityError> {
-        let json = cache::CachedAnswer::fresh(&input.answer).json;
         if let Some(cache) = &self.cache {
+            let json = cache::CachedAnswer::fresh(&input.answer).json;
             cache::keep(cache.as_ref(), &input.key, &json, self.ttl).await;
         }
         Ok(())
