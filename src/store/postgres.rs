@@ -422,8 +422,10 @@ impl RecordReads for PostgresStore {
 
     async fn find_records(&self, filter: &RecordFilter) -> Result<Vec<StoredRecord>, StoreError> {
         let mut q = select_records::<sqlx::Postgres>(COLUMNS, filter, Dialect::Postgres);
+        let mut read = CancelledIfDropped::acquire(&self.pool).await?;
         let rows: Vec<RecordRow<DateTime<Utc>>> =
-            q.build_query_as().fetch_all(&self.pool).await.map_err(err)?;
+            q.build_query_as().fetch_all(read.connection()).await.map_err(err)?;
+        read.finished();
         Ok(rows.into_iter().map(|r| StoredRecord::from_row(r, |t| t)).collect())
     }
 
@@ -436,6 +438,54 @@ impl RecordReads for PostgresStore {
             .fetch_one(&self.pool)
             .await
             .map_err(err)
+    }
+}
+
+/// A question's read on a connection of its own: dropped before it
+/// finishes (a client gone, a cancelled workflow), its statement is
+/// cancelled on the server (`pg_cancel_backend`) and the connection closed,
+/// not returned to the pool where the cancel could reach its next statement.
+/// Dropping the future alone would leave the statement running on the server
+/// (a read blocked on a lock, for as long as the lock is held).
+struct CancelledIfDropped {
+    pool: PgPool,
+    connection: Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
+    backend: i32,
+}
+
+impl CancelledIfDropped {
+    async fn acquire(pool: &PgPool) -> Result<Self, StoreError> {
+        let mut connection = pool.acquire().await.map_err(err)?;
+        let backend =
+            sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut *connection).await.map_err(err)?;
+        Ok(CancelledIfDropped { pool: pool.clone(), connection: Some(connection), backend })
+    }
+
+    fn connection(&mut self) -> &mut sqlx::PgConnection {
+        self.connection.as_mut().expect("held until finished or dropped")
+    }
+
+    /// The read returned: the connection goes back to the pool.
+    fn finished(mut self) {
+        self.connection.take();
+    }
+}
+
+impl Drop for CancelledIfDropped {
+    fn drop(&mut self) {
+        let (Some(connection), Ok(runtime)) = (self.connection.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let connection = connection.detach();
+        let (pool, backend) = (self.pool.clone(), self.backend);
+        runtime.spawn(async move {
+            let cancelled = sqlx::query("SELECT pg_cancel_backend($1)").bind(backend).execute(&pool).await;
+            if let Err(e) = cancelled {
+                tracing::warn!(backend, error = %e, "a dropped read's statement was not cancelled");
+            }
+            drop(connection);
+        });
     }
 }
 

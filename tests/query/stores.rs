@@ -50,6 +50,48 @@ async fn the_postgres_words_follow_every_write() {
     the_words_follow_every_write(support::postgres_only_config("apex_words_test").await).await;
 }
 
+/// Reads of the records table waiting on a lock, in this database.
+async fn waiting(locker: &mut sqlx::PgConnection) -> i64 {
+    let sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+               AND wait_event_type = 'Lock' AND query LIKE 'SELECT id, format%'";
+    sqlx::query_scalar(sql).fetch_one(locker).await.unwrap()
+}
+
+/// A question's read dropped while PostgreSQL runs it (a client gone, a
+/// workflow cancelled): the statement ends on the server too. Held on a
+/// lock here, it would otherwise wait there as long as the lock is held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_postgres_read_is_cancelled_on_the_server() {
+    use sqlx::{Connection, Executor};
+    let config = support::postgres_only_config("apex_read_cancel_test").await;
+    let stores = app::open_stores(&config).await.unwrap();
+    let mut locker = sqlx::PgConnection::connect(&config.postgres.url).await.unwrap();
+    locker.execute("BEGIN; LOCK TABLE records IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    let records = stores.relational.clone();
+    let read =
+        tokio::spawn(
+            async move { records.find_records(&RecordFilter { limit: 5, ..Default::default() }).await },
+        );
+    let started = std::time::Instant::now();
+    while waiting(&mut locker).await == 0 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "the read never waited on the lock");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    read.abort();
+    let dropped = std::time::Instant::now();
+    while waiting(&mut locker).await > 0 {
+        assert!(
+            dropped.elapsed() < std::time::Duration::from_secs(10),
+            "the dropped read still runs on the server 10 s later"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    locker.execute("ROLLBACK").await.unwrap();
+    // The pool still answers.
+    let after = stores.relational.find_records(&RecordFilter { limit: 5, ..Default::default() }).await;
+    assert!(after.is_ok(), "{after:?}");
+}
+
 /// A relay: driver D drove truck A, then truck B; another driver drove B
 /// after. Asked about A, the graph finds D's event on B too, two hops away
 /// through D (no column of that record names A), and not the other
