@@ -50,11 +50,13 @@ async fn the_postgres_words_follow_every_write() {
     the_words_follow_every_write(support::postgres_only_config("apex_words_test").await).await;
 }
 
-/// Reads of the records table waiting on a lock, in this database.
-async fn waiting(locker: &mut sqlx::PgConnection) -> i64 {
+/// Reads of the records table waiting on a lock, in this database: asked
+/// outside the lock's transaction, as a transaction sees one snapshot of
+/// pg_stat_activity.
+async fn waiting(watcher: &mut sqlx::PgConnection) -> i64 {
     let sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
                AND wait_event_type = 'Lock' AND query LIKE 'SELECT id, format%'";
-    sqlx::query_scalar(sql).fetch_one(locker).await.unwrap()
+    sqlx::query_scalar(sql).fetch_one(watcher).await.unwrap()
 }
 
 /// A question's read dropped while PostgreSQL runs it (a client gone, a
@@ -67,19 +69,21 @@ async fn a_dropped_postgres_read_is_cancelled_on_the_server() {
     let stores = app::open_stores(&config).await.unwrap();
     let mut locker = sqlx::PgConnection::connect(&config.postgres.url).await.unwrap();
     locker.execute("BEGIN; LOCK TABLE records IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    let mut watcher = sqlx::PgConnection::connect(&config.postgres.url).await.unwrap();
     let records = stores.relational.clone();
     let read =
         tokio::spawn(
             async move { records.find_records(&RecordFilter { limit: 5, ..Default::default() }).await },
         );
     let started = std::time::Instant::now();
-    while waiting(&mut locker).await == 0 {
-        assert!(started.elapsed() < std::time::Duration::from_secs(10), "the read never waited on the lock");
+    while waiting(&mut watcher).await == 0 {
+        assert!(!read.is_finished(), "the read ended without waiting on the lock: {:?}", read.await);
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "the read never waited on the lock");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     read.abort();
     let dropped = std::time::Instant::now();
-    while waiting(&mut locker).await > 0 {
+    while waiting(&mut watcher).await > 0 {
         assert!(
             dropped.elapsed() < std::time::Duration::from_secs(10),
             "the dropped read still runs on the server 10 s later"
