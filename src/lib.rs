@@ -18,4 +18,5 @@ pub mod saga;
 pub mod source;
 pub mod store;
 pub mod telemetry;
+pub mod top;
 pub mod verify;

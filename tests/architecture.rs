@@ -20,7 +20,7 @@ const LAYERS: &[&[&str]] = &[
     &["saga"],
     &["orchestrate"],
     &["kafka"],
-    &["source", "verify", "edge", "poll", "query"],
+    &["source", "verify", "edge", "poll", "query", "top"],
     &["app"],
     &["cli"],
 ];

@@ -9,6 +9,7 @@ pub mod produce;
 pub mod query;
 pub mod run;
 pub mod serve;
+pub mod top;
 pub mod topics;
 pub mod verify;
 pub mod worker;
@@ -29,6 +30,7 @@ use pollers::PollersAction;
 use produce::ProduceArgs;
 use query::QueryArgs;
 use serve::ServeArgs;
+use top::TopArgs;
 use topics::TopicsAction;
 
 #[derive(Parser)]
@@ -188,6 +190,16 @@ pub enum Command {
     /// Bad input is a 400 that names what is wrong; a body over
     /// serve.max_body_bytes 413; a store failure or serve.timeout 503.
     Serve(ServeArgs),
+    /// A live view of members, workers and edges read from their /metrics:
+    /// events in and written with rates, batches in flight, lag and paused
+    /// partitions, per-store write latency p50/p99 (of the last interval),
+    /// retries and breakers, dead letters and webhook rejections by reason,
+    /// Temporal's stalled batches. Troubled components sort first; yellow and
+    /// red mark what is wrong. q, Esc or Ctrl-C quits; fits 80 columns.
+    ///
+    /// Example: `apex-ingest top member-0=10.0.0.7:9464 edge=10.0.0.9:8088`, or
+    /// `apex-ingest top --config apex.toml` for what that configuration serves.
+    Top(TopArgs),
     /// Lists, shows and replays dead letters (events that could not be parsed or validated).
     Dlq {
         #[arg(long, short, global = true)]
@@ -244,6 +256,8 @@ pub async fn dispatch(cli: Cli) -> ExitCode {
             telemetry::init("info");
             serve::serve(args).await
         }
+        // No log subscriber: a log line would tear the screen.
+        Command::Top(args) => top::top(args).await,
         Command::Dlq { config, action } => {
             telemetry::init("warn,sqlx=error");
             dlq::dlq(config.as_deref(), action).await

@@ -18,4 +18,5 @@ mod metrics;
 mod on_temporal;
 mod readiness;
 mod rebalance;
+mod top;
 mod topics_cli;
