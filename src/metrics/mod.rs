@@ -50,6 +50,10 @@ pub struct Metrics {
     pub query: QueryMetrics,
     /// `/readyz`: ready, or what it waits for.
     readiness: Mutex<Result<(), &'static str>>,
+    /// Another exposition served with ours on `/metrics`: the Temporal SDK's
+    /// (its meter keeps a registry of its own behind a loopback port).
+    merged: Mutex<Option<String>>,
+    client: reqwest::Client,
 }
 
 /// Registers a metric built from constant definitions; failing here is a bug
@@ -84,7 +88,29 @@ impl Metrics {
             query: QueryMetrics::new(&registry),
             registry,
             readiness: Mutex::new(Err("starting")),
+            merged: Mutex::new(None),
+            client: reqwest::Client::new(),
         })
+    }
+
+    /// Serves the exposition at `url` after ours on every `/metrics` read.
+    pub fn merge_exposition(&self, url: String) {
+        *self.merged.lock().unwrap_or_else(|p| p.into_inner()) = Some(url);
+    }
+
+    /// Ours, then the merged exposition; when that cannot be read, a comment
+    /// says why (ours is still served whole).
+    async fn render_merged(&self) -> String {
+        let mut text = self.render();
+        let Some(url) = self.merged.lock().unwrap_or_else(|p| p.into_inner()).clone() else { return text };
+        let read = async {
+            self.client.get(&url).timeout(MERGE_TIMEOUT).send().await?.error_for_status()?.text().await
+        };
+        match read.await {
+            Ok(merged) => text.push_str(&merged),
+            Err(e) => text.push_str(&format!("# the metrics at {url} could not be read: {e}\n")),
+        }
+        text
     }
 
     /// Ready, or not and what for (`/readyz` names it: "kafka: no partitions assigned").
@@ -134,8 +160,11 @@ impl Metrics {
     }
 }
 
+/// How long `/metrics` waits for the merged exposition (on loopback).
+const MERGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 async fn metrics_handler(State(m): State<Arc<Metrics>>) -> String {
-    m.render()
+    m.render_merged().await
 }
 
 /// 200 or 503 with what it waits for; either way, the stores that are down
@@ -202,5 +231,26 @@ mod tests {
         assert!(body.contains(r#"apex_dead_letters_total{reason="invalid_json"} 1"#), "{body}");
         assert!(body.contains(r#"apex_batches_total{reason="timeout"} 1"#), "{body}");
         assert!(body.contains("apex_batch_size_events_sum 3"), "{body}");
+    }
+
+    /// The Temporal SDK's exposition (here a stand-in server on loopback) is
+    /// served after ours; when it is gone ours is still served whole.
+    #[tokio::test]
+    async fn a_merged_exposition_follows_ours_and_its_absence_is_said() {
+        let sdk = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sdk_addr = sdk.local_addr().unwrap();
+        let sdk_router = Router::new().route("/metrics", get(|| async { "temporal_sticky_cache_size 3\n" }));
+        tokio::spawn(async move { axum::serve(sdk, sdk_router).await });
+        let m = Metrics::new();
+        m.saga.dead_lettered("invalid_json");
+        m.merge_exposition(format!("http://{sdk_addr}/metrics"));
+        let body = m.render_merged().await;
+        assert!(body.contains(r#"apex_dead_letters_total{reason="invalid_json"} 1"#), "{body}");
+        assert!(body.ends_with("temporal_sticky_cache_size 3\n"), "{body}");
+
+        m.merge_exposition("http://127.0.0.1:1/metrics".into());
+        let body = m.render_merged().await;
+        assert!(body.contains(r#"apex_dead_letters_total{reason="invalid_json"} 1"#), "{body}");
+        assert!(body.contains("# the metrics at http://127.0.0.1:1/metrics could not be read"), "{body}");
     }
 }

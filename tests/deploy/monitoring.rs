@@ -9,7 +9,7 @@ fn alert_rules_pass_promtool_check_and_their_unit_tests_and_a_wrong_expectation_
     let mut check = tool("promtool");
     check.args(["check", "rules"]).arg(rules.join("alerts.yaml"));
     let out = run(check);
-    assert!(out.status.success() && text(&out).contains("SUCCESS: 9 rules found"), "{}", text(&out));
+    assert!(out.status.success() && text(&out).contains("SUCCESS: 10 rules found"), "{}", text(&out));
 
     let mut test = tool("promtool");
     test.args(["test", "rules"]).arg(rules.join("alerts_test.yaml"));
@@ -93,6 +93,7 @@ fn the_dashboard_shows_what_operators_need_and_documents_its_panels() {
         "apex_dead_letters_total",
         "apex_workflow_results_total",
         "apex_temporal_oldest_waiting_batch_seconds",
+        "temporal_activity_schedule_to_start_latency_bucket",
     ] {
         assert!(names.contains(needed), "no panel shows {needed}: {titles:?}");
     }

@@ -134,19 +134,13 @@ pub fn leaf_keys(value: &serde_json::Value, prefix: &str, out: &mut std::collect
     }
 }
 
-/// Every `apex_*` metric name a text uses (PromQL of the dashboard and the alert rules).
+/// The metric names in a PromQL expression or text: ours (`apex_…`) and the
+/// Temporal SDK's (`temporal_…`), as whole identifiers.
 pub fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
-    let mut out = std::collections::BTreeSet::new();
-    let mut rest = text;
-    while let Some(at) = rest.find("apex_") {
-        let name: String = rest[at..]
-            .chars()
-            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
-            .collect();
-        rest = &rest[at + name.len()..];
-        out.insert(name);
-    }
-    out
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with("apex_") || word.starts_with("temporal_"))
+        .map(String::from)
+        .collect()
 }
 
 /// A name no other test run uses, for topics, keys and groups.
@@ -285,12 +279,15 @@ pub async fn processed(
 pub struct WorkerProcess {
     pub child: Child,
     log: PathBuf,
+    /// Its `/metrics` (ours and the Temporal SDK's).
+    pub metrics: String,
 }
 
 impl WorkerProcess {
     pub fn start(config: &Config, name: &str) -> WorkerProcess {
         std::fs::create_dir_all(&config.stores.data_dir).unwrap();
         let log = config.stores.data_dir.join(format!("worker-{name}.log"));
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new(env!("CARGO_BIN_EXE_apex-ingest"))
             .arg("worker")
             .env("APEX_TEMPORAL_URL", &config.temporal.url)
@@ -303,13 +300,13 @@ impl WorkerProcess {
             .env("APEX_STORES_CACHE", "redis")
             .env("APEX_STORES_REDIS_PREFIX", &config.stores.redis_prefix)
             .env("APEX_REDIS_URL", &config.redis.url)
-            .env("APEX_METRICS_LISTEN", "")
+            .env("APEX_METRICS_LISTEN", format!("127.0.0.1:{port}"))
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        WorkerProcess { child, log }
+        WorkerProcess { child, log, metrics: format!("http://127.0.0.1:{port}/metrics") }
     }
 
     pub fn logs(&self) -> String {

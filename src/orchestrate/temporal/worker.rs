@@ -4,9 +4,13 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use temporalio_common::telemetry::metrics::CoreMeter;
+use temporalio_common::telemetry::{
+    PrometheusExporterOptions, TelemetryOptions, start_prometheus_metric_exporter,
+};
 use temporalio_common::worker::WorkerDeploymentOptions;
-use temporalio_sdk::runtime::PollerBehavior;
 use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
+use temporalio_sdk::runtime::{PollerBehavior, RuntimeOptions};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 use tokio_util::sync::CancellationToken;
 
@@ -34,7 +38,9 @@ pub async fn run_worker(
 ) -> anyhow::Result<()> {
     let t = &config.temporal;
     let client = super::connect(t).await?;
-    let runtime = Runtime::from_current_tokio(Default::default()).context("Temporal runtime")?;
+    let (runtime, sdk_metrics) = runtime_with_metrics(metrics)?;
+    // The exporter's server stops with the worker.
+    let _sdk_metrics = AbortOnDrop(sdk_metrics);
     let tuner = TunerHolder::builder()
         .workflow_task_slot_supplier(FixedSizeSlotSupplier::new(t.max_concurrent_workflow_tasks))
         .activity_task_slot_supplier(FixedSizeSlotSupplier::new(t.max_concurrent_activities))
@@ -70,6 +76,38 @@ pub async fn run_worker(
     };
     metrics.set_ready(Err("stopping: the worker no longer polls"));
     ran.context("Temporal worker")
+}
+
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The SDK's runtime with its metrics (task slots, poll and schedule-to-start
+/// latency, sticky cache, workflow outcomes: `temporal_*`) served on our
+/// `/metrics`. The SDK's Prometheus meter can only be built over a registry
+/// of its own behind its own listener, so that listens on a loopback port
+/// and `/metrics` serves its text after ours: one endpoint to scrape, and the
+/// SDK's own meter rather than a copy of it. Seconds and `_total`, as ours.
+fn runtime_with_metrics(metrics: &Metrics) -> anyhow::Result<(Runtime, tokio::task::AbortHandle)> {
+    let options = PrometheusExporterOptions::builder()
+        .socket_addr(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        .counters_total_suffix(true)
+        .use_seconds_for_durations(true)
+        .build();
+    let exporter =
+        start_prometheus_metric_exporter(options).context("the Temporal SDK's metrics exporter")?;
+    metrics.merge_exposition(format!("http://{}/metrics", exporter.bound_addr));
+    let telemetry = TelemetryOptions::builder().metrics(exporter.meter as Arc<dyn CoreMeter>).build();
+    let options = RuntimeOptions::builder()
+        .telemetry_options(telemetry)
+        .build()
+        .map_err(|e| anyhow::anyhow!("Temporal runtime options: {e}"))?;
+    let runtime = Runtime::from_current_tokio(options).context("Temporal runtime")?;
+    Ok((runtime, exporter.abort_handle))
 }
 
 /// Runs `work` while a worker polls beside it in this task, then stops the
