@@ -314,6 +314,14 @@ async fn a_poison_event_goes_to_the_dead_letters_alone_while_the_rest_of_its_chi
         assert_eq!(stored, expected, "{steps:?}");
         // Poison is data, not a failure: all three children completed.
         assert_count(client, &format!("{} AND ExecutionStatus = 'Completed'", children_of(&batch)), 3).await;
+        // For the replay test (scripts/record-histories): the batch, and a child of each kind of steps.
+        let id = batch_workflow_id(&batch);
+        let child =
+            apex_ingest::orchestrate::temporal::workflows::child_workflow_id(&id, &batch.events[..20]);
+        support::keep_history(client, &child, &format!("child-{steps:?}").to_lowercase()).await;
+        if steps == ChildSteps::Stages {
+            support::keep_history(client, &id, "batch").await;
+        }
     }
 }
 

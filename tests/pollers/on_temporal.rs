@@ -84,6 +84,8 @@ async fn on_temporal_the_polling_workflow_keeps_its_cursor_across_continue_as_ne
             "{before:?} then {later:?}"
         );
         handle.terminate(Default::default()).await.unwrap();
+        // For the replay test (scripts/record-histories): a run begun by continue-as-new.
+        support::keep_history(&client, &id, "polling").await;
         later
     };
     let stats_after = while_working(&config, embedder, writer, &metrics, extra, work).await.unwrap();

@@ -65,6 +65,8 @@ async fn an_analysis_runs_a_slice_a_day_and_stops_when_cancelled(w: &World, clie
     let p = analysis_progress(client, &id).await.unwrap();
     assert_eq!((p.slices, p.slices_done, p.cached), (3, 3, false), "{p:?}");
     assert!(p.records > 0, "{p:?}");
+    // For the replay test (scripts/record-histories).
+    support::keep_history(client, &id, "complex-query").await;
 
     let long = w.question(&format!("dwell time per facility for carrier {scac} in the last 400 days"), None);
     let id = query_workflow_id();
@@ -86,6 +88,7 @@ async fn an_analysis_runs_a_slice_a_day_and_stops_when_cancelled(w: &World, clie
     assert!(matches!(ended, Err(WorkflowGetResultError::Cancelled { .. })), "{ended:?}");
     let p = analysis_progress(client, &id).await.unwrap();
     assert!(p.slices == 400 && p.slices_done < 400, "{p:?}");
+    support::keep_history(client, &id, "complex-query-cancelled").await;
 }
 
 async fn progress(client: &Client, id: &str) -> QueryProgress {
@@ -150,6 +153,10 @@ async fn a_query_workflow_answers_as_the_process_does() {
                 cached: false,
             };
             assert_eq!(done, expected, "{text:?}");
+            if text.starts_with("everything about") {
+                // For the replay test (scripts/record-histories): two parts at once.
+                support::keep_history(&client, &id, "query-two-parts").await;
+            }
             last = Some((question, via));
         }
         // Asked again, the worker's cache answers: the very answer, its
@@ -159,6 +166,7 @@ async fn a_query_workflow_answers_as_the_process_does() {
         assert_eq!(again.unwrap(), first);
         let p = progress(&client, &id).await;
         assert!(p.cached && p.parts_done == 0, "{p:?}");
+        support::keep_history(&client, &id, "query-cached").await;
         // A question it cannot read fails at once, saying why.
         let bad = Question { k: 0, ..w.question("which shipments are late", None) };
         let (_, refused) = ask(bad).await;

@@ -374,3 +374,15 @@ pub fn spawn_run(file: &std::path::Path, envs: &[(&str, String)], log: &std::pat
         .spawn()
         .unwrap()
 }
+
+/// With `APEX_RECORD_HISTORIES=<dir>` (`scripts/record-histories` sets it to
+/// `tests/fixtures/histories`), writes a workflow's history there as
+/// `<name>.json`, for the replay test (`tests/replay.rs`) to replay against
+/// the code of every later commit. Without it, does nothing.
+pub async fn keep_history(client: &temporalio_client::Client, workflow_id: &str, name: &str) {
+    let Some(dir) = std::env::var_os("APEX_RECORD_HISTORIES") else { return };
+    let handle = client.get_workflow_handle::<temporalio_client::UntypedWorkflow>(workflow_id.to_owned());
+    let json = handle.fetch_history(Default::default()).to_json().await.expect("the workflow's history");
+    let path = PathBuf::from(dir).join(format!("{name}.json"));
+    std::fs::write(&path, json).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+}
