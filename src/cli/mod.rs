@@ -32,6 +32,7 @@ use query::QueryArgs;
 use serve::ServeArgs;
 use top::TopArgs;
 use topics::TopicsAction;
+use worker::WorkerAction;
 
 #[derive(Parser)]
 #[command(
@@ -97,10 +98,17 @@ pub enum Command {
     /// temporal.max_concurrent_activities; reports temporal.build_id. At SIGTERM /
     /// Ctrl-C it stops polling and lets running tasks finish; workflows it was
     /// running resume on any other worker.
+    ///
+    /// With temporal.deployment_name it is version temporal.build_id of that
+    /// Worker Deployment, versioning on: it takes only its version's workflows.
+    /// `worker rollout` moves new workflows between versions: `status`,
+    /// `ramp BUILD PERCENT`, `promote BUILD`, `rollback`.
     Worker {
         /// TOML configuration file; APEX_* environment variables override it.
-        #[arg(long, short)]
+        #[arg(long, short, global = true)]
         config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: Option<WorkerAction>,
     },
     /// Checks that every record id is present in every configured store and
     /// prints the differences; exits non-zero when there are any.
@@ -220,9 +228,13 @@ pub async fn dispatch(cli: Cli) -> ExitCode {
             telemetry::init("info");
             run::run(&config).await
         }
-        Command::Worker { config } => {
+        Command::Worker { config, action: None } => {
             telemetry::init("info");
             worker::worker(config.as_deref()).await
+        }
+        Command::Worker { config, action: Some(WorkerAction::Rollout { step }) } => {
+            telemetry::init("warn");
+            worker::rollout(config.as_deref(), step).await
         }
         Command::Verify { config, since, until } => {
             telemetry::init("warn,sqlx=error");

@@ -32,8 +32,19 @@ pub struct TemporalConfig {
     pub connect_timeout: Duration,
     /// Task queue the consumer starts batch workflows on and workers poll.
     pub task_queue: String,
-    /// Build id the worker reports (shown in the UI per task it ran).
+    /// Build id the worker reports (shown in the UI per task it ran); with a
+    /// `deployment_name`, the version of the Worker Deployment it serves.
     pub build_id: String,
+    /// Worker Deployment the worker joins as version `build_id`, with
+    /// versioning on: it is sent only the workflows of its version, and
+    /// `apex-ingest worker rollout` ramps or rolls back which version new
+    /// workflows start on. Empty: unversioned (every worker takes every task).
+    pub deployment_name: String,
+    /// With a `deployment_name`: `pinned` (a workflow ends on the version it
+    /// started on; a rollback moves only new ones) or `auto_upgrade` (running
+    /// workflows move to the current version at their next task: their code
+    /// must replay, `tests/replay.rs`).
+    pub versioning_behavior: VersioningBehaviorKind,
     /// Share of batches (by a stable hash of the batch id) run on Temporal,
     /// 0–100; the rest take the direct path. 0 needs no Temporal at all.
     pub rollout_percent: u8,
@@ -88,6 +99,8 @@ impl Default for TemporalConfig {
             connect_timeout: Duration::from_secs(10),
             task_queue: "apex-ingest".into(),
             build_id: concat!("apex-ingest-", env!("CARGO_PKG_VERSION")).into(),
+            deployment_name: String::new(),
+            versioning_behavior: VersioningBehaviorKind::Pinned,
             rollout_percent: 0,
             events_per_child: 100,
             child_steps: ChildSteps::Local,
@@ -116,11 +129,24 @@ pub enum ChildSteps {
     Local,
 }
 
+/// How a versioned worker's workflows follow a new version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VersioningBehaviorKind {
+    Pinned,
+    AutoUpgrade,
+}
+
 /// The checks of these sections.
 pub(super) fn validate(c: &Config) -> anyhow::Result<()> {
     require(&[
         (c.temporal.rollout_percent <= 100, "temporal.rollout_percent", "must be between 0 and 100"),
         (!c.temporal.task_queue.is_empty(), "temporal.task_queue", "must not be empty"),
+        (
+            c.temporal.deployment_name.is_empty() || !c.temporal.build_id.is_empty(),
+            "temporal.build_id",
+            "must not be empty with a temporal.deployment_name (it is the worker's version)",
+        ),
         (
             (1..=100).contains(&c.temporal.events_per_child),
             "temporal.events_per_child",

@@ -245,6 +245,18 @@ fn the_chart_lints_and_renders_valid_kubernetes_with_defaults_and_with_every_fea
         ingress.contains("path: /v1/query") && ingress.contains("host: \"memory.fleet.example.com\""),
         "{ingress}"
     );
+    // A worker's version is its image's tag; a member reports none.
+    let worker = full
+        .split("\n---")
+        .find(|d| d.contains("name: apex-apex-ingest-worker\n") && d.contains("kind: Deployment"))
+        .unwrap();
+    let tag = worker.split("image: \"").nth(1).and_then(|i| i.split('"').next()).unwrap();
+    let build_id = format!(
+        "- name: APEX_TEMPORAL_BUILD_ID\n              value: \"{}\"",
+        tag.rsplit(':').next().unwrap()
+    );
+    assert!(worker.contains(&build_id), "{build_id} in\n{worker}");
+    assert!(!run.contains("APEX_TEMPORAL_BUILD_ID"), "{run}");
     for probe in ["path: /readyz", "path: /healthz", "readOnlyRootFilesystem: true", "runAsNonRoot: true"] {
         assert!(run.contains(probe), "{probe} in\n{run}");
     }

@@ -292,6 +292,8 @@ impl WorkerProcess {
             .arg("worker")
             .env("APEX_TEMPORAL_URL", &config.temporal.url)
             .env("APEX_TEMPORAL_TASK_QUEUE", &config.temporal.task_queue)
+            .env("APEX_TEMPORAL_DEPLOYMENT_NAME", &config.temporal.deployment_name)
+            .env("APEX_TEMPORAL_BUILD_ID", &config.temporal.build_id)
             .env("APEX_TEMPORAL_CA_FILE", &config.temporal.ca_file)
             .env("APEX_TEMPORAL_CLIENT_CERT_FILE", &config.temporal.client_cert_file)
             .env("APEX_TEMPORAL_CLIENT_KEY_FILE", &config.temporal.client_key_file)

@@ -122,6 +122,12 @@ spec:
             - name: http
               containerPort: {{ .port }}
           env:
+            {{- if eq .component "worker" }}
+            # The worker's version (temporal.build_id; with temporal.deployment_name,
+            # its Worker Deployment version) is its image's tag.
+            - name: APEX_TEMPORAL_BUILD_ID
+              value: {{ default $root.Chart.AppVersion $root.Values.image.tag | quote }}
+            {{- end }}
             {{- range $name, $value := $root.Values.extraEnv }}
             - name: {{ $name }}
               value: {{ $value | quote }}

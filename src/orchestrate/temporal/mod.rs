@@ -10,6 +10,7 @@
 pub mod activities;
 pub mod codec;
 pub mod codec_server;
+pub mod deployment;
 pub mod stall;
 pub mod worker;
 pub mod workflows;

@@ -8,7 +8,7 @@ use temporalio_common::telemetry::metrics::CoreMeter;
 use temporalio_common::telemetry::{
     PrometheusExporterOptions, TelemetryOptions, start_prometheus_metric_exporter,
 };
-use temporalio_common::worker::WorkerDeploymentOptions;
+use temporalio_common::worker::{VersioningBehavior, WorkerDeploymentOptions, WorkerDeploymentVersion};
 use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
 use temporalio_sdk::runtime::{PollerBehavior, RuntimeOptions};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::activities::IngestActivities;
 use super::workflows::{BatchIngestWorkflow, IngestEventsWorkflow};
-use crate::config::Config;
+use crate::config::{Config, TemporalConfig, VersioningBehaviorKind};
 use crate::metrics::Metrics;
 use crate::pipeline::embed::{EmbedPolicy, Embedder};
 use crate::saga::SagaWriter;
@@ -53,7 +53,7 @@ pub async fn run_worker(
         .register_workflow::<IngestEventsWorkflow>()
         .context("registering IngestEventsWorkflow")?
         .register_activities(IngestActivities::new(embedder, EmbedPolicy::for_config(config), writer))
-        .deployment_options(WorkerDeploymentOptions::from_build_id(t.build_id.clone()))
+        .deployment_options(deployment_options(t))
         .max_cached_workflows(t.max_cached_workflows)
         .workflow_task_poller_behavior(PollerBehavior::SimpleMaximum(t.max_pollers))
         .activity_task_poller_behavior(PollerBehavior::SimpleMaximum(t.max_pollers))
@@ -62,7 +62,10 @@ pub async fn run_worker(
     extra(&mut options)?;
     let mut worker = Worker::new(&runtime, client, options).context("creating the Temporal worker")?;
     let stop = worker.shutdown_handle();
-    tracing::info!(task_queue = %t.task_queue, build_id = %t.build_id, url = %t.url, "worker polling");
+    tracing::info!(
+        task_queue = %t.task_queue, build_id = %t.build_id, deployment = %t.deployment_name, url = %t.url,
+        "worker polling"
+    );
     metrics.set_ready(Ok(()));
     // The worker's future is not Send: it runs on this task, not a spawned one.
     let mut run = std::pin::pin!(worker.run());
@@ -76,6 +79,26 @@ pub async fn run_worker(
     };
     metrics.set_ready(Err("stopping: the worker no longer polls"));
     ran.context("Temporal worker")
+}
+
+/// Unversioned with no `deployment_name` (the build id only reported);
+/// else a version of that Worker Deployment, versioning on.
+fn deployment_options(t: &TemporalConfig) -> WorkerDeploymentOptions {
+    if t.deployment_name.is_empty() {
+        return WorkerDeploymentOptions::from_build_id(t.build_id.clone());
+    }
+    let version = WorkerDeploymentVersion::builder()
+        .deployment_name(t.deployment_name.clone())
+        .build_id(t.build_id.clone())
+        .build();
+    let behavior = match t.versioning_behavior {
+        VersioningBehaviorKind::Pinned => VersioningBehavior::Pinned,
+        VersioningBehaviorKind::AutoUpgrade => VersioningBehavior::AutoUpgrade,
+    };
+    WorkerDeploymentOptions::new(version)
+        .use_worker_versioning(true)
+        .default_versioning_behavior(behavior)
+        .build()
 }
 
 struct AbortOnDrop(tokio::task::AbortHandle);
