@@ -12,6 +12,7 @@ use backon::{ExponentialBuilder, Retryable};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::batch::{Batch, Batcher, CloseReason};
 use crate::config::Config;
@@ -78,7 +79,10 @@ pub async fn run_pipeline(
                 shutdown: &shutdown,
                 abandoned: &abandoned,
             };
-            run.run(batch)
+            let span = tracing::info_span!("batch", otel.kind = "consumer", batch.id = %batch.id,
+                batch.events = batch.events.len(), batch.close_reason = batch.close_reason.as_str());
+            crate::telemetry::link_messages(&span, batch.events.iter().map(|e| e.headers.as_slice()));
+            run.run(batch).instrument(span)
         })
         .buffer_unordered(config.batch.max_in_flight);
     // Boxed so it can be dropped (abandoning what still runs) before the tasks are joined.

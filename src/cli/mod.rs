@@ -14,7 +14,7 @@ pub mod topics;
 pub mod verify;
 pub mod worker;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -225,11 +225,11 @@ pub async fn dispatch(cli: Cli) -> ExitCode {
             demo::demo(args).await
         }
         Command::Run { config } => {
-            telemetry::init("info");
+            let _traces = traced("info", Some(&config), "run");
             run::run(&config).await
         }
         Command::Worker { config, action: None } => {
-            telemetry::init("info");
+            let _traces = traced("info", config.as_deref(), "worker");
             worker::worker(config.as_deref()).await
         }
         Command::Worker { config, action: Some(WorkerAction::Rollout { step }) } => {
@@ -245,11 +245,11 @@ pub async fn dispatch(cli: Cli) -> ExitCode {
             topics::topics(config.as_deref(), action).await
         }
         Command::Produce(args) => {
-            telemetry::init("warn");
+            let _traces = traced("warn", args.config.as_deref(), "produce");
             produce::produce(args).await
         }
         Command::Edge { config } => {
-            telemetry::init("info");
+            let _traces = traced("info", config.as_deref(), "edge");
             edge::edge(config.as_deref()).await
         }
         Command::Pollers { config, action } => {
@@ -282,6 +282,14 @@ pub async fn dispatch(cli: Cli) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Logs, and spans exported when the configuration's `[traces]` names an
+/// endpoint. Read here once before the command reads it again: a bad
+/// configuration starts logs only, and the command then says what is wrong.
+fn traced(default_filter: &str, config: Option<&Path>, command: &str) -> Option<telemetry::TraceExport> {
+    let traces = Config::load(config).map(|c| c.traces).unwrap_or_default();
+    telemetry::init_traced(default_filter, &traces, command)
 }
 
 /// Metrics, served on `metrics.listen` unless it is empty.

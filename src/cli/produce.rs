@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use indicatif::ProgressBar;
+use tracing::Instrument;
 
 use crate::config::Config;
 
@@ -28,7 +29,7 @@ pub struct ProduceArgs {
     seed: u64,
     /// TOML file for [kafka] brokers; APEX_KAFKA_BROKERS overrides it.
     #[arg(long, short)]
-    config: Option<PathBuf>,
+    pub config: Option<PathBuf>,
 }
 
 pub async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
@@ -54,7 +55,11 @@ pub async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
         seed: args.seed,
     };
     let bar = ProgressBar::new(args.events);
-    let report = producer::produce(&config.kafka, &settings, |n| bar.set_position(n)).await?;
+    // One trace for the run: every message carries it, batches link to it.
+    let span = tracing::info_span!("produce", otel.kind = "producer",
+        messaging.destination.name = %settings.topic, events = settings.events);
+    let report =
+        producer::produce(&config.kafka, &settings, |n| bar.set_position(n)).instrument(span).await?;
     bar.finish_and_clear();
     let secs = report.elapsed.as_secs_f64().max(1e-9);
     println!(

@@ -24,6 +24,7 @@ mod secret;
 mod serve;
 mod stores;
 mod temporal;
+mod traces;
 
 pub use edge::*;
 pub use kafka::*;
@@ -33,6 +34,7 @@ pub use secret::*;
 pub use serve::*;
 pub use stores::*;
 pub use temporal::*;
+pub use traces::*;
 
 /// The topics of the design (`topics/topics.toml`), the `[kafka]` defaults.
 pub const SAMSARA_TOPIC: &str = "samsara.telemetry.v1";
@@ -64,6 +66,7 @@ pub struct Config {
     pub edge: EdgeConfig,
     pub poll: PollConfig,
     pub serve: ServeConfig,
+    pub traces: TracesConfig,
 }
 
 /// Fails with the key and its problem at the first check that does not hold.
@@ -125,6 +128,7 @@ impl Config {
             edge::validate,
             poll::validate,
             serve::validate,
+            traces::validate,
         ] {
             section(self)?;
         }

@@ -28,6 +28,8 @@ use axum::routing::post;
 use chrono::{DateTime, Utc};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::{Value, json};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::config::{Config, DedupeKind, EdgeConfig, WebhookConfig};
 use crate::kafka::check_at_start;
@@ -36,6 +38,7 @@ use crate::metrics::{self, Metrics};
 use crate::model::webhook::body_digest;
 use crate::model::{DeadLetter, Format, Origin, PoisonReason, RawEvent};
 use crate::saga::dlq::DeadLetterPublisher;
+use crate::telemetry;
 use dedupe::{Claim, DedupeLedger, MemoryLedger, RedisLedger};
 use forward::{ForwardError, Forwarder};
 use secrets::RouteSecrets;
@@ -246,14 +249,20 @@ impl Edge {
             }
         };
         let received_at = received.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        let message_headers = [
+        let produce = tracing::info_span!("produce", otel.kind = "producer",
+            messaging.destination.name = %route.topic, messaging.message.id = %event_id);
+        // The trace goes on with the message (W3C `traceparent`), to the batch that links it.
+        let trace = telemetry::trace_headers(&produce);
+        let mut message_headers = vec![
             (headers::PROVIDER, route.name),
             (headers::FORMAT, route.format.as_str()),
             (headers::RECEIVED_AT, received_at.as_str()),
             (headers::REQUEST_ID, request_id),
             (headers::EVENT_ID, event_id.as_str()),
         ];
-        let sent = self.forwarder.send(&route.topic, &event_id, &body, &message_headers).await;
+        message_headers.extend(trace.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let sent =
+            self.forwarder.send(&route.topic, &event_id, &body, &message_headers).instrument(produce).await;
         if let Err(e) = sent {
             if let Err(release) = self.ledger.release(&ledger_id, &token).await {
                 // The claim then expires by itself after `hold`.
@@ -352,7 +361,18 @@ async fn webhook(
         edge.metrics.edge.rejected("unknown", "unknown_provider");
         return (StatusCode::NOT_FOUND, axum::Json(json!({"error": "unknown_provider"}))).into_response();
     };
-    let mut response = match edge.accept(route, &headers, body, &request_id).await {
+    // Continues the sender's trace (`traceparent`), or begins one.
+    let span = tracing::info_span!("webhook", otel.kind = "server", provider = route.name,
+        http.request_id = %request_id, http.response.status_code = tracing::field::Empty);
+    let carried: Vec<(&str, &str)> = ["traceparent", "tracestate"]
+        .into_iter()
+        .filter_map(|k| Some((k, headers.get(k)?.to_str().ok()?)))
+        .collect();
+    if !carried.is_empty() {
+        let _ = span.set_parent(telemetry::remote_context(&carried));
+    }
+    let accepted = edge.accept(route, &headers, body, &request_id).instrument(span.clone()).await;
+    let mut response = match accepted {
         Ok(Answer::Accepted) => {
             edge.metrics.edge.accepted(route.name, started.elapsed());
             axum::Json(json!({"status": "accepted"})).into_response()
@@ -376,6 +396,7 @@ async fn webhook(
     if let Ok(id) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID, id);
     }
+    span.record("http.response.status_code", response.status().as_u16());
     response
 }
 

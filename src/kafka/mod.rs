@@ -187,6 +187,18 @@ pub fn is_permanent_produce_error(e: &rdkafka::error::KafkaError) -> bool {
 /// A consumed message as the pipeline carries it: origin, key, payload,
 /// headers and broker timestamp. A message without a payload (a tombstone)
 /// has empty bytes, which parse as poison.
+/// `headers` with the W3C trace context of `span` added (`traceparent`,
+/// `tracestate`): the batch that reads the message links to it. Unchanged
+/// when traces are off.
+pub fn with_trace(
+    headers: rdkafka::message::OwnedHeaders,
+    span: &tracing::Span,
+) -> rdkafka::message::OwnedHeaders {
+    crate::telemetry::trace_headers(span).iter().fold(headers, |h, (key, value)| {
+        h.insert(rdkafka::message::Header { key: key.as_str(), value: Some(value.as_str()) })
+    })
+}
+
 pub fn raw_event(m: &impl Message, format: Format) -> RawEvent {
     let headers = m
         .headers()

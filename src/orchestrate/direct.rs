@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio_util::task::AbortOnDropHandle;
+use tracing::Instrument;
 
 use super::{BatchReport, OrchestrateError, Orchestrator};
 use crate::batch::Batch;
@@ -33,10 +34,12 @@ impl Orchestrator for DirectOrchestrator {
         // the future would.
         let (own, embedder, policy, writer) =
             (batch.clone(), self.embedder.clone(), self.policy.clone(), self.writer.clone());
-        let task = AbortOnDropHandle::new(tokio::spawn(async move {
+        let work = async move {
             let (rows, dead) = process_events(embedder.as_ref(), &policy, &own.events).await?;
             Ok::<_, OrchestrateError>(writer.write(&own.id, &rows, &dead).await?)
-        }));
+        };
+        // The batch's span goes with it (its stages and store writes are its children).
+        let task = AbortOnDropHandle::new(tokio::spawn(work.instrument(tracing::Span::current())));
         let outcome = match task.await {
             Ok(done) => done?,
             Err(e) => std::panic::resume_unwind(e.into_panic()),

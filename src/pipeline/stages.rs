@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use tracing::Instrument;
+
 use super::ProcessedRecord;
 use super::embed::{EmbedError, EmbedPolicy, Embedder};
 use super::{extract::extract, parse::parse};
@@ -37,7 +39,11 @@ pub async fn process_records(
     let summaries: Vec<String> = records.iter().map(Record::summary).collect();
     let items: Vec<(&str, &str)> =
         records.iter().zip(&summaries).map(|(r, s)| (r.kind.as_str(), s.as_str())).collect();
-    let embeddings = policy.embed(embedder, &items).await?;
+    let embeddings = policy
+        .embed(embedder, &items)
+        .instrument(tracing::info_span!("embed", records = items.len()))
+        .await?;
+    let _extract = tracing::info_span!("extract", records = records.len()).entered();
     Ok(records
         .into_iter()
         .zip(summaries)
@@ -59,6 +65,7 @@ pub async fn process_events(
     policy: &EmbedPolicy,
     events: &[RawEvent],
 ) -> Result<(Vec<ProcessedRecord>, Vec<DeadLetter>), EmbedError> {
-    let (records, dead) = parse_events(events);
+    let (records, dead) =
+        tracing::info_span!("parse", events = events.len()).in_scope(|| parse_events(events));
     Ok((process_records(embedder, policy, records).await?, dead))
 }

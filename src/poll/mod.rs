@@ -30,9 +30,10 @@ use futures::future::try_join_all;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::{Config, KafkaConfig, PollConfig};
-use crate::kafka::producer_config;
+use crate::kafka::{producer_config, with_trace};
 use crate::metrics::PollMetrics;
 use crate::store::{Coordinator, LockToken, PollCursors, StoreError};
 
@@ -170,7 +171,15 @@ impl PollStep {
     /// The page after `cursor`, produced; the cursor may move once this returns.
     pub async fn run(&self, cursor: Option<&str>) -> Result<StepReport, PollError> {
         let page = self.provider.fetch_page(cursor).await?;
-        self.produce(&page.records).await?;
+        // Each page's messages carry its trace (a trace per page).
+        let span = tracing::info_span!(
+            "poll_page",
+            otel.kind = "producer",
+            source = self.source(),
+            records = page.records.len(),
+            messaging.destination.name = self.provider.topic()
+        );
+        self.produce(&page.records).instrument(span).await?;
         let removals = page.records.iter().filter(|r| r.change == Change::Removed).count();
         let upserts = page.records.len() - removals;
         self.metrics.produced(self.source(), upserts, removals);
@@ -185,6 +194,7 @@ impl PollStep {
             let headers = OwnedHeaders::new()
                 .insert(Header { key: headers::SOURCE, value: Some(source) })
                 .insert(Header { key: headers::CHANGE, value: Some(r.change.as_str()) });
+            let headers = with_trace(headers, &tracing::Span::current());
             let message = FutureRecord::to(topic).key(&r.id).payload(&body).headers(headers);
             self.producer.send(message, Duration::from_secs(30)).await.map_err(|(e, _)| e)
         });

@@ -33,6 +33,15 @@ impl Breaker {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// `closed`, `open` or `half-open` (a trace's store write carries it).
+    pub fn state_name(&self) -> &'static str {
+        match *self.state() {
+            State::Closed { .. } => "closed",
+            State::Open { .. } => "open",
+            State::HalfOpen => "half-open",
+        }
+    }
+
     /// Err (transient) while the circuit is open; moves to half-open after the cool-down.
     pub fn allow(&self) -> Result<(), StoreError> {
         let mut s = self.state();

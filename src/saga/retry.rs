@@ -75,7 +75,7 @@ impl GuardedStore {
             self.breaker.record(&result);
             result
         };
-        attempt
+        let result = attempt
             .retry(
                 ExponentialBuilder::default()
                     .with_min_delay(self.policy.first_delay)
@@ -89,7 +89,12 @@ impl GuardedStore {
                 self.metrics.store_retried(self.name);
                 tracing::warn!(store = self.name, error = %e, ?after, "store call failed; retrying");
             })
-            .await
+            .await;
+        // Into the caller's span (a store write's declares these fields).
+        let span = tracing::Span::current();
+        span.record("retries", tries.load(Ordering::Relaxed).saturating_sub(1));
+        span.record("breaker", self.breaker.state_name());
+        result
     }
 }
 

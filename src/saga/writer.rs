@@ -14,6 +14,8 @@ use futures::future::join_all;
 use tokio_util::sync::CancellationToken;
 
 use super::dlq::DeadLetterPublisher;
+use tracing::Instrument;
+
 use super::group_commit::{GroupCommit, GroupCommitSettings};
 use super::idempotency::batch_key;
 use super::retry::{GuardedStore, RetryPolicy};
@@ -335,7 +337,18 @@ impl SagaWriter {
         rows: &Arc<[ProcessedRecord]>,
     ) -> Result<(), StoreError> {
         let started = Instant::now();
-        let result = self.groups[store.name()].write(self.guard(store.name()), rows).await;
+        // Its group-commit and retry fields are recorded by the call that writes.
+        let span = tracing::info_span!(
+            "store_write",
+            otel.kind = "client",
+            store = store.name(),
+            records = rows.len(),
+            group_commit.batches = tracing::field::Empty,
+            group_commit.records = tracing::field::Empty,
+            retries = tracing::field::Empty,
+            breaker = tracing::field::Empty
+        );
+        let result = self.groups[store.name()].write(self.guard(store.name()), rows).instrument(span).await;
         match &result {
             Ok(()) => self.metrics.store_written(store.name(), rows.len(), started.elapsed()),
             Err(e) => {

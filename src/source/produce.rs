@@ -100,6 +100,8 @@ async fn send(producer: FutureProducer, topic: String, event: RawEvent) -> anyho
     let headers = OwnedHeaders::new()
         .insert(Header { key: FORMAT_HEADER, value: Some(event.format.as_str()) })
         .insert(Header { key: "apex-producer", value: Some("apex-ingest produce") });
+    // The run's trace, on every message it sends.
+    let headers = crate::kafka::with_trace(headers, &tracing::Span::current());
     let mut record = FutureRecord::to(&topic).payload(&event.payload).headers(headers);
     if let Some(key) = &event.key {
         record = record.key(key);

@@ -169,6 +169,8 @@ fn commit<C: Consumer<GroupContext>>(consumer: &C, positions: &[(Tp, i64)], mode
     if positions.is_empty() {
         return;
     }
+    // A child of the batch whose finish made these offsets committable.
+    let _span = tracing::info_span!("commit", partitions = positions.len(), mode = ?mode).entered();
     let mut tpl = TopicPartitionList::new();
     for ((topic, partition), offset) in positions {
         if let Err(e) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset)) {
