@@ -15,7 +15,8 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use opentelemetry_sdk::trace::{BatchSpanProcessor, Sampler, SdkTracerProvider};
+use temporalio_sdk::opentelemetry::{WorkflowIdGenerator, WorkflowSpanProcessor};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
@@ -74,21 +75,22 @@ fn provider(traces: &TracesConfig, command: &str) -> anyhow::Result<SdkTracerPro
     } else {
         traces.service_name.clone()
     };
+    // Replay-safe, as the Temporal SDK's tracing asks: workflow spans get the
+    // same ids when replayed, and spans begun during a replay are not exported.
+    let processor = WorkflowSpanProcessor::new(BatchSpanProcessor::builder(exporter).build());
     Ok(SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
+        .with_span_processor(processor)
+        .with_id_generator(WorkflowIdGenerator::default())
         .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(traces.sample_ratio))))
         .with_resource(Resource::builder().with_service_name(service).build())
         .build())
 }
 
 fn install(default_filter: &str, traces: Option<&SdkTracerProvider>) {
+    // `RUST_LOG` filters the whole stack, spans too: as a per-layer filter of
+    // the log lines alone, a target directive in it (`info,librdkafka=warn`)
+    // lost some of their events.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    // The crate's spans only: a store client's or the runtime's would drown them.
-    let otel = traces.map(|provider| {
-        tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer("apex-ingest"))
-            .with_filter(Targets::new().with_target("apex_ingest", LevelFilter::INFO))
-    });
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         // Colour codes only for people at a terminal, never in shipped logs.
@@ -98,7 +100,13 @@ fn install(default_filter: &str, traces: Option<&SdkTracerProvider>) {
     } else {
         fmt.boxed()
     };
-    let _ = tracing_subscriber::registry().with(otel).with(fmt.with_filter(filter)).try_init();
+    // The crate's spans only: a store client's or the runtime's would drown them.
+    let spans = traces.map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("apex-ingest"))
+            .with_filter(Targets::new().with_target("apex_ingest", LevelFilter::INFO))
+    });
+    let _ = tracing_subscriber::registry().with(filter).with(spans).with(fmt).try_init();
 }
 
 /// Spans exported while it lives; dropped, it sends what is still buffered.

@@ -245,7 +245,8 @@ pub async fn dispatch(cli: Cli) -> ExitCode {
             topics::topics(config.as_deref(), action).await
         }
         Command::Produce(args) => {
-            let _traces = traced("warn", args.config.as_deref(), "produce");
+            // Its run's span is at info (RUST_LOG bounds spans too).
+            let _traces = traced("warn,apex_ingest::cli::produce=info", args.config.as_deref(), "produce");
             produce::produce(args).await
         }
         Command::Edge { config } => {

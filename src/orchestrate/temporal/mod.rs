@@ -28,6 +28,7 @@ use temporalio_client::{
 };
 use temporalio_common::search_attributes::SearchAttributes;
 use tokio_util::sync::CancellationToken;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::{BatchReport, OrchestrateError, Orchestrator};
 use crate::batch::Batch;
@@ -69,9 +70,14 @@ pub async fn connect(config: &TemporalConfig) -> anyhow::Result<Client> {
     if let SecretSource::File(_) = config.api_key {
         tokio::spawn(refresh_api_key(connection.clone(), config.clone(), api_key));
     }
-    let options = ClientOptions::new(config.namespace.clone())
-        .data_converter(codec::data_converter(config.compress_payloads))
-        .build();
+    let mut options = ClientOptions::new(config.namespace.clone())
+        .data_converter(codec::data_converter(config.compress_payloads));
+    if crate::telemetry::traces_on() {
+        // The trace goes on through workflows, children and activities (the
+        // `_tracer-data` header); a worker made from this client inherits it.
+        options = options.plugin(temporalio_sdk::opentelemetry::OpenTelemetryPlugin::builder().build());
+    }
+    let options = options.build();
     Client::new(connection, options).context("creating the Temporal client")
 }
 
@@ -196,7 +202,10 @@ impl Orchestrator for TemporalOrchestrator {
             child_steps: self.config.child_steps,
         };
         let id = batch_workflow_id(batch);
-        match self.client.start_workflow(BatchIngestWorkflow::run, input, self.start_options(batch)).await {
+        // The batch's span is the start's parent (the SDK reads OpenTelemetry's current context).
+        let start = self.client.start_workflow(BatchIngestWorkflow::run, input, self.start_options(batch));
+        match opentelemetry::context::FutureExt::with_context(start, tracing::Span::current().context()).await
+        {
             Ok(_) => self.metrics.workflow_started("started"),
             // Only a completed execution refuses a start under AllowDuplicateFailedOnly.
             Err(WorkflowStartError::AlreadyStarted { .. }) => {
