@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::answer::{Hit, Measured, Route};
 use super::{QueryError, QueryStores, Question, Reading};
@@ -133,9 +132,7 @@ pub async fn tally_slice(
         }
         for row in rows {
             tally.statuses += 1;
-            let body = row.body.clone();
-            let hit = Hit::of(row, stores.records_store);
-            tally.add(&body, hit);
+            tally.add(Hit::of(row, stores.records_store));
         }
     }
     Ok(routes)
@@ -143,8 +140,8 @@ pub async fn tally_slice(
 
 impl DwellTally {
     /// One 214: each arrival opens a visit at its stop's party, each departure closes it.
-    fn add(&mut self, body: &Value, hit: Hit) {
-        let content = &body["content"];
+    fn add(&mut self, hit: Hit) {
+        let content = &hit.body["content"];
         let Some(pro) = content["pro"].as_str() else { return };
         let party = |role: &str| {
             content["parties"].as_array()?.iter().find(|p| p["role"] == role)?["name"]

@@ -116,7 +116,13 @@ pub fn merge(reading: &Reading, k: usize, found: Vec<PartAnswer>) -> Routed {
         lists.extend(part.lists);
         routes.extend(part.routes);
     }
-    let fused = |k| fuse(lists.iter().map(|l| (l.retriever.as_str(), l.weight, l.hits.clone())).collect(), k);
+    // The lists' hits move into the fusion (called once, on one arm): no copy of them.
+    let mut fused = |k| {
+        fuse(
+            lists.iter_mut().map(|l| (l.retriever.as_str(), l.weight, std::mem::take(&mut l.hits))).collect(),
+            k,
+        )
+    };
     let hits = match &reading.intent {
         Intent::About { .. } => {
             let mut hits = fused(k);

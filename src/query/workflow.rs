@@ -43,7 +43,8 @@ use crate::orchestrate::temporal::worker::Extra;
 use crate::orchestrate::temporal::workflows::retries;
 
 /// A question planned: how it reads at `as_of`, the parts that answer it
-/// here, its cache key, and the cached answer where there is one.
+/// here, its cache key (empty on a worker without a cache), and the cached
+/// answer where there is one.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Plan {
     pub as_of: DateTime<Utc>,
@@ -138,12 +139,16 @@ impl QueryActivities {
         let as_of = question.as_of.unwrap_or_else(Utc::now);
         let reading = super::read(&question, as_of).map_err(failure)?;
         let parts = parts::parts(&self.stores, &question, &reading).map_err(failure)?;
-        let key = cache::key_of(&self.stores, &question, &reading).await.map_err(failure)?;
-        let cached = match &self.cache {
+        // The key reads the write watermark: a round trip a worker without a cache skips (empty key).
+        let (key, cached) = match &self.cache {
             Some(cache) => {
-                cache::lookup(cache.as_ref(), &key).await.and_then(|json| serde_json::from_slice(&json).ok())
+                let key = cache::key_of(&self.stores, &question, &reading).await.map_err(failure)?;
+                let cached = cache::lookup(cache.as_ref(), &key)
+                    .await
+                    .and_then(|json| serde_json::from_slice(&json).ok());
+                (key, cached)
             }
-            None => None,
+            None => (String::new(), None),
         };
         Ok(Plan { as_of, reading, parts, key, cached })
     }
