@@ -12,10 +12,9 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use futures::future::join_all;
 use tokio_util::sync::CancellationToken;
-
-use super::dlq::DeadLetterPublisher;
 use tracing::Instrument;
 
+use super::dlq::DeadLetterPublisher;
 use super::group_commit::{GroupCommit, GroupCommitSettings};
 use super::idempotency::batch_key;
 use super::retry::{GuardedStore, RetryPolicy};
