@@ -130,6 +130,9 @@ pub fn trace_headers(span: &tracing::Span) -> Vec<(String, String)> {
         }
     }
     let mut pairs = Pairs(Vec::new());
+    if !traces_on() {
+        return pairs.0;
+    }
     let context = span.context();
     opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&context, &mut pairs));
     pairs.0

@@ -132,10 +132,12 @@ impl GroupCommit {
         // The group's rows are borrowed, not copied: copying every record
         // (body and entities) of a group was a sixth of a member's CPU.
         let rows = newest_per_id(group.iter().flat_map(|p| p.rows.iter()));
-        // Into the span of the batch whose writer leads the group.
-        let span = tracing::Span::current();
-        span.record("group_commit.batches", group.len());
-        span.record("group_commit.records", rows.len());
+        // Into the span of the batch whose writer leads the group (traces only).
+        if crate::telemetry::traces_on() {
+            let span = tracing::Span::current();
+            span.record("group_commit.batches", group.len());
+            span.record("group_commit.records", rows.len());
+        }
         let result = guard.call(|| self.store.upsert_batch(&rows)).await;
         match result {
             // A permanent error may be one batch's fault: write each alone, so

@@ -90,10 +90,14 @@ impl GuardedStore {
                 tracing::warn!(store = self.name, error = %e, ?after, "store call failed; retrying");
             })
             .await;
-        // Into the caller's span (a store write's declares these fields).
-        let span = tracing::Span::current();
-        span.record("retries", tries.load(Ordering::Relaxed).saturating_sub(1));
-        span.record("breaker", self.breaker.state_name());
+        // Into the caller's span (a store write's declares these fields); only
+        // for an exported trace: reading the breaker's state takes its lock,
+        // on every store call.
+        if crate::telemetry::traces_on() {
+            let span = tracing::Span::current();
+            span.record("retries", tries.load(Ordering::Relaxed).saturating_sub(1));
+            span.record("breaker", self.breaker.state_name());
+        }
         result
     }
 }
