@@ -463,7 +463,8 @@ async fn reconcile(config: &Config, topics: &RunTopics, watch: &GroupWatch) -> a
         .collect();
 
     let stores = apex_ingest::app::open_stores(config).await?;
-    let diff = apex_ingest::verify::check_ids(&stores, &ids, &config.embed.skip_kinds).await?;
+    let diff =
+        apex_ingest::verify::check_ids(&stores, &ids, &apex_ingest::verify::Expectations::of(config)).await?;
     let missing: BTreeSet<&RecordId> = diff.missing.values().flatten().collect();
     let filter = DeadLetterFilter { reason: None, include_replayed: true, limit: usize::MAX >> 1 };
     let mut letters: HashMap<Origin, usize> = HashMap::new();

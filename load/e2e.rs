@@ -439,7 +439,8 @@ async fn verify(
         poison += dead.len() as u64;
     }
     let unique: HashSet<&RecordId> = ids.iter().collect();
-    let diff = apex_ingest::verify::check_ids(stores, &ids, &config.embed.skip_kinds).await?;
+    let diff =
+        apex_ingest::verify::check_ids(stores, &ids, &apex_ingest::verify::Expectations::of(config)).await?;
     let missing: usize = diff.missing.values().map(Vec::len).sum();
     println!(
         "| verify: records of the run in every store | {} checked, {missing} missing{} |",

@@ -225,7 +225,8 @@ async fn through_stores(config: &mut Config, topics: &[&str; 3], id: &str) -> an
         }
     }
     let stores = app::open_stores(config).await?;
-    let diff = apex_ingest::verify::check_ids(&stores, &ids, &config.embed.skip_kinds).await?;
+    let diff =
+        apex_ingest::verify::check_ids(&stores, &ids, &apex_ingest::verify::Expectations::of(config)).await?;
     let missing: usize = diff.missing.values().map(Vec::len).sum();
     println!(
         "| through the stores: records written / dead letters / time | {} / {} / {secs:.1} s |",

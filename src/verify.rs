@@ -1,15 +1,43 @@
-//! Reconciliation: every record id must be in every store (a vector store of
-//! its own holds only the records the embedding policy embeds). Compares the
-//! stores' id sets (the whole data set) or checks the records of a time window
-//! (taken from the relational store) in every store, and reports what is
-//! missing where.
+//! Reconciliation: every record id must be in every store, as the policies
+//! say: a vector store of its own holds only the records the embedding policy
+//! embeds, and the graph holds no node for the pings it keeps as state, but
+//! each vehicle's state must be its newest ping in the relational store.
+//! Compares the stores' id sets (the whole data set) or checks the records of
+//! a time window (taken from the relational store) in every store, and
+//! reports what is missing where.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 
+use crate::config::Config;
 use crate::model::RecordId;
 use crate::store::{StoreError, Stores};
+
+/// What the policies leave out of a store.
+#[derive(Debug, Clone)]
+pub struct Expectations {
+    /// `[embed] skip_kinds`: no vector.
+    pub embed_skip: Vec<String>,
+    /// `[graph] state_kinds`: no Event node, the vehicle's state instead.
+    pub graph_state: Vec<String>,
+}
+
+impl Default for Expectations {
+    /// The default configuration's: every record in every store.
+    fn default() -> Self {
+        Expectations::of(&Config::default())
+    }
+}
+
+impl Expectations {
+    pub fn of(config: &Config) -> Self {
+        Expectations {
+            embed_skip: config.embed.skip_kinds.clone(),
+            graph_state: config.graph.state_kinds.clone(),
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct Differences {
@@ -19,6 +47,8 @@ pub struct Differences {
     pub missing: BTreeMap<&'static str, Vec<RecordId>>,
     /// Stores not checked: in-process ones, empty in a new process by design.
     pub skipped: Vec<&'static str>,
+    /// Vehicle states checked (one per vehicle and state kind in the relational store).
+    pub states_checked: usize,
 }
 
 impl Differences {
@@ -28,11 +58,10 @@ impl Differences {
 }
 
 /// `window`: only records whose event time is in `[from, to)`; `None`: all.
-/// `skip_kinds`: the kinds `[embed] skip_kinds` leaves without a vector.
 pub async fn reconcile(
     stores: &Stores,
     window: Option<(DateTime<Utc>, DateTime<Utc>)>,
-    skip_kinds: &[String],
+    expect: &Expectations,
 ) -> Result<Differences, StoreError> {
     let all: Vec<_> = stores.all().into_iter().filter(|s| s.durable()).collect();
     let ids: BTreeSet<RecordId> = match window {
@@ -46,31 +75,31 @@ pub async fn reconcile(
         }
     };
     let ids: Vec<RecordId> = ids.into_iter().collect();
-    check_ids(stores, &ids, skip_kinds).await
+    check_ids(stores, &ids, expect).await
 }
 
-/// Which of `ids` each durable store lacks (the in-process cache is not checked).
+/// Which of `ids` each durable store lacks (the in-process cache is not
+/// checked), and, with pings kept as state, which vehicles' graph state is not
+/// their newest ping (its record id counted missing from the graph).
 pub async fn check_ids(
     stores: &Stores,
     ids: &[RecordId],
-    skip_kinds: &[String],
+    expect: &Expectations,
 ) -> Result<Differences, StoreError> {
     let (all, skipped): (Vec<_>, Vec<_>) = stores.all().into_iter().partition(|s| s.durable());
-    let not_embedded: BTreeSet<RecordId> = match stores.separate_vector_store() {
-        Some(_) if !skip_kinds.is_empty() => {
-            stores.relational.record_ids_of_kinds(skip_kinds).await?.into_iter().collect()
-        }
-        _ => BTreeSet::new(),
-    };
     let vector = stores.separate_vector_store().map(|v| v.name());
+    let graph = stores.graph.as_ref().map(|g| g.name());
+    let not_embedded: BTreeSet<RecordId> = left_out(stores, &expect.embed_skip, vector).await?;
+    let state_only: BTreeSet<RecordId> = left_out(stores, &expect.graph_state, graph).await?;
     let skipped = skipped.iter().map(|s| s.name()).collect();
-    let mut diff = Differences { checked: ids.len(), missing: BTreeMap::new(), skipped };
+    let mut diff = Differences { checked: ids.len(), missing: BTreeMap::new(), skipped, states_checked: 0 };
     for s in &all {
-        let expected: Vec<RecordId> = if Some(s.name()) == vector {
-            ids.iter().filter(|id| !not_embedded.contains(*id)).cloned().collect()
-        } else {
-            ids.to_vec()
+        let left_out = match s.name() {
+            name if Some(name) == vector => &not_embedded,
+            name if Some(name) == graph => &state_only,
+            _ => &BTreeSet::new(),
         };
+        let expected: Vec<RecordId> = ids.iter().filter(|id| !left_out.contains(*id)).cloned().collect();
         let mut present = std::collections::HashSet::new();
         for chunk in expected.chunks(5_000) {
             present.extend(s.present(chunk).await?);
@@ -78,5 +107,60 @@ pub async fn check_ids(
         let missing = expected.into_iter().filter(|id| !present.contains(id)).collect();
         diff.missing.insert(s.name(), missing);
     }
+    if let Some(name) = graph {
+        let (checked, stale) = stale_states(stores, &expect.graph_state, Some(ids)).await?;
+        diff.states_checked = checked;
+        diff.missing.entry(name).or_default().extend(stale);
+    }
     Ok(diff)
+}
+
+/// The records of `kinds`, which a policy leaves out of `store` (when it exists).
+async fn left_out(
+    stores: &Stores,
+    kinds: &[String],
+    store: Option<&'static str>,
+) -> Result<BTreeSet<RecordId>, StoreError> {
+    match store {
+        Some(_) if !kinds.is_empty() => {
+            Ok(stores.relational.record_ids_of_kinds(kinds).await?.into_iter().collect())
+        }
+        _ => Ok(BTreeSet::new()),
+    }
+}
+
+/// Vehicle states checked, and the newest pings (by record id) the graph's
+/// state of their vehicle is not: each vehicle's (of the records `among`, or
+/// every vehicle's) newest record of each kind the graph keeps as state,
+/// against what the graph holds.
+pub async fn stale_states(
+    stores: &Stores,
+    kinds: &[String],
+    among: Option<&[RecordId]>,
+) -> Result<(usize, Vec<RecordId>), StoreError> {
+    let Some(reads) = stores.graph_reads.as_ref().filter(|_| !kinds.is_empty()) else {
+        return Ok((0, Vec::new()));
+    };
+    let vehicles: Option<Vec<String>> = match among {
+        Some(ids) => {
+            let mut vehicles = BTreeSet::new();
+            for chunk in ids.chunks(5_000) {
+                vehicles.extend(stores.relational.vehicles_of(chunk, kinds).await?);
+            }
+            Some(vehicles.into_iter().collect())
+        }
+        None => None,
+    };
+    let mut newest = Vec::new();
+    match &vehicles {
+        Some(vehicles) => {
+            for chunk in vehicles.chunks(5_000) {
+                newest.extend(stores.relational.newest_readings(kinds, Some(chunk)).await?);
+            }
+        }
+        None => newest = stores.relational.newest_readings(kinds, None).await?,
+    }
+    let held: BTreeSet<_> = reads.vehicle_states(kinds).await?.into_iter().collect();
+    let checked = newest.len();
+    Ok((checked, newest.into_iter().filter(|n| !held.contains(n)).map(|n| n.record).collect()))
 }

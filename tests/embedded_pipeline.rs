@@ -18,6 +18,7 @@ use apex_ingest::saga::retry::RetryPolicy;
 use apex_ingest::saga::writer::SagaSettings;
 use apex_ingest::store::sqlite_graph::SqliteGraphStore;
 use apex_ingest::store::{BatchStore, Stores};
+use apex_ingest::verify::Expectations;
 use support::{Flaky, generated_batch, processed};
 use tokio_util::sync::CancellationToken;
 
@@ -303,11 +304,11 @@ async fn verify_reports_a_record_missing_from_one_store() {
     let batch = generated_batch(50, 11, 0.0);
     let (rows, dead) = processed(&batch).await;
     writer.write(&batch.id, &rows, &dead).await.unwrap();
-    assert!(apex_ingest::verify::reconcile(&stores, None, &[]).await.unwrap().is_clean());
+    assert!(apex_ingest::verify::reconcile(&stores, None, &Default::default()).await.unwrap().is_clean());
 
     let lost = rows[7].record.id.clone();
     stores.vector.as_ref().unwrap().remove_records(std::slice::from_ref(&lost)).await.unwrap();
-    let diff = apex_ingest::verify::reconcile(&stores, None, &[]).await.unwrap();
+    let diff = apex_ingest::verify::reconcile(&stores, None, &Default::default()).await.unwrap();
     assert_eq!(diff.checked, rows.len());
     assert_eq!(diff.missing["vector"], [lost]);
     assert!(diff.missing["graph"].is_empty() && diff.missing["relational"].is_empty());
@@ -316,7 +317,9 @@ async fn verify_reports_a_record_missing_from_one_store() {
     let from = rows.iter().map(|r| r.record.occurred_at).min().unwrap();
     let to = rows.iter().map(|r| r.record.occurred_at).max().unwrap() + chrono::Duration::seconds(1);
     assert_eq!(
-        apex_ingest::verify::reconcile(&stores, Some((from, to)), &[]).await.unwrap().missing["vector"].len(),
+        apex_ingest::verify::reconcile(&stores, Some((from, to)), &Default::default()).await.unwrap().missing
+            ["vector"]
+            .len(),
         1
     );
 }
@@ -515,9 +518,18 @@ async fn embedding_policy_keeps_pings_out_of_the_vector_store_only() {
         ]
     );
     // verify expects vectors only for the kinds the policy embeds...
-    assert!(apex_ingest::verify::reconcile(&stores, None, &pings).await.unwrap().is_clean());
+    assert!(
+        apex_ingest::verify::reconcile(
+            &stores,
+            None,
+            &Expectations { embed_skip: pings.clone(), ..Default::default() }
+        )
+        .await
+        .unwrap()
+        .is_clean()
+    );
     // ...and without the policy it reports exactly the pings as missing vectors.
-    let diff = apex_ingest::verify::reconcile(&stores, None, &[]).await.unwrap();
+    let diff = apex_ingest::verify::reconcile(&stores, None, &Default::default()).await.unwrap();
     assert_eq!(diff.missing["vector"].len() as u64, skipped);
     assert!(diff.missing["relational"].is_empty() && diff.missing["graph"].is_empty());
 }
@@ -532,7 +544,7 @@ async fn without_graph_vector_and_cache_the_relational_store_takes_everything() 
     let (t, stores) = run_configured(&config).await;
     assert!(t.records > 0);
     assert_eq!(counts(&stores).await, [("relational", t.records)]);
-    assert!(apex_ingest::verify::reconcile(&stores, None, &[]).await.unwrap().is_clean());
+    assert!(apex_ingest::verify::reconcile(&stores, None, &Default::default()).await.unwrap().is_clean());
     assert!(!dir.path().join("graph.db").exists() && !dir.path().join("vectors.db").exists());
 }
 

@@ -16,6 +16,7 @@ use apex_ingest::store::memory_cache::MemoryCache;
 use apex_ingest::store::neo4j::Neo4jStore;
 use apex_ingest::store::postgres::PostgresStore;
 use apex_ingest::store::{BatchStore, Stores};
+use apex_ingest::verify::Expectations;
 use support::{Flaky, generated_batch, processed, real_stores_config, unique};
 
 fn seed() -> u64 {
@@ -210,7 +211,13 @@ async fn pings_the_policy_skips_have_no_embedding_in_postgres_and_verify_knows()
     assert!((hits[0].1 - 1.0).abs() < 1e-4, "{hits:?}");
     assert!(hits.iter().all(|(id, _)| skipped.iter().all(|r| r.record.id != *id)), "{hits:?}");
     let all_ids: Vec<RecordId> = rows.iter().map(|r| r.record.id.clone()).collect();
-    let diff = apex_ingest::verify::check_ids(&stores, &all_ids, &pings).await.unwrap();
+    let diff = apex_ingest::verify::check_ids(
+        &stores,
+        &all_ids,
+        &Expectations { embed_skip: pings.clone(), ..Default::default() },
+    )
+    .await
+    .unwrap();
     assert!(diff.is_clean(), "{:?}", diff.missing);
     let index: Vec<String> = sqlx::query_scalar(
         "SELECT indexname FROM pg_indexes WHERE tablename = 'records' AND indexname LIKE 'records_embedding%'",

@@ -23,6 +23,7 @@ use crate::source::Source;
 use crate::source::file::FileSource;
 use crate::source::generator::{GeneratorSettings, GeneratorSource};
 use crate::source::kafka::KafkaSource;
+use crate::store::graph_policy::GraphPolicy;
 use crate::store::{
     BatchStore, Coordinator, GraphReads, RelationalStore, StoreError, Stores, VectorStore, embedded_graph,
     embedded_records, embedded_vectors, memory_cache, neo4j, postgres, qdrant, redis,
@@ -98,9 +99,10 @@ fn graph_roles<G: BatchStore + GraphReads + 'static>(graph: G) -> GraphRoles {
 /// service, or off (the wiring from configuration to stores).
 pub async fn open_stores(config: &Config) -> Result<Stores, StoreError> {
     let s = &config.stores;
+    let policy = GraphPolicy::of(&config.graph);
     let (graph, graph_reads) = match s.graph {
-        GraphKind::Embedded => graph_roles(embedded_graph(&s.data_dir).await?),
-        GraphKind::Neo4j => graph_roles(neo4j::Neo4jStore::connect(&config.neo4j).await?),
+        GraphKind::Embedded => graph_roles(embedded_graph(&s.data_dir).await?.with_policy(policy)),
+        GraphKind::Neo4j => graph_roles(neo4j::Neo4jStore::connect(&config.neo4j).await?.with_policy(policy)),
         GraphKind::None => (None, None),
     };
     let postgres = match s.relational {

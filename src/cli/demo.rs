@@ -145,17 +145,28 @@ async fn print_summary(
     let dead_total: u64 = dead.values().sum();
     writeln!(out, "records per store")?;
     let mut reconciled = dead_total == t.dead_letters;
-    // The vector role holds only what `[embed] skip_kinds` embeds.
-    let unembedded = match &stores.vector {
-        Some(_) if !config.embed.skip_kinds.is_empty() => {
-            stores.relational.record_ids_of_kinds(&config.embed.skip_kinds).await?.len() as u64
+    // The vector role holds only what `[embed] skip_kinds` embeds, the graph
+    // no node for what `[graph] state_kinds` keeps as vehicle state.
+    let left_out = |kinds: &[String], role: bool| {
+        let kinds = kinds.to_vec();
+        let stores = &stores;
+        async move {
+            match role && !kinds.is_empty() {
+                true => {
+                    Ok::<_, anyhow::Error>(stores.relational.record_ids_of_kinds(&kinds).await?.len() as u64)
+                }
+                false => Ok(0),
+            }
         }
-        _ => 0,
     };
+    let unembedded = left_out(&config.embed.skip_kinds, stores.vector.is_some()).await?;
+    let as_state = left_out(&config.graph.state_kinds, stores.graph.is_some()).await?;
     for store in stores.all() {
         let n = store.count_records().await?;
         let expected = if stores.vector.as_ref().is_some_and(|v| v.name() == store.name()) {
             t.records - unembedded
+        } else if stores.graph.as_ref().is_some_and(|g| g.name() == store.name()) {
+            t.records - as_state
         } else {
             t.records
         };
@@ -169,14 +180,28 @@ async fn print_summary(
             metrics.saga.mean_write_seconds(store.name()) * 1000.0
         )?;
     }
+    let (vehicles, stale) = crate::verify::stale_states(stores, &config.graph.state_kinds, None).await?;
+    if vehicles > 0 {
+        reconciled &= stale.is_empty();
+        writeln!(
+            out,
+            "  graph state      {vehicles:>6}  {:<8}  vehicle readings, each the newest of {as_state} pings kept as state",
+            if stale.is_empty() { "ok" } else { "MISMATCH" },
+        )?;
+    }
     if reconciled {
         writeln!(
             out,
-            "\nreconciled: each store holds all {} records{}, and {parsed} parsed events + {dead_total} dead \
+            "\nreconciled: each store holds all {} records{}{}, and {parsed} parsed events + {dead_total} dead \
              letters = {} events in",
             t.records,
             if unembedded > 0 {
                 format!(" (the vector store all but {unembedded} of kinds given none)")
+            } else {
+                String::new()
+            },
+            if as_state > 0 {
+                format!(" (the graph all but {as_state} pings kept as vehicle state)")
             } else {
                 String::new()
             },

@@ -9,8 +9,14 @@ pub async fn verify(
 ) -> anyhow::Result<()> {
     let config = Config::load(config)?;
     let stores = app::open_stores(&config).await?;
-    let diff = crate::verify::reconcile(&stores, window, &config.embed.skip_kinds).await?;
+    let diff = crate::verify::reconcile(&stores, window, &crate::verify::Expectations::of(&config)).await?;
     println!("checked {} record ids", diff.checked);
+    if diff.states_checked > 0 {
+        println!(
+            "checked {} vehicle states (graph.state_kinds: the graph against each newest ping)",
+            diff.states_checked
+        );
+    }
     for store in &diff.skipped {
         println!("  {store:<12} not checked: in-process, empty in a new process by design");
     }

@@ -55,6 +55,7 @@ pub struct Config {
     pub batch: BatchConfig,
     pub embed: EmbedConfig,
     pub stores: StoresConfig,
+    pub graph: GraphConfig,
     pub saga: SagaConfig,
     pub metrics: MetricsConfig,
     pub kafka: KafkaConfig,

@@ -73,6 +73,20 @@ impl Default for StoresConfig {
     }
 }
 
+/// The record kinds the graph may keep as a vehicle's state (`[graph] state_kinds`).
+pub const GRAPH_STATE_KINDS: [&str; 2] = ["VehicleLocation", "VehicleStats"];
+
+/// What the graph keeps of each record (docs/design.md, "The graph policy").
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GraphConfig {
+    /// Record kinds kept as their vehicle's state (its newest reading, and
+    /// for locations its visits to location cells) instead of an Event node
+    /// each; `GRAPH_STATE_KINDS` for a fleet's telemetry. Every record still
+    /// lands whole in the relational store. Empty (the default): a node per record.
+    pub state_kinds: Vec<String>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PostgresConfig {
@@ -242,6 +256,11 @@ impl Default for QdrantConfig {
 /// The checks of these sections.
 pub(super) fn validate(c: &Config) -> anyhow::Result<()> {
     require(&[
+        (
+            c.graph.state_kinds.iter().all(|k| GRAPH_STATE_KINDS.contains(&k.as_str())),
+            "graph.state_kinds",
+            "may name only VehicleLocation and VehicleStats (a vehicle's own readings)",
+        ),
         (c.postgres.max_connections > 0, "postgres.max_connections", "must be at least 1"),
         (c.postgres.hnsw_m >= 2, "postgres.hnsw_m", "must be at least 2"),
         (

@@ -97,10 +97,12 @@ pub enum RelType {
     DeliverTo,
     /// (Conversation)-[:MENTIONS]->(Carrier|Contact), (Event)-[:MENTIONS]->(Shipment|Contact|Company)
     Mentions,
+    /// (Vehicle)-[:VISITED {first_seen, last_seen, count}]->(Location): pings kept as state.
+    Visited,
 }
 
 impl RelType {
-    pub const ALL: [RelType; 8] = [
+    pub const ALL: [RelType; 9] = [
         RelType::Reported,
         RelType::Drove,
         RelType::HasStatus,
@@ -109,6 +111,7 @@ impl RelType {
         RelType::PickupAt,
         RelType::DeliverTo,
         RelType::Mentions,
+        RelType::Visited,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -121,6 +124,7 @@ impl RelType {
             RelType::PickupAt => "PICKUP_AT",
             RelType::DeliverTo => "DELIVER_TO",
             RelType::Mentions => "MENTIONS",
+            RelType::Visited => "VISITED",
         }
     }
 }

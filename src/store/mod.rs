@@ -4,6 +4,7 @@
 //! Every store keeps something per record id, so a batch write is one batched
 //! upsert, compensation is one batched delete, and reconciliation is a count.
 
+pub mod graph_policy;
 pub mod memory_cache;
 pub mod neo4j;
 pub mod postgres;
@@ -14,7 +15,7 @@ pub mod sqlite_graph;
 pub mod sqlite_records;
 pub mod vector_index;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{DeadLetter, EntityKey, Label, RecordId, Relation};
+use crate::model::{DeadLetter, Label, RecordId};
 use crate::pipeline::ProcessedRecord;
 pub use record_query::{GeoBox, RecordFilter, StoredRecord, words_of};
 
@@ -103,6 +104,15 @@ pub trait RelationalStore: BatchStore + DeadLetterTable + RecordReads + PollCurs
     /// Inserts dead letters; one already present (same id) is left as it is.
     async fn insert_dead_letters(&self, letters: &[DeadLetter]) -> Result<(), StoreError>;
     async fn record_batch(&self, entry: &LedgerEntry) -> Result<(), StoreError>;
+    /// Each vehicle's (of `vehicles`, or every one's) newest record of each of
+    /// `kinds` (event time, then id): what the graph keeps as its state.
+    async fn newest_readings(
+        &self,
+        kinds: &[String],
+        vehicles: Option<&[String]>,
+    ) -> Result<Vec<graph_policy::HeldState>, StoreError>;
+    /// The vehicles the records `ids` of `kinds` are readings of.
+    async fn vehicles_of(&self, ids: &[RecordId], kinds: &[String]) -> Result<Vec<String>, StoreError>;
 }
 
 /// The dead-letter table read back: counts, listings and replay marks (`dlq`).
@@ -153,6 +163,11 @@ pub trait GraphReads: Send + Sync {
     ) -> Result<Vec<(RecordId, u32)>, StoreError>;
     /// The statement `events_near` sends, for `--explain`.
     fn events_near_statement(&self, label: Label) -> String;
+    /// Each vehicle's newest reading of each of `kinds` the graph keeps as
+    /// state (`[graph] state_kinds`), by its record id.
+    async fn vehicle_states(&self, kinds: &[String]) -> Result<Vec<graph_policy::HeldState>, StoreError>;
+    /// A vehicle's visits to location cells, the latest first.
+    async fn visits(&self, vehicle: &str) -> Result<Vec<graph_policy::HeldVisit>, StoreError>;
 }
 
 /// An event-time window, either end open.
@@ -327,22 +342,6 @@ pub trait Coordinator: Send + Sync {
     async fn extend(&self, key: &str, token: &LockToken, ttl: Duration) -> Result<bool, StoreError>;
     async fn outcome(&self, batch_key: &str) -> Result<Option<BatchOutcome>, StoreError>;
     async fn record_outcome(&self, batch_key: &str, outcome: &BatchOutcome) -> Result<(), StoreError>;
-}
-
-/// The graph of a batch as both graph stores write it: each node once (the
-/// props of its repeated mentions combined) and each edge once.
-pub fn merge_graph_batch(
-    rows: &[&ProcessedRecord],
-) -> (BTreeMap<EntityKey, BTreeMap<String, String>>, BTreeSet<Relation>) {
-    let mut nodes: BTreeMap<EntityKey, BTreeMap<String, String>> = BTreeMap::new();
-    let mut edges = BTreeSet::new();
-    for r in rows {
-        for e in &r.extraction.entities {
-            nodes.entry(e.key.clone()).or_default().extend(e.props.clone());
-        }
-        edges.extend(r.extraction.relations.iter().cloned());
-    }
-    (nodes, edges)
 }
 
 /// Which of `ids` a SQLite table holds; `select_in` ends in `IN ` before the id list.

@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use neo4rs::{BoltType, ConfigBuilder, Graph, query};
 use secrecy::ExposeSecret;
 
-use super::{BatchStore, EventWindow, GraphReads, StoreError, merge_graph_batch};
+use super::graph_policy::{GraphBatch, GraphPolicy, HeldState, HeldVisit, record_key, version_key};
+use super::{BatchStore, EventWindow, GraphReads, StoreError};
 use crate::config::Neo4jConfig;
 use crate::model::{Label, RecordId, RelType};
 use crate::pipeline::ProcessedRecord;
@@ -23,6 +24,7 @@ const KEEP_PLAN: &str = "CYPHER replan=skip";
 
 pub struct Neo4jStore {
     graph: Graph,
+    policy: GraphPolicy,
 }
 
 fn err(e: neo4rs::Error) -> StoreError {
@@ -79,7 +81,7 @@ impl Neo4jStore {
             Ok::<_, neo4rs::Error>(())
         };
         match tokio::time::timeout(config.connect_timeout, first).await {
-            Ok(Ok(())) => Ok(Neo4jStore { graph }),
+            Ok(Ok(())) => Ok(Neo4jStore { graph, policy: GraphPolicy::default() }),
             Ok(Err(e @ neo4rs::Error::IOError { .. })) if !cause(&e).contains("certificate") => {
                 // A server that drops the connection at once most often expects the other protocol.
                 let hint = if config.uses_tls() {
@@ -95,6 +97,11 @@ impl Neo4jStore {
                 config.connect_timeout
             ))),
         }
+    }
+
+    /// The store writing under `policy` (by default a node per record).
+    pub fn with_policy(self, policy: GraphPolicy) -> Self {
+        Neo4jStore { policy, ..self }
     }
 
     async fn keys(&self, q: neo4rs::Query) -> Result<Vec<RecordId>, StoreError> {
@@ -162,14 +169,14 @@ impl BatchStore for Neo4jStore {
     }
 
     async fn upsert_batch(&self, rows: &[&ProcessedRecord]) -> Result<(), StoreError> {
-        let (nodes, edges) = merge_graph_batch(rows);
+        let batch = GraphBatch::of(rows, &self.policy);
         let mut by_label: BTreeMap<Label, Vec<BoltType>> = BTreeMap::new();
-        for (k, props) in nodes {
+        for (k, props) in batch.nodes {
             let props: HashMap<String, BoltType> = props.into_iter().map(|(k, v)| (k, v.into())).collect();
             by_label.entry(k.label).or_default().push(map([("key", k.key.into()), ("props", props.into())]));
         }
         let mut by_rel: BTreeMap<(Label, RelType, Label), Vec<BoltType>> = BTreeMap::new();
-        for e in edges {
+        for e in batch.edges {
             by_rel
                 .entry((e.from.label, e.rel, e.to.label))
                 .or_default()
@@ -194,6 +201,39 @@ impl BatchStore for Neo4jStore {
                 ))
                 .param("rows", rows),
             );
+        }
+        if !batch.states.is_empty() {
+            let rows: Vec<BoltType> = batch
+                .states
+                .into_iter()
+                .map(|s| {
+                    let props: HashMap<String, BoltType> =
+                        s.props.into_iter().map(|(k, v)| (k, v.into())).collect();
+                    map([
+                        ("vehicle", s.vehicle.into()),
+                        ("version_key", version_key(&s.kind).into()),
+                        ("version", s.version.into()),
+                        ("props", props.into()),
+                    ])
+                })
+                .collect();
+            queries.push(query(STATE).param("rows", rows));
+        }
+        if !batch.visits.is_empty() {
+            let rows: Vec<BoltType> = batch
+                .visits
+                .into_iter()
+                .map(|((vehicle, cell), pings)| {
+                    map([
+                        ("vehicle", vehicle.into()),
+                        ("cell", cell.into()),
+                        ("first", pings.first().into()),
+                        ("last", pings.last().into()),
+                        ("times", pings.times.into()),
+                    ])
+                })
+                .collect();
+            queries.push(query(VISITS).param("rows", rows));
         }
         let mut txn = self.graph.start_txn().await.map_err(err)?;
         txn.run_queries(queries).await.map_err(err)?;
@@ -226,8 +266,23 @@ impl BatchStore for Neo4jStore {
     }
 }
 
+/// A vehicle's reading of one kind, set only over an older one (its version
+/// is the event time, then the record id, as text).
+const STATE: &str = "CYPHER replan=skip UNWIND $rows AS row MATCH (v:Vehicle {key: row.vehicle}) \
+     WITH v, row WHERE coalesce(v[row.version_key], '') < row.version SET v += row.props";
+
+/// A vehicle's visits to location cells: the count grows by the pings after
+/// the last seen (a re-delivery adds none), first and last seen widen.
+const VISITS: &str = "CYPHER replan=skip UNWIND $rows AS row \
+     MATCH (v:Vehicle {key: row.vehicle}) MATCH (c:Location {key: row.cell}) \
+     MERGE (v)-[s:VISITED]->(c) \
+     ON CREATE SET s.first_seen = row.first, s.last_seen = row.last, s.count = size(row.times) \
+     ON MATCH SET s.count = s.count + size([t IN row.times WHERE t > s.last_seen]), \
+         s.first_seen = CASE WHEN row.first < s.first_seen THEN row.first ELSE s.first_seen END, \
+         s.last_seen = CASE WHEN row.last > s.last_seen THEN row.last ELSE s.last_seen END";
+
 /// Events one hop from the start node, and two hops through a node that is
-/// not an event, in the window by their `occurred_at` text (RFC 3339 in UTC
+/// not an event (not through a vehicle's visited cells: other vehicles' events), in the window by their `occurred_at` text (RFC 3339 in UTC
 /// sorts as its instants); the label is one of [`Label`]'s, never a
 /// question's text.
 fn events_near(label: Label) -> String {
@@ -237,7 +292,7 @@ fn events_near(label: Label) -> String {
     format!(
         "MATCH (n:{}) WHERE n.key = $named OR toLower(n.name) = toLower($named) \
          CALL (n) {{ MATCH (n)--(e:Event) RETURN e, 1 AS hops \
-             UNION MATCH (n)--(m)--(e:Event) WHERE NOT m:Event RETURN e, 2 AS hops }} \
+             UNION MATCH (n)-[r]-(m)--(e:Event) WHERE NOT m:Event AND type(r) <> 'VISITED' RETURN e, 2 AS hops }} \
          WITH e, min(hops) AS hops WHERE e.occurred_at >= $from AND e.occurred_at < $to \
          RETURN e.key AS key, hops ORDER BY hops, e.occurred_at DESC, key LIMIT $limit",
         label.as_str()
@@ -272,5 +327,46 @@ impl GraphReads for Neo4jStore {
 
     fn events_near_statement(&self, label: Label) -> String {
         events_near(label)
+    }
+
+    async fn vehicle_states(&self, kinds: &[String]) -> Result<Vec<HeldState>, StoreError> {
+        let read = |e: neo4rs::DeError| StoreError { store: NAME, message: e.to_string(), transient: false };
+        let mut out = Vec::new();
+        for kind in kinds {
+            let q = query("MATCH (v:Vehicle) WHERE v[$record] IS NOT NULL RETURN v.key AS vehicle, v[$record] AS record")
+                .param("record", record_key(kind));
+            let mut rows = self.graph.execute(q).await.map_err(err)?;
+            while let Some(row) = rows.next().await.map_err(err)? {
+                let record: String = row.get("record").map_err(read)?;
+                out.push(HeldState {
+                    vehicle: row.get("vehicle").map_err(read)?,
+                    kind: kind.clone(),
+                    record: RecordId::from_stored(record),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn visits(&self, vehicle: &str) -> Result<Vec<HeldVisit>, StoreError> {
+        let q = query(
+            "MATCH (:Vehicle {key: $vehicle})-[s:VISITED]->(c:Location) \
+             RETURN c.key AS cell, s.first_seen AS first_seen, s.last_seen AS last_seen, s.count AS count \
+             ORDER BY s.last_seen DESC",
+        )
+        .param("vehicle", vehicle);
+        let mut rows = self.graph.execute(q).await.map_err(err)?;
+        let read = |e: neo4rs::DeError| StoreError { store: NAME, message: e.to_string(), transient: false };
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().await.map_err(err)? {
+            out.push(HeldVisit {
+                vehicle: vehicle.to_owned(),
+                cell: row.get("cell").map_err(read)?,
+                first_seen: row.get("first_seen").map_err(read)?,
+                last_seen: row.get("last_seen").map_err(read)?,
+                count: row.get("count").map_err(read)?,
+            });
+        }
+        Ok(out)
     }
 }

@@ -18,7 +18,8 @@ use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use super::record_query::{Dialect, RecordRow, select_records};
+use super::graph_policy::HeldState;
+use super::record_query::{Dialect, RecordRow, newest_readings, select_records, vehicles_of};
 use super::{
     BatchStore, DEAD_LETTER_COLUMNS, DeadLetterFilter, DeadLetterRow, DeadLetterTable, LedgerEntry,
     PollCursors, RecordFilter, RecordReads, RelationalStore, StoreError, StoredDeadLetter, StoredRecord,
@@ -345,6 +346,31 @@ impl RelationalStore for PostgresStore {
         .await
         .map_err(err)?;
         Ok(())
+    }
+
+    async fn newest_readings(
+        &self,
+        kinds: &[String],
+        vehicles: Option<&[String]>,
+    ) -> Result<Vec<HeldState>, StoreError> {
+        let rows: Vec<(String, String, String)> =
+            newest_readings::<sqlx::Postgres>(kinds, vehicles, Dialect::Postgres)
+                .build_query_as()
+                .fetch_all(&self.pool)
+                .await
+                .map_err(err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(kind, vehicle, id)| HeldState { vehicle, kind, record: RecordId::from_stored(id) })
+            .collect())
+    }
+
+    async fn vehicles_of(&self, ids: &[RecordId], kinds: &[String]) -> Result<Vec<String>, StoreError> {
+        vehicles_of::<sqlx::Postgres>(ids, kinds, Dialect::Postgres)
+            .build_query_scalar()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)
     }
 }
 

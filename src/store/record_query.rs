@@ -269,6 +269,75 @@ where
     q
 }
 
+/// Each vehicle's (of `vehicles`, or every vehicle's) newest record of each
+/// of `kinds` (event time, then id): rows of kind, vehicle id and record id,
+/// what the graph keeps as a vehicle's state under its policy (`verify`
+/// compares the two).
+pub(super) fn newest_readings<DB>(
+    kinds: &[String],
+    vehicles: Option<&[String]>,
+    d: Dialect,
+) -> QueryBuilder<DB>
+where
+    DB: Database,
+    <DB as Database>::Arguments: Default,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+{
+    let vehicle = d.text(&["data", "vehicle", "id"]);
+    let mut q = QueryBuilder::<DB>::new(format!(
+        "SELECT kind, vehicle, id FROM (SELECT kind, {vehicle} AS vehicle, id, row_number() OVER \
+         (PARTITION BY kind, {vehicle} ORDER BY occurred_at DESC, id DESC) AS newest FROM records WHERE "
+    ));
+    readings_of(&mut q, kinds, &vehicle);
+    if let Some(vehicles) = vehicles {
+        in_list(&mut q, &format!(" AND {vehicle}"), vehicles);
+    }
+    q.push(") readings WHERE newest = 1");
+    q
+}
+
+/// The vehicles of the records `ids` of `kinds`.
+pub(super) fn vehicles_of<DB>(ids: &[RecordId], kinds: &[String], d: Dialect) -> QueryBuilder<DB>
+where
+    DB: Database,
+    <DB as Database>::Arguments: Default,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+{
+    let vehicle = d.text(&["data", "vehicle", "id"]);
+    let mut q = QueryBuilder::<DB>::new(format!("SELECT DISTINCT {vehicle} FROM records WHERE "));
+    readings_of(&mut q, kinds, &vehicle);
+    let ids: Vec<String> = ids.iter().map(|i| i.as_str().to_owned()).collect();
+    in_list(&mut q, " AND id", &ids);
+    q
+}
+
+fn readings_of<DB>(q: &mut QueryBuilder<DB>, kinds: &[String], vehicle: &str)
+where
+    DB: Database,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+{
+    q.push(format!("{vehicle} IS NOT NULL"));
+    in_list(q, " AND kind", kinds);
+}
+
+/// `<column> IN (<values bound>)`; no values select nothing.
+fn in_list<DB>(q: &mut QueryBuilder<DB>, column: &str, values: &[String])
+where
+    DB: Database,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+{
+    if values.is_empty() {
+        q.push(" AND FALSE");
+        return;
+    }
+    q.push(format!("{column} IN ("));
+    let mut list = q.separated(", ");
+    for v in values {
+        list.push_bind(v.clone());
+    }
+    q.push(")");
+}
+
 /// `words` as one query of the store's full-text syntax matching any of
 /// them, each quoted whole (its quotes, and PostgreSQL's backslashes,
 /// doubled): whatever a word holds, it is one term, never an operator.

@@ -5,7 +5,8 @@ use std::path::Path;
 use async_trait::async_trait;
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
-use super::{BatchStore, EventWindow, GraphReads, StoreError, merge_graph_batch, open_sqlite};
+use super::graph_policy::{GraphBatch, GraphPolicy, HeldState, HeldVisit, record_key, version_key};
+use super::{BatchStore, EventWindow, GraphReads, StoreError, open_sqlite};
 use crate::model::{Label, RecordId};
 use crate::pipeline::ProcessedRecord;
 
@@ -14,12 +15,18 @@ const CHUNK: usize = 500;
 
 pub struct SqliteGraphStore {
     pool: SqlitePool,
+    policy: GraphPolicy,
 }
 
 impl SqliteGraphStore {
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         let pool = open_sqlite(NAME, path, &sqlx::migrate!("migrations/embedded/graph")).await?;
-        Ok(SqliteGraphStore { pool })
+        Ok(SqliteGraphStore { pool, policy: GraphPolicy::default() })
+    }
+
+    /// The store writing under `policy` (by default a node per record).
+    pub fn with_policy(self, policy: GraphPolicy) -> Self {
+        SqliteGraphStore { policy, ..self }
     }
 
     fn err(e: sqlx::Error) -> StoreError {
@@ -44,9 +51,9 @@ impl BatchStore for SqliteGraphStore {
     }
 
     async fn upsert_batch(&self, rows: &[&ProcessedRecord]) -> Result<(), StoreError> {
-        let (nodes, edges) = merge_graph_batch(rows);
-        let nodes: Vec<_> = nodes.into_iter().collect();
-        let edges: Vec<_> = edges.into_iter().collect();
+        let batch = GraphBatch::of(rows, &self.policy);
+        let nodes: Vec<_> = batch.nodes.into_iter().collect();
+        let edges: Vec<_> = batch.edges.into_iter().collect();
         let mut tx = self.pool.begin().await.map_err(Self::err)?;
         for chunk in nodes.chunks(CHUNK) {
             let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO nodes (label, key, props) ");
@@ -71,6 +78,44 @@ impl BatchStore for SqliteGraphStore {
             });
             q.push(" ON CONFLICT DO NOTHING");
             q.build().execute(&mut *tx).await.map_err(Self::err)?;
+        }
+        for s in batch.states {
+            // Over an older reading only; the vehicle's node is written above.
+            sqlx::query(
+                "UPDATE nodes SET props = json_patch(props, ?1) WHERE label = 'Vehicle' AND key = ?2 \
+                 AND coalesce(json_extract(props, '$.' || ?3), '') < ?4",
+            )
+            .bind(serde_json::to_string(&s.props).unwrap_or_default())
+            .bind(&s.vehicle)
+            .bind(version_key(&s.kind))
+            .bind(&s.version)
+            .execute(&mut *tx)
+            .await
+            .map_err(Self::err)?;
+        }
+        for ((vehicle, cell), pings) in batch.visits {
+            let held: Option<String> =
+                sqlx::query_scalar("SELECT last_seen FROM visits WHERE vehicle = ? AND cell = ?")
+                    .bind(&vehicle)
+                    .bind(&cell)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(Self::err)?;
+            let after = held.as_deref().unwrap_or("");
+            let added = pings.times.iter().filter(|t| t.as_str() > after).count() as i64;
+            sqlx::query(
+                "INSERT INTO visits (vehicle, cell, first_seen, last_seen, count) VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (vehicle, cell) DO UPDATE SET count = count + ?5, \
+                 first_seen = min(first_seen, ?3), last_seen = max(last_seen, ?4)",
+            )
+            .bind(&vehicle)
+            .bind(&cell)
+            .bind(pings.first())
+            .bind(pings.last())
+            .bind(added)
+            .execute(&mut *tx)
+            .await
+            .map_err(Self::err)?;
         }
         tx.commit().await.map_err(Self::err)
     }
@@ -157,5 +202,45 @@ impl GraphReads for SqliteGraphStore {
 
     fn events_near_statement(&self, _label: Label) -> String {
         EVENTS_NEAR.to_string()
+    }
+
+    async fn vehicle_states(&self, kinds: &[String]) -> Result<Vec<HeldState>, StoreError> {
+        let mut out = Vec::new();
+        for kind in kinds {
+            let rows: Vec<(String, String)> = sqlx::query_as(
+                "SELECT key, json_extract(props, '$.' || ?1) FROM nodes \
+                 WHERE label = 'Vehicle' AND json_extract(props, '$.' || ?1) IS NOT NULL",
+            )
+            .bind(record_key(kind))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Self::err)?;
+            out.extend(rows.into_iter().map(|(vehicle, record)| HeldState {
+                vehicle,
+                kind: kind.clone(),
+                record: RecordId::from_stored(record),
+            }));
+        }
+        Ok(out)
+    }
+
+    async fn visits(&self, vehicle: &str) -> Result<Vec<HeldVisit>, StoreError> {
+        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+            "SELECT cell, first_seen, last_seen, count FROM visits WHERE vehicle = ? ORDER BY last_seen DESC",
+        )
+        .bind(vehicle)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Self::err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(cell, first_seen, last_seen, count)| HeldVisit {
+                vehicle: vehicle.to_owned(),
+                cell,
+                first_seen,
+                last_seen,
+                count,
+            })
+            .collect())
     }
 }

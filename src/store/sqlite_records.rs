@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
-use super::record_query::{Dialect, RecordRow, select_records};
+use super::graph_policy::HeldState;
+use super::record_query::{Dialect, RecordRow, newest_readings, select_records, vehicles_of};
 use super::{
     BatchStore, DEAD_LETTER_COLUMNS, DeadLetterFilter, DeadLetterRow, DeadLetterTable, LedgerEntry,
     PollCursors, RecordFilter, RecordReads, RelationalStore, StoreError, StoredDeadLetter, StoredRecord,
@@ -149,6 +150,30 @@ impl RelationalStore for SqliteRecordStore {
         .await
         .map_err(Self::err)?;
         Ok(())
+    }
+
+    async fn newest_readings(
+        &self,
+        kinds: &[String],
+        vehicles: Option<&[String]>,
+    ) -> Result<Vec<HeldState>, StoreError> {
+        let rows: Vec<(String, String, String)> = newest_readings::<Sqlite>(kinds, vehicles, Dialect::Sqlite)
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Self::err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(kind, vehicle, id)| HeldState { vehicle, kind, record: RecordId::from_stored(id) })
+            .collect())
+    }
+
+    async fn vehicles_of(&self, ids: &[RecordId], kinds: &[String]) -> Result<Vec<String>, StoreError> {
+        vehicles_of::<Sqlite>(ids, kinds, Dialect::Sqlite)
+            .build_query_scalar()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Self::err)
     }
 }
 
