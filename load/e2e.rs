@@ -2,6 +2,7 @@
 //!
 //!     cargo run --release --example e2e -- [--events 200000] [--members 1]
 //!         [--layout full|relational|embedded] [--skip-kinds VehicleLocation,VehicleStats]
+//!         [--graph-state-kinds VehicleLocation,VehicleStats] [--empty-graph]
 //!         [--vector pgvector|qdrant] [--rate 0] [--ceiling-events 20000]
 //!
 //! 1. creates fresh topics and produces `--events` events: the generator's mix
@@ -10,7 +11,8 @@
 //! 2. runs `--members` consumer-group members (each as `run` assembles it, with
 //!    its own store connections) until the group has committed every partition
 //!    to its end offset, sampling lag and memory;
-//! 3. checks every record of the run in every store (as `verify` does) and
+//! 3. prints what each store grew by, per million events; checks every record
+//!    of the run in every store as the policies say (as `verify` does) and
 //!    every poison event in the dead letters;
 //! 4. measures each store's raw ceiling: the same rows (the first
 //!    `--ceiling-events` events, under new record ids so they are inserts too)
@@ -46,6 +48,8 @@ mod traffic;
 /// The peer: Redpanda Connect moving the Samsara topic into PostgreSQL.
 #[path = "e2e_peer.rs"]
 mod peer;
+#[path = "e2e_stores.rs"]
+mod sizes;
 
 use traffic::{EDI_PARTITIONS, RunTopics, SAMSARA_PARTITIONS, kafka_at};
 
@@ -87,6 +91,13 @@ struct Args {
     /// Record kinds not embedded (`[embed] skip_kinds`), comma-separated.
     #[arg(long, value_delimiter = ',')]
     skip_kinds: Vec<String>,
+    /// Record kinds the graph keeps as vehicle state (`[graph] state_kinds`), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    graph_state_kinds: Vec<String>,
+    /// Before the run, delete every node of Neo4j through Cypher (kept
+    /// running, so warm: a wipe restarts it cold).
+    #[arg(long)]
+    empty_graph: bool,
     /// Produce at this many events/s while the members run; 0 produces everything first.
     #[arg(long, default_value_t = 0)]
     rate: u32,
@@ -150,6 +161,7 @@ fn configure(args: &Args, layout: Layout, config: &mut Config, dir: &std::path::
         }
     }
     config.embed.skip_kinds = args.skip_kinds.clone();
+    config.graph.state_kinds = args.graph_state_kinds.clone();
     Ok(())
 }
 
@@ -268,7 +280,7 @@ async fn main() -> anyhow::Result<()> {
     };
     println!(
         "run {}: {} events ({:.0} % EDI, {:.0} % poison), {} member(s), layouts {:?}, vector {:?}, skip_kinds {:?}, \
-         {} batches in flight per member",
+         graph state_kinds {:?}, {} batches in flight per member",
         run.id,
         args.events,
         args.edi_share * 100.0,
@@ -277,8 +289,15 @@ async fn main() -> anyhow::Result<()> {
         args.layout,
         args.vector,
         args.skip_kinds,
+        args.graph_state_kinds,
         config.batch.max_in_flight
     );
+    if !args.layout.iter().all(|l| *l == Layout::Embedded) {
+        println!("PostgreSQL: {}", sizes::postgres_settings(&config).await?);
+    }
+    if args.empty_graph {
+        sizes::empty_graph(&config).await?;
+    }
 
     let producing = {
         let (brokers, rate, poison) = (brokers.clone(), args.rate, args.poison);
@@ -302,9 +321,11 @@ async fn main() -> anyhow::Result<()> {
         configure(&args, *layout, &mut config, dir.path())?;
         config.kafka.group_id = format!("e2e-{}-{layout:?}", run.id).to_lowercase();
         println!("\n## layout {layout:?}");
+        let before = sizes::Sizes::of(&config, dir.path()).await?;
         let report = members(&args, &config, &run, &mut producer).await?;
         let stores = apex_ingest::app::open_stores(&config).await?;
         report.print(&stores);
+        sizes::Sizes::of(&config, dir.path()).await?.print_growth(&before, report.events);
         verify(&config, &stores, &batches, report.dead_letters).await?;
         let policy = EmbedPolicy::for_config(&config);
         recall(&config, &stores, &policy, &batches).await?;

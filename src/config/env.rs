@@ -13,7 +13,8 @@ pub(super) const PREFIX: &str = "APEX_";
 
 /// `APEX_*` variables of other parts, read elsewhere (the log format, before the
 /// configuration) or by `scripts/services` and the tests: not keys, not warned of.
-const OTHER_PARTS: [&str; 4] = ["LOG_FORMAT", "STATE_DIR", "SERVICES_TIMEOUT", "FUZZ_CASES"];
+const OTHER_PARTS: [&str; 5] =
+    ["LOG_FORMAT", "STATE_DIR", "SERVICES_TIMEOUT", "SERVICES_DURABLE", "FUZZ_CASES"];
 
 /// What one `APEX_*` variable is to the configuration.
 #[derive(Debug, PartialEq, Eq)]
