@@ -47,10 +47,6 @@ impl GraphPolicy {
     pub fn keeps_as_state(&self, kind: &str) -> bool {
         self.state_kinds.contains(kind)
     }
-
-    pub fn state_kinds(&self) -> Vec<String> {
-        self.state_kinds.iter().cloned().collect()
-    }
 }
 
 /// One vehicle's newest reading of one kind in a batch: written over the
@@ -146,14 +142,6 @@ impl GraphBatch {
         }
         batch.states = newest.into_values().collect();
         batch
-    }
-
-    /// Record ids kept as state (no Event node): for `verify` and the tests.
-    pub fn state_records(rows: &[&ProcessedRecord], policy: &GraphPolicy) -> Vec<RecordId> {
-        rows.iter()
-            .filter(|r| policy.keeps_as_state(&r.record.kind) && state_of(r).is_some())
-            .map(|r| r.record.id.clone())
-            .collect()
     }
 }
 
