@@ -89,8 +89,8 @@ pub async fn check_ids(
     let (all, skipped): (Vec<_>, Vec<_>) = stores.all().into_iter().partition(|s| s.durable());
     let vector = stores.separate_vector_store().map(|v| v.name());
     let graph = stores.graph.as_ref().map(|g| g.name());
-    let not_embedded: BTreeSet<RecordId> = left_out(stores, &expect.embed_skip, vector).await?;
-    let state_only: BTreeSet<RecordId> = left_out(stores, &expect.graph_state, graph).await?;
+    let not_embedded = left_out(stores, &expect.embed_skip, vector, Some(ids)).await?;
+    let state_only = left_out(stores, &expect.graph_state, graph, Some(ids)).await?;
     let skipped = skipped.iter().map(|s| s.name()).collect();
     let mut diff = Differences { checked: ids.len(), missing: BTreeMap::new(), skipped, states_checked: 0 };
     for s in &all {
@@ -115,18 +115,27 @@ pub async fn check_ids(
     Ok(diff)
 }
 
-/// The records of `kinds`, which a policy leaves out of `store` (when it exists).
-async fn left_out(
+/// The records of `kinds` (of those `among`, or all), which a policy leaves
+/// out of `store` (when it exists).
+pub async fn left_out(
     stores: &Stores,
     kinds: &[String],
     store: Option<&'static str>,
+    among: Option<&[RecordId]>,
 ) -> Result<BTreeSet<RecordId>, StoreError> {
-    match store {
-        Some(_) if !kinds.is_empty() => {
-            Ok(stores.relational.record_ids_of_kinds(kinds).await?.into_iter().collect())
-        }
-        _ => Ok(BTreeSet::new()),
+    let mut left = BTreeSet::new();
+    if store.is_none() || kinds.is_empty() {
+        return Ok(left);
     }
+    match among {
+        Some(ids) => {
+            for chunk in ids.chunks(5_000) {
+                left.extend(stores.relational.record_ids_of_kinds(kinds, Some(chunk)).await?);
+            }
+        }
+        None => left.extend(stores.relational.record_ids_of_kinds(kinds, None).await?),
+    }
+    Ok(left)
 }
 
 /// Vehicle states checked, and the newest pings (by record id) the graph's

@@ -505,7 +505,7 @@ async fn embedding_policy_keeps_pings_out_of_the_vector_store_only() {
     let pings = vec!["VehicleLocation".to_owned(), "VehicleStats".to_owned()];
     config.embed.skip_kinds = pings.clone();
     let (t, stores) = run_configured(&config).await;
-    let skipped = stores.relational.record_ids_of_kinds(&pings).await.unwrap().len() as u64;
+    let skipped = stores.relational.record_ids_of_kinds(&pings, None).await.unwrap().len() as u64;
     assert!(skipped > 0 && skipped < t.records, "{skipped} of {} records are pings", t.records);
     let c = counts(&stores).await;
     assert_eq!(

@@ -411,8 +411,12 @@ impl Drop for OnDrop {
 
 #[async_trait::async_trait]
 impl RecordReads for StuckWords {
-    async fn record_ids_of_kinds(&self, kinds: &[String]) -> Result<Vec<RecordId>, StoreError> {
-        self.inner.record_ids_of_kinds(kinds).await
+    async fn record_ids_of_kinds(
+        &self,
+        kinds: &[String],
+        among: Option<&[RecordId]>,
+    ) -> Result<Vec<RecordId>, StoreError> {
+        self.inner.record_ids_of_kinds(kinds, among).await
     }
     async fn record_ids_between(
         &self,

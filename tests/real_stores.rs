@@ -280,7 +280,7 @@ async fn the_later_version_of_a_record_wins_in_postgres_in_any_write_order() {
     stores.relational.upsert_batch(&[&newer]).await.unwrap();
     stores.relational.upsert_batch(&[&older]).await.unwrap();
     assert_eq!(
-        stores.relational.record_ids_of_kinds(&newer_kind).await.unwrap(),
+        stores.relational.record_ids_of_kinds(&newer_kind, None).await.unwrap(),
         vec![id.clone()],
         "the older version, written last, replaced the newer one"
     );
@@ -292,7 +292,7 @@ async fn the_later_version_of_a_record_wins_in_postgres_in_any_write_order() {
         writer.write(&unique("both-versions"), &[newest.clone(), older.clone()], &[]).await.unwrap();
     assert!(!outcome.already_written);
     assert_eq!(
-        stores.relational.record_ids_of_kinds(&[newest.record.kind.clone()]).await.unwrap(),
+        stores.relational.record_ids_of_kinds(&[newest.record.kind.clone()], None).await.unwrap(),
         [id],
         "one batch with two versions of a record keeps the later one"
     );

@@ -11,6 +11,7 @@ use crate::app::{self, RunTotals};
 use crate::config::{Config, SourceKind};
 use crate::metrics::Metrics;
 use crate::store::Stores;
+use crate::verify::left_out;
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
@@ -147,25 +148,15 @@ async fn print_summary(
     let mut reconciled = dead_total == t.dead_letters;
     // The vector role holds only what `[embed] skip_kinds` embeds, the graph
     // no node for what `[graph] state_kinds` keeps as vehicle state.
-    let left_out = |kinds: &[String], role: bool| {
-        let kinds = kinds.to_vec();
-        let stores = &stores;
-        async move {
-            match role && !kinds.is_empty() {
-                true => {
-                    Ok::<_, anyhow::Error>(stores.relational.record_ids_of_kinds(&kinds).await?.len() as u64)
-                }
-                false => Ok(0),
-            }
-        }
-    };
-    let unembedded = left_out(&config.embed.skip_kinds, stores.vector.is_some()).await?;
-    let as_state = left_out(&config.graph.state_kinds, stores.graph.is_some()).await?;
+    let vector = stores.separate_vector_store().map(|v| v.name());
+    let graph = stores.graph.as_ref().map(|g| g.name());
+    let unembedded = left_out(stores, &config.embed.skip_kinds, vector, None).await?.len() as u64;
+    let as_state = left_out(stores, &config.graph.state_kinds, graph, None).await?.len() as u64;
     for store in stores.all() {
         let n = store.count_records().await?;
-        let expected = if stores.vector.as_ref().is_some_and(|v| v.name() == store.name()) {
+        let expected = if Some(store.name()) == vector {
             t.records - unembedded
-        } else if stores.graph.as_ref().is_some_and(|g| g.name() == store.name()) {
+        } else if Some(store.name()) == graph {
             t.records - as_state
         } else {
             t.records

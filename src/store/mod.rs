@@ -128,8 +128,13 @@ pub trait DeadLetterTable: Send + Sync {
 /// The records read back by what they are and when they happened.
 #[async_trait]
 pub trait RecordReads: Send + Sync {
-    /// Ids of the records of these kinds (those the embedding policy skipped).
-    async fn record_ids_of_kinds(&self, kinds: &[String]) -> Result<Vec<RecordId>, StoreError>;
+    /// Ids of the records of these kinds (those a policy leaves out of a
+    /// store): of the records `among`, or of every record.
+    async fn record_ids_of_kinds(
+        &self,
+        kinds: &[String],
+        among: Option<&[RecordId]>,
+    ) -> Result<Vec<RecordId>, StoreError>;
     /// Ids of the records whose event time falls in `[from, to)`.
     async fn record_ids_between(
         &self,

@@ -217,7 +217,7 @@ impl BatchStore for Neo4jStore {
                     ])
                 })
                 .collect();
-            queries.push(query(STATE).param("rows", rows));
+            queries.push(query(&format!("{KEEP_PLAN} {STATE}")).param("rows", rows));
         }
         if !batch.visits.is_empty() {
             let rows: Vec<BoltType> = batch
@@ -233,7 +233,7 @@ impl BatchStore for Neo4jStore {
                     ])
                 })
                 .collect();
-            queries.push(query(VISITS).param("rows", rows));
+            queries.push(query(&format!("{KEEP_PLAN} {VISITS}")).param("rows", rows));
         }
         let mut txn = self.graph.start_txn().await.map_err(err)?;
         txn.run_queries(queries).await.map_err(err)?;
@@ -268,12 +268,12 @@ impl BatchStore for Neo4jStore {
 
 /// A vehicle's reading of one kind, set only over an older one (its version
 /// is the event time, then the record id, as text).
-const STATE: &str = "CYPHER replan=skip UNWIND $rows AS row MATCH (v:Vehicle {key: row.vehicle}) \
+const STATE: &str = "UNWIND $rows AS row MATCH (v:Vehicle {key: row.vehicle}) \
      WITH v, row WHERE coalesce(v[row.version_key], '') < row.version SET v += row.props";
 
 /// A vehicle's visits to location cells: the count grows by the pings after
 /// the last seen (a re-delivery adds none), first and last seen widen.
-const VISITS: &str = "CYPHER replan=skip UNWIND $rows AS row \
+const VISITS: &str = "UNWIND $rows AS row \
      MATCH (v:Vehicle {key: row.vehicle}) MATCH (c:Location {key: row.cell}) \
      MERGE (v)-[s:VISITED]->(c) \
      ON CREATE SET s.first_seen = row.first, s.last_seen = row.last, s.count = size(row.times) \
@@ -282,9 +282,9 @@ const VISITS: &str = "CYPHER replan=skip UNWIND $rows AS row \
          s.last_seen = CASE WHEN row.last > s.last_seen THEN row.last ELSE s.last_seen END";
 
 /// Events one hop from the start node, and two hops through a node that is
-/// not an event (not through a vehicle's visited cells: other vehicles' events), in the window by their `occurred_at` text (RFC 3339 in UTC
-/// sorts as its instants); the label is one of [`Label`]'s, never a
-/// question's text.
+/// not an event (not through a vehicle's visited cells: other vehicles'
+/// events), in the window by their `occurred_at` text (RFC 3339 in UTC sorts
+/// as its instants); the label is one of [`Label`]'s, never a question's text.
 fn events_near(label: Label) -> String {
     // Anchored on the start node by its key constraint (or its name), and
     // the two hops spelled out: a variable-length pattern over a filled

@@ -19,7 +19,7 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use super::graph_policy::HeldState;
-use super::record_query::{Dialect, RecordRow, newest_readings, select_records, vehicles_of};
+use super::record_query::{Dialect, RecordRow, ids_of_kinds, newest_readings, select_records, vehicles_of};
 use super::{
     BatchStore, DEAD_LETTER_COLUMNS, DeadLetterFilter, DeadLetterRow, DeadLetterTable, LedgerEntry,
     PollCursors, RecordFilter, RecordReads, RelationalStore, StoreError, StoredDeadLetter, StoredRecord,
@@ -422,9 +422,13 @@ impl DeadLetterTable for PostgresStore {
 
 #[async_trait]
 impl RecordReads for PostgresStore {
-    async fn record_ids_of_kinds(&self, kinds: &[String]) -> Result<Vec<RecordId>, StoreError> {
-        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM records WHERE kind = ANY($1)")
-            .bind(kinds)
+    async fn record_ids_of_kinds(
+        &self,
+        kinds: &[String],
+        among: Option<&[RecordId]>,
+    ) -> Result<Vec<RecordId>, StoreError> {
+        let ids: Vec<String> = ids_of_kinds::<sqlx::Postgres>(kinds, among)
+            .build_query_scalar()
             .fetch_all(&self.pool)
             .await
             .map_err(err)?;

@@ -296,6 +296,22 @@ where
     q
 }
 
+/// The ids of the records of `kinds` (of those `among`, when given).
+pub(super) fn ids_of_kinds<DB>(kinds: &[String], among: Option<&[RecordId]>) -> QueryBuilder<DB>
+where
+    DB: Database,
+    <DB as Database>::Arguments: Default,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+{
+    let mut q = QueryBuilder::<DB>::new("SELECT id FROM records WHERE TRUE");
+    in_list(&mut q, " AND kind", kinds);
+    if let Some(among) = among {
+        let ids: Vec<String> = among.iter().map(|i| i.as_str().to_owned()).collect();
+        in_list(&mut q, " AND id", &ids);
+    }
+    q
+}
+
 /// The vehicles of the records `ids` of `kinds`.
 pub(super) fn vehicles_of<DB>(ids: &[RecordId], kinds: &[String], d: Dialect) -> QueryBuilder<DB>
 where

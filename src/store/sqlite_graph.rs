@@ -94,25 +94,20 @@ impl BatchStore for SqliteGraphStore {
             .map_err(Self::err)?;
         }
         for ((vehicle, cell), pings) in batch.visits {
-            let held: Option<String> =
-                sqlx::query_scalar("SELECT last_seen FROM visits WHERE vehicle = ? AND cell = ?")
-                    .bind(&vehicle)
-                    .bind(&cell)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(Self::err)?;
-            let after = held.as_deref().unwrap_or("");
-            let added = pings.times.iter().filter(|t| t.as_str() > after).count() as i64;
+            // The count grows by the pings after the held last seen (SET
+            // reads the row as it was), so a re-delivery adds none.
             sqlx::query(
-                "INSERT INTO visits (vehicle, cell, first_seen, last_seen, count) VALUES (?1, ?2, ?3, ?4, ?5) \
-                 ON CONFLICT (vehicle, cell) DO UPDATE SET count = count + ?5, \
+                "INSERT INTO visits (vehicle, cell, first_seen, last_seen, count) \
+                 VALUES (?1, ?2, ?3, ?4, json_array_length(?5)) \
+                 ON CONFLICT (vehicle, cell) DO UPDATE SET \
+                 count = count + (SELECT count(*) FROM json_each(?5) WHERE value > visits.last_seen), \
                  first_seen = min(first_seen, ?3), last_seen = max(last_seen, ?4)",
             )
             .bind(&vehicle)
             .bind(&cell)
             .bind(pings.first())
             .bind(pings.last())
-            .bind(added)
+            .bind(serde_json::to_string(&pings.times).unwrap_or_default())
             .execute(&mut *tx)
             .await
             .map_err(Self::err)?;

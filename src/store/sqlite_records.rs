@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
 use super::graph_policy::HeldState;
-use super::record_query::{Dialect, RecordRow, newest_readings, select_records, vehicles_of};
+use super::record_query::{Dialect, RecordRow, ids_of_kinds, newest_readings, select_records, vehicles_of};
 use super::{
     BatchStore, DEAD_LETTER_COLUMNS, DeadLetterFilter, DeadLetterRow, DeadLetterTable, LedgerEntry,
     PollCursors, RecordFilter, RecordReads, RelationalStore, StoreError, StoredDeadLetter, StoredRecord,
@@ -228,14 +228,16 @@ impl DeadLetterTable for SqliteRecordStore {
 
 #[async_trait]
 impl RecordReads for SqliteRecordStore {
-    async fn record_ids_of_kinds(&self, kinds: &[String]) -> Result<Vec<RecordId>, StoreError> {
-        let kinds = serde_json::to_string(kinds).unwrap_or_default();
-        let ids: Vec<String> =
-            sqlx::query_scalar("SELECT id FROM records WHERE kind IN (SELECT value FROM json_each(?))")
-                .bind(kinds)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(Self::err)?;
+    async fn record_ids_of_kinds(
+        &self,
+        kinds: &[String],
+        among: Option<&[RecordId]>,
+    ) -> Result<Vec<RecordId>, StoreError> {
+        let ids: Vec<String> = ids_of_kinds::<Sqlite>(kinds, among)
+            .build_query_scalar()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Self::err)?;
         Ok(ids.into_iter().map(RecordId::from_stored).collect())
     }
 

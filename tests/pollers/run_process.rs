@@ -85,7 +85,7 @@ async fn a_run_process_killed_mid_poll_loses_and_doubles_nothing_in_the_stores_a
     assert_eq!(ids, (0..6).map(|i| bank_id(&format!("tx-{i}"))).collect(), "every transaction, once");
     assert_eq!(stores.relational.count_records().await.unwrap(), 6, "nothing doubled");
     let removed =
-        stores.relational.record_ids_of_kinds(&["BankTransactionRemoved".to_owned()]).await.unwrap();
+        stores.relational.record_ids_of_kinds(&["BankTransactionRemoved".to_owned()], None).await.unwrap();
     assert_eq!(removed, vec![bank_id("tx-3")]);
     for s in stores.all() {
         if s.durable() {

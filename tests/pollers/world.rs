@@ -120,7 +120,7 @@ pub async fn member_reads(
     }
     let removed = stores
         .relational
-        .record_ids_of_kinds(&[removed_kind.to_owned()])
+        .record_ids_of_kinds(&[removed_kind.to_owned()], None)
         .await
         .unwrap()
         .into_iter()
