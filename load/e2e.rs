@@ -91,8 +91,9 @@ struct Args {
     /// Record kinds not embedded (`[embed] skip_kinds`), comma-separated.
     #[arg(long, value_delimiter = ',')]
     skip_kinds: Vec<String>,
-    /// Record kinds the graph keeps as vehicle state (`[graph] state_kinds`), comma-separated.
-    #[arg(long, value_delimiter = ',')]
+    /// Record kinds the graph keeps as vehicle state (`[graph] state_kinds`),
+    /// comma-separated; '' for a node per record.
+    #[arg(long, value_delimiter = ',', default_value = "VehicleLocation,VehicleStats")]
     graph_state_kinds: Vec<String>,
     /// Before the run, delete every node of Neo4j through Cypher (kept
     /// running, so warm: a wipe restarts it cold).
@@ -161,7 +162,7 @@ fn configure(args: &Args, layout: Layout, config: &mut Config, dir: &std::path::
         }
     }
     config.embed.skip_kinds = args.skip_kinds.clone();
-    config.graph.state_kinds = args.graph_state_kinds.clone();
+    config.graph.state_kinds = args.graph_state_kinds.iter().filter(|k| !k.is_empty()).cloned().collect();
     Ok(())
 }
 

@@ -24,7 +24,8 @@ pub struct Expectations {
 }
 
 impl Default for Expectations {
-    /// The default configuration's: every record in every store.
+    /// The default configuration's: every record in every store but the
+    /// graph, which keeps location and stats pings as vehicle state.
     fn default() -> Self {
         Expectations::of(&Config::default())
     }

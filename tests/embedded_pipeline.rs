@@ -13,6 +13,7 @@ use apex_ingest::app::{self, RunTotals};
 use apex_ingest::config::{CacheKind, Config, GraphKind, SourceKind, VectorKind};
 use apex_ingest::metrics::Metrics;
 use apex_ingest::model::{Label, RecordId};
+use apex_ingest::pipeline::ProcessedRecord;
 use apex_ingest::saga::SagaWriter;
 use apex_ingest::saga::retry::RetryPolicy;
 use apex_ingest::saga::writer::SagaSettings;
@@ -75,6 +76,27 @@ async fn counts(stores: &Stores) -> Vec<(&'static str, u64)> {
     out
 }
 
+/// What each embedded store holds of `records` of which `pings` are location
+/// or stats pings: the graph keeps those as their vehicle's state (the
+/// default `[graph] state_kinds`), not as nodes.
+fn held(records: u64, pings: u64) -> [(&'static str, u64); 4] {
+    [("graph", records - pings), ("relational", records), ("vector", records), ("cache", records)]
+}
+
+/// How many of `rows` the default graph policy keeps as vehicle state.
+fn pings(rows: &[ProcessedRecord]) -> u64 {
+    let kinds = Config::default().graph.state_kinds;
+    rows.iter().filter(|r| kinds.contains(&r.record.kind)).count() as u64
+}
+
+/// `verify` under the default policies finds nothing missing and has checked
+/// vehicle states.
+async fn assert_reconciled(stores: &Stores) {
+    let diff = apex_ingest::verify::reconcile(stores, None, &Expectations::default()).await.unwrap();
+    assert!(diff.is_clean(), "{:?}", diff.missing);
+    assert!(diff.states_checked > 0, "no vehicle state was checked");
+}
+
 #[tokio::test]
 async fn sample_files_reconcile_across_all_stores() {
     let dir = tempfile::tempdir().unwrap();
@@ -82,7 +104,9 @@ async fn sample_files_reconcile_across_all_stores() {
     // 10 Samsara lines/files + 5 EDI files = 15 events; 3 are poison
     // (bad SE count, out-of-range latitude, not JSON); the rest hold 14 records.
     assert_eq!((t.events, t.records, t.dead_letters), (15, 14, 3));
-    assert_eq!(counts(&stores).await, [("graph", 14), ("relational", 14), ("vector", 14), ("cache", 14)]);
+    // Three of them are location or stats pings, their vehicles' state in the graph.
+    assert_eq!(counts(&stores).await, held(14, 3));
+    assert_reconciled(&stores).await;
     let dead = stores.relational.dead_letter_counts().await.unwrap();
     assert_eq!(
         dead.into_iter().collect::<Vec<_>>(),
@@ -126,13 +150,14 @@ async fn running_the_same_input_twice_leaves_one_copy() {
     let (t2, stores, metrics) = run(&config, Some((stores, metrics))).await;
     assert_eq!(t2.already_written, 4);
     assert_eq!(metrics.counter("apex_records_written_total", "graph"), 14);
-    assert_eq!(counts(&stores).await, [("graph", 14), ("relational", 14), ("vector", 14), ("cache", 14)]);
+    assert_eq!(counts(&stores).await, held(14, 3));
     drop(stores);
     // A new process (idempotency records gone with it): upserts keep one copy.
     let (t3, stores, _) = run(&config, None).await;
     assert_eq!(t3.already_written, 0);
     let c = counts(&stores).await;
-    assert_eq!(&c[..3], [("graph", 14), ("relational", 14), ("vector", 14)]);
+    assert_eq!(c[..3], held(14, 3)[..3]);
+    assert_reconciled(&stores).await;
     let dead: u64 = stores.relational.dead_letter_counts().await.unwrap().values().sum();
     assert_eq!(dead, 3);
 }
@@ -151,9 +176,7 @@ async fn reordered_batch_has_the_same_key_and_is_not_rewritten() {
     let second = writer.write(&batch.id, &rows, &dead).await.unwrap();
     assert_eq!(first.batch_key, second.batch_key);
     assert!(!first.already_written && second.already_written);
-    for (_, n) in counts(&stores).await {
-        assert_eq!(n, first.records);
-    }
+    assert_eq!(counts(&stores).await, held(first.records, pings(&rows)));
 }
 
 #[tokio::test]
@@ -174,16 +197,19 @@ async fn poison_traffic_is_routed_and_the_rest_lands() {
             .map(|r| metrics.counter("apex_dead_letters_total", r))
             .sum();
     assert_eq!(by_metric, t.dead_letters);
-    for (store, n) in counts(&stores).await {
+    for (store, n) in counts(&stores).await.into_iter().filter(|(s, _)| *s != "graph") {
         assert_eq!(n, t.records, "{store}");
     }
+    assert_reconciled(&stores).await;
 }
 
 /// Embedded stores in `dir` whose graph store fails on demand.
 async fn stores_with_flaky_graph(dir: &Path) -> (Stores, Arc<Flaky<SqliteGraphStore>>) {
     let mut stores = Stores::open_embedded(dir, 384).await.unwrap();
-    let graph = Arc::new(Flaky::new(SqliteGraphStore::open(&dir.join("graph-flaky.db")).await.unwrap()));
+    let file = dir.join("graph-flaky.db");
+    let graph = Arc::new(Flaky::new(SqliteGraphStore::open(&file).await.unwrap()));
     stores.graph = Some(graph.clone());
+    stores.graph_reads = Some(Arc::new(SqliteGraphStore::open(&file).await.unwrap()));
     (stores, graph)
 }
 
@@ -207,9 +233,9 @@ async fn failed_store_compensates_the_others_then_the_retry_lands_once() {
     flaky.failing.store(false, Ordering::SeqCst);
     let ok = writer.write(&batch.id, &rows, &dead).await.unwrap();
     assert!(!ok.already_written);
-    let n = rows.len() as u64;
-    assert_eq!(counts(&stores).await, [("graph", n), ("relational", n), ("vector", n), ("cache", n)]);
+    assert_eq!(counts(&stores).await, held(rows.len() as u64, pings(&rows)));
     assert!(flaky.inner.count_label(Label::Vehicle).await.unwrap() > 0);
+    assert_reconciled(&stores).await;
 }
 
 #[tokio::test]
@@ -230,12 +256,10 @@ async fn compensation_removes_only_the_records_the_failed_batch_added() {
     assert!(writer.write(&second.id, &rows2, &dead2).await.is_err());
     // Everything the first batch wrote is still in every store; none of the
     // second batch's own records stayed.
-    let n = rows1.len() as u64;
-    assert_eq!(counts(&stores).await, [("graph", n), ("relational", n), ("vector", n), ("cache", n)]);
+    assert_eq!(counts(&stores).await, held(rows1.len() as u64, pings(&rows1)));
     let ids1: Vec<RecordId> = rows1.iter().map(|r| r.record.id.clone()).collect();
-    for store in stores.all() {
-        assert_eq!(store.present(&ids1).await.unwrap().len(), ids1.len(), "{} lost records", store.name());
-    }
+    let diff = apex_ingest::verify::check_ids(&stores, &ids1, &Expectations::default()).await.unwrap();
+    assert!(diff.is_clean(), "records of the first batch lost: {:?}", diff.missing);
 }
 
 #[tokio::test]
@@ -290,7 +314,9 @@ async fn replay_writes_letters_that_parse_now_and_keeps_the_rest() {
             .await
             .unwrap();
     assert_eq!(report, apex_ingest::cli::dlq::ReplayReport { replayed: 1, still_failing: 1 });
-    assert_eq!(counts(&stores).await, [("graph", 1), ("relational", 1), ("vector", 1), ("cache", 1)]);
+    // The replayed letter is a location ping: its vehicle's state in the graph.
+    assert_eq!(counts(&stores).await, held(1, 1));
+    assert_reconciled(&stores).await;
     let left = stores.relational.dead_letters(&filter).await.unwrap();
     assert_eq!(left.iter().map(|d| d.letter.id.clone()).collect::<Vec<_>>(), [poison.id]);
     assert!(stores.relational.dead_letter(&old_reject.id).await.unwrap().unwrap().replayed_at.is_some());
@@ -508,14 +534,10 @@ async fn embedding_policy_keeps_pings_out_of_the_vector_store_only() {
     let skipped = stores.relational.record_ids_of_kinds(&pings, None).await.unwrap().len() as u64;
     assert!(skipped > 0 && skipped < t.records, "{skipped} of {} records are pings", t.records);
     let c = counts(&stores).await;
+    let as_state = held(t.records, skipped)[0];
     assert_eq!(
         c,
-        [
-            ("graph", t.records),
-            ("relational", t.records),
-            ("vector", t.records - skipped),
-            ("cache", t.records)
-        ]
+        [as_state, ("relational", t.records), ("vector", t.records - skipped), ("cache", t.records)]
     );
     // verify expects vectors only for the kinds the policy embeds...
     assert!(

@@ -6,7 +6,7 @@
 
 mod support;
 
-use apex_ingest::config::{Config, GRAPH_STATE_KINDS};
+use apex_ingest::config::{Config, GRAPH_STATE_KINDS, GraphConfig};
 use apex_ingest::metrics::Metrics;
 use apex_ingest::model::samsara::{LatLon, SamsaraData, SamsaraEvent, VehicleRef};
 use apex_ingest::model::{Format, Origin, Record, RecordBody, RecordId};
@@ -163,13 +163,12 @@ async fn pings_become_state<G: BatchStore + GraphReads>(graph: &G) {
 async fn the_embedded_graph_keeps_pings_as_vehicle_state() {
     let dir = tempfile::tempdir().unwrap();
     let graph = SqliteGraphStore::open(&dir.path().join("graph.db")).await.unwrap();
-    pings_become_state(&graph.with_policy(GraphPolicy::pings_as_state())).await;
+    pings_become_state(&graph).await;
 }
 
 #[tokio::test]
 async fn neo4j_keeps_pings_as_vehicle_state() {
-    let neo =
-        Neo4jStore::connect(&support::neo4j()).await.unwrap().with_policy(GraphPolicy::pings_as_state());
+    let neo = Neo4jStore::connect(&support::neo4j()).await.unwrap();
     pings_become_state(&neo).await;
     // The vehicle's node carries the newest position's properties.
     let v = unique("truck");
@@ -185,9 +184,9 @@ async fn neo4j_keeps_pings_as_vehicle_state() {
 }
 
 #[tokio::test]
-async fn by_default_every_ping_is_a_node() {
+async fn with_no_state_kinds_every_ping_is_a_node() {
     let dir = tempfile::tempdir().unwrap();
-    let graph = SqliteGraphStore::open(&dir.path().join("graph.db")).await.unwrap();
+    let graph = SqliteGraphStore::open(&dir.path().join("graph.db")).await.unwrap().with_policy(no_policy());
     let v = unique("truck");
     let rows = vec![ping(&v, 1), stats(&v, 2)];
     graph.upsert_batch(&refs(&rows)).await.unwrap();
@@ -195,12 +194,16 @@ async fn by_default_every_ping_is_a_node() {
     assert!(graph.visits(&v).await.unwrap().is_empty());
 }
 
+fn no_policy() -> GraphPolicy {
+    GraphPolicy::of(&GraphConfig { state_kinds: Vec::new() })
+}
+
 /// `verify` over the real stores (PostgreSQL, Neo4j, Redis) and the embedded
 /// ones: clean after a write; a newer ping the graph never got is reported as
 /// missing from the graph; a state kind the expectations do not name is
 /// reported as Event nodes missing.
-async fn verify_proves_the_state(mut config: Config) {
-    config.graph.state_kinds = GRAPH_STATE_KINDS.map(String::from).to_vec();
+async fn verify_proves_the_state(config: Config) {
+    assert_eq!(config.graph.state_kinds, GRAPH_STATE_KINDS.map(String::from), "pings are state by default");
     let stores = &apex_ingest::app::open_stores(&config).await.unwrap();
     let state = Expectations::of(&config);
     let v = unique("truck");
@@ -212,7 +215,8 @@ async fn verify_proves_the_state(mut config: Config) {
     assert!(diff.is_clean(), "{:?}", diff.missing);
     assert!(diff.states_checked >= 2);
 
-    let diff = check_ids(stores, &all, &Expectations::default()).await.unwrap();
+    let no_state = Expectations { graph_state: Vec::new(), ..Expectations::of(&config) };
+    let diff = check_ids(stores, &all, &no_state).await.unwrap();
     assert_eq!(diff.missing["graph"].len(), 3, "the pings, as nodes: {:?}", diff.missing);
 
     let lost = ping(&v, 9);

@@ -77,14 +77,20 @@ impl Default for StoresConfig {
 pub const GRAPH_STATE_KINDS: [&str; 2] = ["VehicleLocation", "VehicleStats"];
 
 /// What the graph keeps of each record (docs/design.md, "The graph policy").
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GraphConfig {
     /// Record kinds kept as their vehicle's state (its newest reading, and
     /// for locations its visits to location cells) instead of an Event node
-    /// each; `GRAPH_STATE_KINDS` for a fleet's telemetry. Every record still
-    /// lands whole in the relational store. Empty (the default): a node per record.
+    /// each: by default `GRAPH_STATE_KINDS`, a fleet's telemetry. Every record
+    /// still lands whole in the relational store. Empty: a node per record.
     pub state_kinds: Vec<String>,
+}
+
+impl Default for GraphConfig {
+    fn default() -> Self {
+        Self { state_kinds: GRAPH_STATE_KINDS.map(String::from).to_vec() }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::SecondsFormat;
 
-use crate::config::{GRAPH_STATE_KINDS, GraphConfig};
+use crate::config::GraphConfig;
 use crate::model::samsara::SamsaraData;
 use crate::model::{EntityKey, Label, RecordBody, RecordId, Relation};
 use crate::pipeline::ProcessedRecord;
@@ -22,26 +22,17 @@ pub struct GraphPolicy {
 }
 
 impl Default for GraphPolicy {
-    /// The default configuration's: a node per record.
+    /// The default configuration's: location and stats pings kept as state.
     fn default() -> Self {
         GraphPolicy::of(&GraphConfig::default())
     }
 }
 
 impl GraphPolicy {
-    /// The policy `[graph]` asks for.
+    /// The policy `[graph]` asks for: records of its `state_kinds` (those
+    /// `GRAPH_STATE_KINDS` allows, as the configuration checks) kept as state.
     pub fn of(config: &GraphConfig) -> Self {
-        GraphPolicy::state_of(&config.state_kinds)
-    }
-
-    /// Records of `kinds` (those `GRAPH_STATE_KINDS` allows, as the configuration checks) kept as state.
-    pub fn state_of(kinds: &[String]) -> Self {
-        GraphPolicy { state_kinds: kinds.iter().cloned().collect() }
-    }
-
-    /// Location and stats pings kept as state: a fleet's telemetry profile.
-    pub fn pings_as_state() -> Self {
-        GraphPolicy::state_of(&GRAPH_STATE_KINDS.map(String::from))
+        GraphPolicy { state_kinds: config.state_kinds.iter().cloned().collect() }
     }
 
     pub fn keeps_as_state(&self, kind: &str) -> bool {

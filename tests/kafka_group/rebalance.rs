@@ -120,10 +120,11 @@ async fn a_batch_still_running_at_the_revoke_deadline_is_fenced_and_never_writes
     a.stop().await;
     drop(b);
     let (in_a, in_b) = (stored(dir_a.path()).await, stored(dir_b.path()).await);
-    let graph = |s: &Stored| -> BTreeSet<RecordId> { s.ids["graph"].iter().cloned().collect() };
-    let (graph_a, graph_b) = (graph(&in_a), graph(&in_b));
-    assert!(!graph_a.is_empty() && !graph_b.is_empty(), "both members wrote");
+    let of = |store: &str, s: &Stored| -> BTreeSet<RecordId> { s.ids[store].iter().cloned().collect() };
+    // Either member's graph may hold no node (only pings, kept as vehicle state).
+    assert!(!of("relational", &in_a).is_empty() && !of("relational", &in_b).is_empty(), "both members wrote");
+    let (graph_a, graph_b) = (of("graph", &in_a), of("graph", &in_b));
     assert_eq!(graph_a.intersection(&graph_b).count(), 0, "the fenced batch wrote partitions b owned");
     let union: BTreeSet<RecordId> = graph_a.union(&graph_b).cloned().collect();
-    assert_eq!(union, want.ids, "records lost");
+    assert_eq!(union, want.of("graph"), "records lost");
 }

@@ -1,6 +1,7 @@
 //! A test's own topics and group, what was produced to them, the group's offsets, and
 //! what the stores hold against what they must.
 
+use apex_ingest::config::Config;
 use apex_ingest::kafka::topics::{self, TopicSpec};
 use apex_ingest::model::{Format, Origin, RawEvent, RecordId};
 use apex_ingest::source::produce::{ProduceSettings, produce};
@@ -184,33 +185,54 @@ pub fn read_topic(brokers: &str, topic: &str, format: Format) -> Vec<RawEvent> {
         .unwrap()
 }
 
-/// What the stores must hold: the record ids of every message produced, and
-/// the origins of the messages that are poison.
+/// What the stores must hold: the record ids of every message produced, the
+/// origins of the messages that are poison, and the records the graph keeps
+/// as their vehicle's state, not as nodes (the default `[graph] state_kinds`).
 pub struct Expected {
     pub ids: BTreeSet<RecordId>,
     pub poison: BTreeSet<Origin>,
+    pub as_state: BTreeSet<RecordId>,
+}
+
+impl Expected {
+    /// The records `store` holds one each of.
+    pub fn of(&self, store: &str) -> BTreeSet<RecordId> {
+        match store {
+            "graph" => self.ids.difference(&self.as_state).cloned().collect(),
+            _ => self.ids.clone(),
+        }
+    }
 }
 
 pub fn expected(brokers: &str, names: &Names) -> Expected {
-    let mut ids = BTreeSet::new();
-    let mut poison = BTreeSet::new();
+    let state_kinds = Config::default().graph.state_kinds;
+    let (mut ids, mut poison, mut as_state) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
     for (topic, format) in [(&names.samsara, Format::Samsara), (&names.edi, Format::Edi)] {
         for event in read_topic(brokers, topic, format) {
             match apex_ingest::pipeline::parse::parse(&event) {
-                Ok(records) => ids.extend(records.into_iter().map(|r| r.id)),
+                Ok(records) => {
+                    for r in records {
+                        if state_kinds.contains(&r.kind) {
+                            as_state.insert(r.id.clone());
+                        }
+                        ids.insert(r.id);
+                    }
+                }
                 Err(_) => {
                     poison.insert(event.origin);
                 }
             }
         }
     }
-    Expected { ids, poison }
+    Expected { ids, poison, as_state }
 }
 
-/// What one member's embedded stores hold, per durable store.
+/// What one member's embedded stores hold, per durable store, and the
+/// newest pings the graph's vehicle state is not.
 pub struct Stored {
     pub ids: BTreeMap<&'static str, Vec<RecordId>>,
     pub dead: Vec<apex_ingest::model::DeadLetter>,
+    pub stale_states: Vec<RecordId>,
 }
 
 pub async fn stored(dir: &Path) -> Stored {
@@ -224,20 +246,26 @@ pub async fn stored(dir: &Path) -> Stored {
     }
     let filter = DeadLetterFilter { reason: None, include_replayed: true, limit: 1_000_000 };
     let dead = stores.relational.dead_letters(&filter).await.unwrap().into_iter().map(|d| d.letter).collect();
-    Stored { ids, dead }
+    let kinds = Config::default().graph.state_kinds;
+    let (_, stale_states) = apex_ingest::verify::stale_states(&stores, &kinds, None).await.unwrap();
+    Stored { ids, dead, stale_states }
 }
 
-/// Each durable store holds exactly the expected records, once each, and the
-/// dead-letter table exactly the poison messages.
+/// Each durable store holds exactly the expected records, once each, the
+/// graph each vehicle's newest pings as its state, and the dead-letter table
+/// exactly the poison messages.
 pub fn assert_exactly_once(stored: &Stored, want: &Expected) {
     assert!(stored.ids.len() >= 3, "graph, records and vectors are checked: {:?}", stored.ids.keys());
     for (store, ids) in &stored.ids {
         let set: BTreeSet<RecordId> = ids.iter().cloned().collect();
         assert_eq!(set.len(), ids.len(), "{store} holds a record twice");
-        let missing = want.ids.difference(&set).count();
-        let extra = set.difference(&want.ids).count();
+        let want_ids = want.of(store);
+        let missing = want_ids.difference(&set).count();
+        let extra = set.difference(&want_ids).count();
         assert!(missing == 0 && extra == 0, "{store}: {missing} records missing, {extra} unexpected");
     }
+    assert!(!want.as_state.is_empty(), "the pings the graph keeps as state are checked");
+    assert!(stored.stale_states.is_empty(), "vehicle states not the newest ping: {:?}", stored.stale_states);
     let origins: BTreeSet<Origin> = stored.dead.iter().map(|d| d.origin.clone()).collect();
     assert_eq!(origins.len(), stored.dead.len(), "a poison message was dead-lettered twice");
     assert_eq!(origins, want.poison, "dead letters are exactly the poison messages");

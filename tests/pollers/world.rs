@@ -66,10 +66,14 @@ pub fn poller_of(provider: Arc<dyn Provider>, cursors: Arc<SqliteRecordStore>, b
 }
 
 /// The stores after a member read a poll topic to its end: record ids per
-/// durable store, and the ids of the records of `removed_kind`.
+/// durable store, the ids of the records of `removed_kind`, those the graph
+/// keeps as vehicle state (`[graph] state_kinds`), and the newest pings the
+/// graph's vehicle state is not.
 pub struct Landed {
     pub ids: BTreeMap<&'static str, std::collections::BTreeSet<RecordId>>,
     pub removed: std::collections::BTreeSet<RecordId>,
+    pub as_state: std::collections::BTreeSet<RecordId>,
+    pub stale_states: Vec<RecordId>,
 }
 
 /// A member on embedded stores in `dir` reads the one topic `read` names
@@ -118,14 +122,15 @@ pub async fn member_reads(
             ids.insert(s.name(), s.record_ids().await.unwrap().into_iter().collect());
         }
     }
-    let removed = stores
-        .relational
-        .record_ids_of_kinds(&[removed_kind.to_owned()], None)
-        .await
-        .unwrap()
-        .into_iter()
-        .collect();
-    Landed { ids, removed }
+    let of_kinds = |kinds: Vec<String>| {
+        let stores = &stores;
+        async move { stores.relational.record_ids_of_kinds(&kinds, None).await.unwrap().into_iter().collect() }
+    };
+    let removed = of_kinds(vec![removed_kind.to_owned()]).await;
+    let as_state = of_kinds(config.graph.state_kinds.clone()).await;
+    let (_, stale_states) =
+        apex_ingest::verify::stale_states(&stores, &config.graph.state_kinds, None).await.unwrap();
+    Landed { ids, removed, as_state, stale_states }
 }
 
 /// What the query room answers from the embedded stores in `dir` to a

@@ -256,6 +256,25 @@ pub fn generated_batch(events: usize, seed: u64, poison: f64) -> apex_ingest::ba
     apex_ingest::batch::Batch::new(fleet.take(events).collect(), apex_ingest::batch::CloseReason::Size)
 }
 
+/// A batch of `samsara` Samsara events and `edi` EDI interchanges of one
+/// generated world: a world's first events may all be pings, which the graph
+/// keeps as vehicle state, so this one surely holds records that are nodes.
+pub fn mixed_batch(samsara: usize, edi: usize, seed: u64, poison: f64) -> apex_ingest::batch::Batch {
+    use apex_ingest::model::Format;
+    use apex_ingest::source::generator::{Fleet, GeneratorSettings};
+    let fleet = |only| {
+        Fleet::new(GeneratorSettings {
+            only: Some(only),
+            poison_fraction: poison,
+            vehicles: 10,
+            partitions: 2,
+            ..GeneratorSettings::clean(seed)
+        })
+    };
+    let events = fleet(Format::Samsara).take(samsara).chain(fleet(Format::Edi).take(edi)).collect();
+    apex_ingest::batch::Batch::new(events, apex_ingest::batch::CloseReason::Size)
+}
+
 /// Parsed, extracted and embedded rows and dead letters of a batch.
 pub async fn processed(
     batch: &apex_ingest::batch::Batch,
@@ -387,4 +406,19 @@ pub async fn keep_history(client: &temporalio_client::Client, workflow_id: &str,
     let json = handle.fetch_history(Default::default()).to_json().await.expect("the workflow's history");
     let path = PathBuf::from(dir).join(format!("{name}.json"));
     std::fs::write(&path, json).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+}
+
+/// Of `records`, the ids `store` holds one each of under the default
+/// policies: all of them, but the graph keeps location and stats pings as
+/// their vehicle's state (`[graph] state_kinds`), not as nodes.
+pub fn held_by<'a>(
+    store: &str,
+    records: impl IntoIterator<Item = &'a apex_ingest::model::Record>,
+) -> Vec<RecordId> {
+    let state_kinds = Config::default().graph.state_kinds;
+    records
+        .into_iter()
+        .filter(|r| store != "graph" || !state_kinds.contains(&r.kind))
+        .map(|r| r.id.clone())
+        .collect()
 }
