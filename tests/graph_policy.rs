@@ -112,6 +112,18 @@ fn ids(rows: &[&ProcessedRecord]) -> Vec<RecordId> {
 
 /// The whole story on one graph store: two batches with pings out of order, a
 /// re-delivery and a late ping.
+/// A location ping that reports no speed.
+fn without_speed(vehicle: &str, minute: u32) -> ProcessedRecord {
+    let mut r = ping(vehicle, minute);
+    if let RecordBody::Samsara(SamsaraEvent {
+        data: SamsaraData::VehicleLocation { speed_mph, .. }, ..
+    }) = &mut r.record.body
+    {
+        *speed_mph = None;
+    }
+    r
+}
+
 async fn pings_become_state<G: BatchStore + GraphReads>(graph: &G) {
     let v = unique("truck");
     let first = vec![ping(&v, 12), ping(&v, 10), ping(&v, 40), stats(&v, 11), harsh_brake(&v, 13)];
@@ -162,8 +174,23 @@ async fn pings_become_state<G: BatchStore + GraphReads>(graph: &G) {
 #[tokio::test]
 async fn the_embedded_graph_keeps_pings_as_vehicle_state() {
     let dir = tempfile::tempdir().unwrap();
-    let graph = SqliteGraphStore::open(&dir.path().join("graph.db")).await.unwrap();
+    let file = dir.path().join("graph.db");
+    let graph = SqliteGraphStore::open(&file).await.unwrap();
     pings_become_state(&graph).await;
+    // A newer ping without a speed takes the older speed away.
+    let v = unique("truck");
+    graph.upsert_batch(&[&ping(&v, 35)]).await.unwrap();
+    graph.upsert_batch(&[&without_speed(&v, 36)]).await.unwrap();
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", file.display())).await.unwrap();
+    let (speed, heading): (Option<String>, Option<String>) = sqlx::query_as(
+        "SELECT json_extract(props, '$.speed_mph'), json_extract(props, '$.heading_degrees') \
+         FROM nodes WHERE label = 'Vehicle' AND key = ?",
+    )
+    .bind(&v)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!((speed, heading.as_deref()), (None, Some("90")), "the older speed stays on the vehicle");
 }
 
 #[tokio::test]
@@ -181,6 +208,16 @@ async fn neo4j_keeps_pings_as_vehicle_state() {
         .await
         .unwrap();
     assert_eq!(newest, 1);
+    // A newer ping without a speed takes the older speed away.
+    neo.upsert_batch(&[&without_speed(&v, 36)]).await.unwrap();
+    let speeds = neo
+        .count(
+            "MATCH (v:Vehicle {key: $k}) WHERE v.speed_mph IS NULL AND v.heading_degrees = '90' RETURN count(v) AS n",
+            vec![("k", v.clone().into())],
+        )
+        .await
+        .unwrap();
+    assert_eq!(speeds, 1, "the older speed stays on the vehicle");
 }
 
 #[tokio::test]

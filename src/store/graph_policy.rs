@@ -50,9 +50,12 @@ pub struct StateUpdate {
     /// `<event time, RFC 3339 with nanoseconds> <record id>`: sorts as text as
     /// the readings do in time.
     pub version: String,
+    /// The reading's event time, RFC 3339 with nanoseconds.
+    pub at: String,
     /// The vehicle's properties this reading sets, its version among them
-    /// (under [`version_key`]), with its record id and event time.
-    pub props: BTreeMap<String, String>,
+    /// (under [`version_key`]), with its record id and event time; a field
+    /// the reading lacks is `None`, which removes what an older one set.
+    pub props: BTreeMap<String, Option<String>>,
 }
 
 /// A vehicle's pings in one location cell within a batch: the store adds to
@@ -117,8 +120,7 @@ impl GraphBatch {
                 batch.nodes.entry(e.key.clone()).or_default().extend(e.props.clone());
             }
             if let Some(cell) = cell {
-                let at = update.props[&format!("{}_at", update.kind)].clone();
-                batch.visits.entry((update.vehicle.clone(), cell)).or_default().times.push(at);
+                batch.visits.entry((update.vehicle.clone(), cell)).or_default().times.push(update.at.clone());
             }
             let key = (update.vehicle.clone(), update.kind.clone());
             match newest.get(&key) {
@@ -144,11 +146,9 @@ fn state_of(r: &ProcessedRecord) -> Option<(StateUpdate, Option<String>)> {
     let kind = r.record.kind.clone();
     let at = r.record.occurred_at.to_rfc3339_opts(SecondsFormat::Nanos, true);
     let version = format!("{at} {}", r.record.id.as_str());
-    let mut props: BTreeMap<String, String> = BTreeMap::new();
+    let mut props: BTreeMap<String, Option<String>> = BTreeMap::new();
     let mut put = |k: &str, v: Option<String>| {
-        if let Some(v) = v {
-            props.insert(k.to_owned(), v);
-        }
+        props.insert(k.to_owned(), v);
     };
     match &event.data {
         SamsaraData::VehicleLocation { position, heading_degrees, speed_mph, place, .. } => {
@@ -168,7 +168,7 @@ fn state_of(r: &ProcessedRecord) -> Option<(StateUpdate, Option<String>)> {
         }
         _ => {}
     }
-    put(&format!("{kind}_at"), Some(at));
+    put(&format!("{kind}_at"), Some(at.clone()));
     put(&record_key(&kind), Some(r.record.id.as_str().to_owned()));
     put(&version_key(&kind), Some(version.clone()));
     let cell = r
@@ -178,7 +178,7 @@ fn state_of(r: &ProcessedRecord) -> Option<(StateUpdate, Option<String>)> {
         .find(|e| e.key.label == Label::Location)
         .filter(|_| matches!(event.data, SamsaraData::VehicleLocation { .. }))
         .map(|e| e.key.key.clone());
-    Some((StateUpdate { vehicle: vehicle.id.clone(), kind, version, props }, cell))
+    Some((StateUpdate { vehicle: vehicle.id.clone(), kind, version, at, props }, cell))
 }
 
 /// A vehicle's state of one kind as a graph store holds it (for `verify`).
