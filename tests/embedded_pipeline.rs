@@ -85,8 +85,7 @@ fn held(records: u64, pings: u64) -> [(&'static str, u64); 4] {
 
 /// How many of `rows` the default graph policy keeps as vehicle state.
 fn pings(rows: &[ProcessedRecord]) -> u64 {
-    let kinds = Config::default().graph.state_kinds;
-    rows.iter().filter(|r| kinds.contains(&r.record.kind)).count() as u64
+    rows.iter().filter(|r| support::kept_as_state(&r.record)).count() as u64
 }
 
 /// `verify` under the default policies finds nothing missing and has checked

@@ -205,14 +205,13 @@ impl Expected {
 }
 
 pub fn expected(brokers: &str, names: &Names) -> Expected {
-    let state_kinds = Config::default().graph.state_kinds;
     let (mut ids, mut poison, mut as_state) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
     for (topic, format) in [(&names.samsara, Format::Samsara), (&names.edi, Format::Edi)] {
         for event in read_topic(brokers, topic, format) {
             match apex_ingest::pipeline::parse::parse(&event) {
                 Ok(records) => {
                     for r in records {
-                        if state_kinds.contains(&r.kind) {
+                        if support::kept_as_state(&r) {
                             as_state.insert(r.id.clone());
                         }
                         ids.insert(r.id);

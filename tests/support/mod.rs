@@ -408,17 +408,17 @@ pub async fn keep_history(client: &temporalio_client::Client, workflow_id: &str,
     std::fs::write(&path, json).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
 }
 
+/// Whether the default graph policy keeps `record` as its vehicle's state
+/// (`[graph] state_kinds`: location and stats pings), not as a node.
+pub fn kept_as_state(record: &apex_ingest::model::Record) -> bool {
+    Config::default().graph.state_kinds.contains(&record.kind)
+}
+
 /// Of `records`, the ids `store` holds one each of under the default
-/// policies: all of them, but the graph keeps location and stats pings as
-/// their vehicle's state (`[graph] state_kinds`), not as nodes.
+/// policies: all of them, but the graph no node for a record kept as state.
 pub fn held_by<'a>(
     store: &str,
     records: impl IntoIterator<Item = &'a apex_ingest::model::Record>,
 ) -> Vec<RecordId> {
-    let state_kinds = Config::default().graph.state_kinds;
-    records
-        .into_iter()
-        .filter(|r| store != "graph" || !state_kinds.contains(&r.kind))
-        .map(|r| r.id.clone())
-        .collect()
+    records.into_iter().filter(|r| store != "graph" || !kept_as_state(r)).map(|r| r.id.clone()).collect()
 }
